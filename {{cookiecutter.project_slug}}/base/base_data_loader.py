@@ -1,0 +1,98 @@
+"""Base class for data loaders: a DataLoader that owns its train/validation split."""
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from utils.util import ConfigError, seed_worker
+
+
+class TransformedDataset(Dataset):
+    """Applies ``transform`` to the inputs of ``(input, target)`` pairs from another dataset.
+
+    It lets the training and validation parts of one dataset use different transforms.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable[[Any], Any] | None) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        sample, target = self.dataset[index]
+        return (self.transform(sample) if self.transform else sample), target
+
+
+class BaseDataLoader(DataLoader):
+    """Loads the training part (``training=True``) or the test split (``training=False``).
+
+    In training mode ``validation_split`` (a fraction, or a number of samples) is held out with a
+    generator seeded from ``seed``, and ``split_validation()`` returns a loader for it that uses
+    ``eval_transform``. The shuffle order of each epoch depends only on ``seed`` and the epoch
+    number (see ``set_epoch``), so a resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        train_transform: Callable[[Any], Any] | None,
+        eval_transform: Callable[[Any], Any] | None,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        validation_split: float | int = 0.0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        training: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"data_loader.args.batch_size: expected an integer >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ConfigError(f"data_loader.args.num_workers: expected an integer >= 0, got {num_workers}")
+        self.seed = seed
+        self._loader_kwargs: dict[str, Any] = {
+            "batch_size": batch_size,
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "worker_init_fn": seed_worker,
+            "persistent_workers": num_workers > 0,
+        }
+        self._validation_set: Dataset | None = None
+        if training:
+            train_idx, val_idx = self._split(len(dataset), validation_split, seed)  # type: ignore[arg-type]
+            if val_idx:
+                self._validation_set = TransformedDataset(Subset(dataset, val_idx), eval_transform)
+            dataset = TransformedDataset(Subset(dataset, train_idx), train_transform)
+        else:
+            dataset = TransformedDataset(dataset, eval_transform)
+            shuffle = False
+        self.n_samples = len(dataset)  # type: ignore[arg-type]
+        super().__init__(dataset, shuffle=shuffle, generator=torch.Generator(), **self._loader_kwargs)
+
+    @staticmethod
+    def _split(n_samples: int, validation_split: float | int, seed: int) -> tuple[list[int], list[int]]:
+        n_val = validation_split if isinstance(validation_split, int) else round(n_samples * validation_split)
+        if not 0 <= n_val < n_samples:
+            raise ConfigError(
+                f"data_loader.args.validation_split: {validation_split} leaves no training data "
+                f"out of {n_samples} samples; use a fraction below 1 or a smaller count"
+            )
+        # A private generator: the split never touches (or reseeds) any global RNG.
+        order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+        return order[n_val:], order[:n_val]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix this epoch's shuffle order (and worker seeds) from the seed and the epoch number."""
+        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
+
+    def split_validation(self) -> DataLoader | None:
+        if self._validation_set is None:
+            return None
+        # Its own generator, so validation never draws from the global RNG that training uses.
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self._validation_set, shuffle=False, generator=generator, **self._loader_kwargs)

@@ -1,0 +1,167 @@
+"""The epoch loop every trainer shares: monitoring, early stopping, checkpoints and resume."""
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from logger.visualization import TensorboardWriter
+from parse_config import ConfigParser, Monitor
+from utils.checkpoint import load_model_weights, save_checkpoint
+from utils.util import ConfigError, rng_state, set_rng_state
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+class BaseTrainer(ABC):
+    """Runs ``_train_epoch`` for each epoch and decides what to keep.
+
+    After every epoch it writes ``last.pth``; ``best.pth`` whenever the monitored metric improves;
+    ``epoch-N.pth`` every ``save_period`` epochs. It stops after ``early_stop`` epochs in a row
+    without improvement, once the final state is on disk.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        config: ConfigParser,
+        lr_scheduler: Any = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.config = config
+        self.run_dir = Path()  # set by train(); building a trainer writes nothing
+        settings = config["trainer"]
+        self.epochs: int = settings["epochs"]
+        self.save_period: int = settings["save_period"]
+        self.early_stop: int = settings["early_stop"] or math.inf
+        self.monitor = config.monitor
+        self.best = self.monitor.worst
+        self.not_improved_count = 0
+        self.start_epoch = 1
+        self._tensorboard_enabled: bool = settings["tensorboard"]
+
+    @abstractmethod
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch (and validate); return the epoch's metrics by name."""
+
+    @abstractmethod
+    def metric_names(self) -> list[str]:
+        """Every key ``_train_epoch`` returns, so the monitor can be checked before training."""
+
+    def check_monitor(self) -> None:
+        if self.monitor.enabled and self.monitor.metric not in self.metric_names():
+            raise ConfigError(
+                f"trainer.monitor: {self.monitor.metric!r} is not measured; "
+                f"choose one of {', '.join(self.metric_names())} (val_* needs a validation_split)"
+            )
+
+    def train(self, run_dir: Path) -> None:
+        """Train from ``start_epoch`` to ``epochs``, writing checkpoints and events to ``run_dir``."""
+        self.run_dir = run_dir
+        if self.start_epoch > self.epochs:
+            logger.warning(
+                "Nothing to do: the checkpoint finished epoch %d of %d; raise the total with "
+                "--set trainer.epochs=N to train further",
+                self.start_epoch - 1,
+                self.epochs,
+            )
+            return
+        writer = TensorboardWriter(self.run_dir, self._tensorboard_enabled, purge_step=self.start_epoch)
+        try:
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                if self._run_epoch(epoch, writer):
+                    break
+        finally:
+            writer.close()
+
+    def _run_epoch(self, epoch: int, writer: TensorboardWriter) -> bool:
+        """Train, evaluate and checkpoint one epoch; return True when early stopping ends the run."""
+        started = time.perf_counter()
+        log = self._train_epoch(epoch)
+        log["lr"] = self.optimizer.param_groups[0]["lr"]
+        self._step_scheduler(log)
+
+        improved = self.monitor.improved(log.get(self.monitor.metric, math.nan), self.best)
+        if improved:
+            self.best = log[self.monitor.metric]
+            self.not_improved_count = 0
+        elif self.monitor.enabled:
+            self.not_improved_count += 1
+
+        writer.add_epoch(epoch, log)
+        metrics = "  ".join(f"{key} {value:.4g}" for key, value in log.items())
+        marker = "  *best" if improved else ""
+        logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.epochs, metrics, time.perf_counter() - started, marker)
+
+        state = self.state_dict(epoch)
+        save_checkpoint(state, self.run_dir / "last.pth")
+        if improved:
+            save_checkpoint(state, self.run_dir / "best.pth")
+        if epoch % self.save_period == 0:
+            save_checkpoint(state, self.run_dir / f"epoch-{epoch}.pth")
+
+        if self.not_improved_count >= self.early_stop:
+            logger.info(
+                "Early stop: %s has not improved for %d epochs (best %.4g); last state in %s",
+                self.monitor.metric,
+                self.not_improved_count,
+                self.best,
+                self.run_dir / "last.pth",
+            )
+            return True
+        return False
+
+    def _step_scheduler(self, log: dict[str, float]) -> None:
+        if self.lr_scheduler is None:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It needs a metric; use the monitored one so both agree on what "better" means.
+            metric = self.monitor.metric if self.monitor.enabled else "loss"
+            self.lr_scheduler.step(log[metric])
+        else:
+            self.lr_scheduler.step()
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """Everything needed to continue exactly: tensors and plain data only (no pickled objects)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "arch": type(self.model).__name__,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "monitor_best": self.best,
+            "not_improved_count": self.not_improved_count,
+            "config": self.config.config,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        """Continue from a checkpoint written by ``state_dict`` (read from ``source``)."""
+        if state["arch"] != type(self.model).__name__:
+            raise ConfigError(
+                f"arch.type: the checkpoint holds a {state['arch']}, not a {type(self.model).__name__}; "
+                "resume with the checkpoint's architecture or start a new run with -c"
+            )
+        load_model_weights(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if Monitor.parse(state["config"]["trainer"]["monitor"]) == self.monitor:
+            self.best = state["monitor_best"]
+            self.not_improved_count = state["not_improved_count"]
+        else:
+            logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
+        self.start_epoch = state["epoch"] + 1
+        set_rng_state(state["rng"])
+        logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)

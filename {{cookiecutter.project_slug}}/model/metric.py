@@ -1,0 +1,16 @@
+"""Metrics, named by config.json's ``metrics``.
+
+Each returns the batch mean as a 0-dim tensor on the batch's device; the trainer weights it by
+batch size and reads it only at log steps, so a metric must not call ``.item()``.
+"""
+
+import torch
+
+
+def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output.argmax(dim=1) == target).float().mean()
+
+
+def top_3_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    top = output.topk(min(3, output.size(1)), dim=1).indices
+    return (top == target.unsqueeze(1)).any(dim=1).float().mean()

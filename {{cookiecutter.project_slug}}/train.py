@@ -1,0 +1,108 @@
+"""Train a model: python train.py -c config.json [overrides]. See README.md for every flag."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+import data_loader.data_loaders as module_data
+import model.loss as module_loss
+import model.metric as module_metric
+import model.model as module_arch
+from base.base_data_loader import BaseDataLoader
+from logger.logger import setup_logging
+from parse_config import ConfigError, ConfigParser, create_run_dir, shortcut_overrides
+from trainer.trainer import Trainer
+from utils.checkpoint import find_checkpoint, load_checkpoint
+from utils.util import resolve_device, seed_everything, write_json
+
+logger = logging.getLogger("train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-c", "--config", type=Path, help="config file (default: config.json, or the checkpoint's)")
+    parser.add_argument("-r", "--resume", type=Path, metavar="CHECKPOINT", help="continue from a .pth file or run folder")
+    parser.add_argument("-d", "--device", help="auto, cpu, cuda or cuda:N (overrides the config's device)")
+    parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=LR")
+    parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any config key; VALUE is JSON (a bare word is a string); repeatable",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    return parser.parse_args(argv)
+
+
+def train(args: argparse.Namespace) -> None:
+    checkpoint, checkpoint_path = None, None
+    if args.resume is not None:
+        checkpoint_path = find_checkpoint(args.resume, prefer=("last.pth", "best.pth"))
+        checkpoint = load_checkpoint(checkpoint_path)
+    config_path = args.config if args.config or checkpoint else Path("config.json")
+    config = ConfigParser.load(config_path, shortcut_overrides(args), base=checkpoint["config"] if checkpoint else None)
+    setup_logging(None, config["trainer"]["verbosity"])  # console only until the run folder exists
+    device = resolve_device(config["device"])
+
+    # Build everything before creating the run folder, so a mistake leaves nothing on disk.
+    seed_everything(config["seed"])
+    data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
+    valid_data_loader = data_loader.split_validation()
+    model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
+    criterion = config.function("loss", config["loss"], module_loss)
+    metrics = [config.function("metrics", name, module_metric) for name in config["metrics"]]
+    optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
+    lr_scheduler = None
+    if config.get("lr_scheduler") is not None:
+        lr_scheduler = config.init_obj(
+            "lr_scheduler", torch.optim.lr_scheduler, optimizer, base=torch.optim.lr_scheduler.LRScheduler
+        )
+    trainer = Trainer(
+        model,
+        criterion,
+        metrics,
+        optimizer,
+        config,
+        device,
+        data_loader=data_loader,
+        valid_data_loader=valid_data_loader,
+        lr_scheduler=lr_scheduler,
+    )
+
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint, checkpoint_path)
+        run_dir = checkpoint_path.parent  # a resumed run continues in its own folder
+        if checkpoint["config"] != config.config:
+            write_json(config.config, run_dir / f"config-resume-{checkpoint['epoch']}.json")
+        del checkpoint
+    else:
+        run_dir = create_run_dir(Path(config["trainer"]["save_dir"]), config["name"])
+        write_json(config.config, run_dir / "config.json")
+    setup_logging(run_dir / "train.log", config["trainer"]["verbosity"])
+    logger.info("Run folder: %s", run_dir)
+    logger.info("Device: %s (config asks for %r)", device, config["device"])
+    logger.debug("%s", model)
+    trainer.train(run_dir)
+    logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        train(args)
+    except ConfigError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,10 +15,19 @@ from typing import Any
 
 from utils.util import ConfigError, read_json
 
-__all__ = ["ConfigError", "ConfigParser", "Monitor", "apply_override", "create_run_dir", "shortcut_overrides", "validate_config"]
+__all__ = [
+    "ConfigError",
+    "ConfigParser",
+    "Monitor",
+    "apply_override",
+    "create_run_dir",
+    "shortcut_overrides",
+    "validate_config",
+]
 
-# A bare word after `--set key=` is taken as a string, so `--set device=cuda:1` needs no quotes.
-_BARE_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/\\-]*")
+# Text that cannot start a JSON value is taken as a string, so `--set device=cuda:1` and
+# `--set trainer.monitor="max val_accuracy"` need no inner quotes; `0.0.1` or `[1,` stay errors.
+_JSON_START = re.compile(r'[-0-9\[{"]')
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return path.strip(), json.loads(raw)
     except json.JSONDecodeError:
-        if _BARE_STRING.fullmatch(raw):
+        if raw and not _JSON_START.match(raw):
             return path.strip(), raw
         raise ConfigError(
             f"--set {text!r}: {raw!r} is not a JSON value; quote strings as '\"text\"', "
@@ -242,7 +251,7 @@ def _available(module: ModuleType, base: type | None) -> list[str]:
         if name.startswith("_"):
             continue
         if base is not None:
-            if inspect.isclass(value) and issubclass(value, base) and value is not base:
+            if inspect.isclass(value) and issubclass(value, base) and not inspect.isabstract(value):
                 names.append(name)
         elif inspect.isfunction(value) and value.__module__ == module.__name__:
             names.append(name)

@@ -45,9 +45,7 @@ def test(args: argparse.Namespace) -> dict[str, float]:
     setup_logging(None, config["trainer"]["verbosity"])
     device = resolve_device(config["device"])
 
-    data_loader = config.init_obj(
-        "data_loader", module_data, training=False, seed=config["seed"], base=BaseDataLoader
-    )
+    data_loader = config.init_obj("data_loader", module_data, training=False, seed=config["seed"], base=BaseDataLoader)
     model = config.init_obj("arch", module_arch, base=torch.nn.Module)
     load_model_weights(model, checkpoint["model"], checkpoint_path)
     model.to(device)

@@ -24,7 +24,9 @@ logger = logging.getLogger("train")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-c", "--config", type=Path, help="config file (default: config.json, or the checkpoint's)")
-    parser.add_argument("-r", "--resume", type=Path, metavar="CHECKPOINT", help="continue from a .pth file or run folder")
+    parser.add_argument(
+        "-r", "--resume", type=Path, metavar="CHECKPOINT", help="continue from a .pth file or run folder"
+    )
     parser.add_argument("-d", "--device", help="auto, cpu, cuda or cuda:N (overrides the config's device)")
     parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=LR")
     parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")

@@ -103,7 +103,7 @@ class BaseTrainer(ABC):
         marker = "  *best" if improved else ""
         logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.epochs, metrics, time.perf_counter() - started, marker)
 
-        state = self.state_dict(epoch)
+        state = self.state_dict(epoch, log)
         save_checkpoint(state, self.run_dir / "last.pth")
         if improved:
             save_checkpoint(state, self.run_dir / "best.pth")
@@ -131,12 +131,13 @@ class BaseTrainer(ABC):
         else:
             self.lr_scheduler.step()
 
-    def state_dict(self, epoch: int) -> dict[str, Any]:
+    def state_dict(self, epoch: int, log: dict[str, float]) -> dict[str, Any]:
         """Everything needed to continue exactly: tensors and plain data only (no pickled objects)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "arch": type(self.model).__name__,
             "epoch": epoch,
+            "log": log,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,

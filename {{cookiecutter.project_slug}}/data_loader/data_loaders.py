@@ -54,7 +54,9 @@ def _torchvision_dataset(factory: type, data_dir: str, training: bool, download:
 class MnistSampleDataLoader(BaseDataLoader):
     """The MNIST sample shipped with the project: trains offline, in about a minute on a CPU."""
 
-    def __init__(self, data_dir: str = "data/", training: bool = True, augment: bool = True, **loader_args: Any) -> None:
+    def __init__(
+        self, data_dir: str = "data/", training: bool = True, augment: bool = True, **loader_args: Any
+    ) -> None:
         train_tf, eval_tf = _transforms(MNIST_MEAN, MNIST_STD, _digit_augmentation(augment))
         dataset = MnistSample(data_dir, train=training)
         super().__init__(dataset, train_transform=train_tf, eval_transform=eval_tf, training=training, **loader_args)

@@ -9,7 +9,6 @@ import torch
 from utils.util import ConfigError, atomic_write
 
 
-
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(state, handle))
 

@@ -1,0 +1,159 @@
+"""Train baked projects for real, in subprocesses, and check what they learned and wrote."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import DEFAULT_SLUG, describe, run_folders, run_project
+
+
+def test_default_project_reaches_95_percent_on_held_out_digits(default_project: Path) -> None:
+    """The README promise: default answers, default command, >= 95% test accuracy for best.pth."""
+    train = run_project(default_project, "train.py", "-c", "config.json")
+    assert train.returncode == 0, describe(train)
+    [run] = run_folders(default_project / "saved")
+    evaluate = run_project(default_project, "test.py", "-r", f"saved/{DEFAULT_SLUG}")
+    assert evaluate.returncode == 0, describe(evaluate)
+    assert "test_accuracy" in evaluate.stdout
+    report = json.loads((run / "best.test.json").read_text())
+    assert report["checkpoint"] == "best.pth"
+    assert report["samples"] == 1000
+    assert report["test_accuracy"] >= 0.95, report
+
+
+@pytest.fixture(scope="module")
+def short_run(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-epoch run of the default project in its own save_dir; returns the run folder."""
+    save_dir = tmp_path_factory.mktemp("short")
+    result = run_project(
+        default_project, "train.py", "-c", "config.json", "--set", "trainer.epochs=2",
+        "--set", f"trainer.save_dir={json.dumps(str(save_dir))}", "-d", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, describe(result)
+    [run] = run_folders(save_dir)
+    return run
+
+
+def test_short_run_learns_and_writes_its_run_folder(short_run: Path) -> None:
+    names = {p.name for p in short_run.iterdir()}
+    assert {"config.json", "train.log", "last.pth", "best.pth"} <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    last = torch.load(short_run / "last.pth", weights_only=True)
+    assert last["epoch"] == 2
+    assert last["log"]["val_accuracy"] > 0.5, last["log"]  # chance is 0.1
+    assert json.loads((short_run / "config.json").read_text())["trainer"]["epochs"] == 2
+    assert "epoch 2/2" in (short_run / "train.log").read_text()
+
+
+def test_test_py_prints_and_writes_metrics(default_project: Path, short_run: Path) -> None:
+    result = run_project(default_project, "test.py", "-r", str(short_run / "last.pth"), "-d", "cpu")
+    assert result.returncode == 0, describe(result)
+    report = json.loads((short_run / "last.test.json").read_text())
+    assert report["epoch"] == 2
+    assert report["test_accuracy"] > 0.5
+    assert f"{report['test_accuracy']:.4f}" in result.stdout
+
+
+def test_resume_continues_at_epoch_3_in_the_same_folder(default_project: Path, short_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / DEFAULT_SLUG / short_run.name
+    shutil.copytree(short_run, run)
+    result = run_project(default_project, "train.py", "-r", str(run / "last.pth"), "--set", "trainer.epochs=4")
+    assert result.returncode == 0, describe(result)
+    assert run_folders(tmp_path) == [run], "resume must not open a new run folder"
+    assert "continuing at epoch 3" in result.stderr
+    assert "epoch 1/4" not in result.stderr and "epoch 3/4" in result.stderr
+    last = torch.load(run / "last.pth", weights_only=True)
+    assert last["epoch"] == 4
+    assert last["config"]["trainer"]["epochs"] == 4
+    log = (run / "train.log").read_text()
+    assert "epoch 2/2" in log and "epoch 4/4" in log, "the log of the first part must be kept"
+    assert json.loads((run / "config.json").read_text())["trainer"]["epochs"] == 2
+    assert (run / "config-resume-2.json").is_file()
+
+
+def test_reduce_lr_on_plateau_is_stepped_with_the_monitored_metric(default_project: Path, tmp_path: Path) -> None:
+    scheduler = {"type": "ReduceLROnPlateau", "args": {"mode": "min", "patience": 0, "factor": 0.5}}
+    result = run_project(
+        default_project, "train.py", "-c", "config.json", "-d", "cpu",
+        "--set", f"lr_scheduler={json.dumps(scheduler)}", "--set", "trainer.epochs=1",
+        "--set", f"trainer.save_dir={json.dumps(str(tmp_path))}",
+    )  # fmt: skip
+    assert result.returncode == 0, describe(result)
+    [run] = run_folders(tmp_path)
+    state = torch.load(run / "last.pth", weights_only=True)
+    assert state["lr_scheduler"]["best"] == pytest.approx(state["log"]["val_loss"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "trainer.epochz=3"], "did you mean 'epochs'"),
+        (["--set", "optimizer.args.lr=0.0.1"], "is not a JSON value"),
+        (["--set", "trainer.epochs=0"], "trainer.epochs"),
+        (["--set", "arch.type=ConvNett"], "available: ConvNet"),
+        (["--set", "metrics=[\"acuracy\"]"], "did you mean 'accuracy'"),
+        (["--set", "trainer.monitor=max val_f1"], "is not measured"),
+        (["-d", "cuda:7"], "--device"),
+        (["-c", "missing.json"], "does not exist"),
+        (["-r", "saved/nothing/last.pth"], "does not exist"),
+    ],
+    ids=["unknown-key", "bad-json", "zero-epochs", "unknown-arch", "unknown-metric", "bad-monitor",
+         "missing-gpu", "missing-config", "missing-checkpoint"],
+)  # fmt: skip
+def test_bad_input_is_one_clear_line_and_writes_nothing(
+    default_project: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_project(
+        default_project, "train.py", "-c", "config.json", "--set",
+        f"trainer.save_dir={json.dumps(str(tmp_path))}", *args,
+    )  # fmt: skip
+    assert result.returncode == 2, describe(result)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert not any(tmp_path.iterdir()), "a refused run must leave nothing on disk"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an uncompressed IDX file (the format torchvision's MNIST reads)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_path_offline(cookies, tmp_path: Path) -> None:
+    """The `mnist` answer trains through torchvision's MNIST on IDX files the test writes."""
+    result = cookies.bake(extra_context={"dataset": "mnist"})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    sample = np.load(project / "data" / "mnist_sample.npz")
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "train-images-idx3-ubyte", sample["train_images"][:1200])
+    write_idx(raw / "train-labels-idx1-ubyte", sample["train_labels"][:1200])
+    write_idx(raw / "t10k-images-idx3-ubyte", sample["test_images"][:300])
+    write_idx(raw / "t10k-labels-idx1-ubyte", sample["test_labels"][:300])
+
+    data_dir = json.dumps(str(tmp_path / "data"))
+    common = ["-d", "cpu", "--set", f"data_loader.args.data_dir={data_dir}", "--set", "data_loader.args.download=false"]
+    train = run_project(
+        project, "train.py", "-c", "config.json", *common, "--set", "trainer.epochs=3",
+        "--set", "data_loader.args.num_workers=0", "--set", "data_loader.args.batch_size=32",
+        "--set", f"trainer.save_dir={json.dumps(str(tmp_path / 'saved'))}",
+    )  # fmt: skip
+    assert train.returncode == 0, describe(train)
+    [run] = run_folders(tmp_path / "saved")
+    evaluate = run_project(project, "test.py", "-r", str(run), *common)
+    assert evaluate.returncode == 0, describe(evaluate)
+    report = json.loads((run / "best.test.json").read_text())
+    assert report["samples"] == 300
+    assert report["test_accuracy"] > 0.5, report
+
+
+def test_generated_projects_own_tests_pass(default_project: Path) -> None:
+    result = run_project(default_project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, describe(result)
+    assert " passed" in result.stdout

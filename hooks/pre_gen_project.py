@@ -1,22 +1,71 @@
-"""Refuse answers that would generate a broken project, before anything is written."""
+"""Refuse answers that would generate a broken project, before anything is written.
 
+The checks are plain functions so that tests can import this file and call them; only ``main``
+reads the answers, which cookiecutter renders into it as JSON data.
+"""
+
+import json
 import keyword
+import re
 import sys
+from typing import Any
 
-SLUG = "{{ cookiecutter.project_slug }}"
+# Modules the generated project imports, and its own top-level names: a project folder named like
+# one of them shadows it for anything run from the parent folder (pytest, python -m, notebooks).
+PROJECT_IMPORTS = frozenset(
+    {
+        "torch", "torchvision", "numpy", "tqdm", "tensorboard", "pytest", "ruff", "setuptools",
+        "base", "data_loader", "model", "trainer", "logger", "utils", "parse_config",
+        "train", "test", "tests", "config", "data", "saved",
+    }
+)  # fmt: skip
+SLUG_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
+FREE_TEXT_FIELDS = ("project_name", "author", "description")
+
+
+def suggest_slug(text: str) -> str:
+    """A valid slug close to ``text``, for error messages."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "my_project"
+    return f"my_{slug}" if slug[0].isdigit() else slug
 
 
 def slug_problem(slug: str) -> str | None:
-    """Why ``slug`` cannot name the project folder and package, or None when it can."""
-    if not slug.isidentifier() or not slug.isascii():
-        return f"project_slug {slug!r} is not a Python identifier; use letters, digits and _ (e.g. my_project)"
-    if keyword.iskeyword(slug):
-        return f"project_slug {slug!r} is a Python keyword; pick another name (e.g. {slug}_project)"
+    """Why ``slug`` cannot name the project folder, or None when it can."""
+    if not SLUG_PATTERN.fullmatch(slug):
+        return (
+            f"project_slug {slug!r} is not a lowercase Python identifier (a-z, 0-9 and _, not starting "
+            f"with a digit); answer e.g. {suggest_slug(slug)!r}"
+        )
+    if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
+        return f"project_slug {slug!r} is a Python keyword; answer e.g. {slug + '_project'!r}"
+    if slug in PROJECT_IMPORTS or slug in sys.stdlib_module_names:
+        return f"project_slug {slug!r} would shadow the module {slug!r}; answer e.g. {slug + '_project'!r}"
     return None
 
 
-if __name__ == "__main__":
-    problem = slug_problem(SLUG)
-    if problem:
+def free_text_problem(field: str, value: Any) -> str | None:
+    """Free text may hold quotes, backslashes and unicode (it is written as escaped data), but not nothing."""
+    if not isinstance(value, str) or not value.strip():
+        return f"{field} is empty; answer some text"
+    if any(ord(char) < 32 and char not in "\n\t" for char in value):
+        return f"{field} contains control characters; answer plain text"
+    return None
+
+
+def answer_problems(context: dict[str, Any]) -> list[str]:
+    """Every problem with the answers, each a line that says what to answer instead."""
+    problems = [slug_problem(context["project_slug"])]
+    problems += [free_text_problem(field, context[field]) for field in FREE_TEXT_FIELDS]
+    return [problem for problem in problems if problem]
+
+
+def main() -> int:
+    context = json.loads(r"""{{ cookiecutter | tojson }}""")
+    problems = answer_problems(context)
+    for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-        sys.exit(1)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from utils.util import ConfigError, read_json
+from utils.util import AMP_MODES, ConfigError, read_json
 
 __all__ = [
     "ConfigError",
@@ -68,6 +68,7 @@ _TOP_LEVEL: dict[str, tuple[tuple[type, ...], str]] = {
     "name": ((str,), "a run name"),
     "seed": ((int,), "an integer"),
     "device": ((str,), "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "deterministic": ((bool,), "true (reproducible kernels, slower) or false"),
     "arch": ((dict,), 'an object {"type": ..., "args": {...}}'),
     "data_loader": ((dict,), 'an object {"type": ..., "args": {...}}'),
     "optimizer": ((dict,), 'an object {"type": ..., "args": {...}}'),
@@ -83,7 +84,8 @@ _TRAINER: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "verbosity": ((int,), "0, 1 or 2", lambda v: v in (0, 1, 2)),
     "monitor": ((str,), "'min <metric>', 'max <metric>' or 'off'", None),
     "early_stop": ((int,), "an integer >= 0 (0 turns it off)", lambda v: v >= 0),
-    "tensorboard": ((bool,), "true or false", None),
+    "amp": ((str,), "'auto', 'bf16', 'fp16' or 'off'", lambda v: v in AMP_MODES),{% if cookiecutter.tensorboard %}
+    "tensorboard": ((bool,), "true or false", None),{% endif %}
     "log_step": ((int,), "an integer >= 1", lambda v: v >= 1),
 }
 

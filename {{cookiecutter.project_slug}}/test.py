@@ -16,7 +16,7 @@ from logger.logger import setup_logging
 from parse_config import ConfigError, ConfigParser, shortcut_overrides
 from trainer.trainer import evaluate
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
-from utils.util import resolve_device, write_json
+from utils.util import resolve_amp, resolve_device, write_json
 
 logger = logging.getLogger("test")
 
@@ -52,7 +52,8 @@ def test(args: argparse.Namespace) -> dict[str, float]:
     criterion = config.function("loss", config["loss"], module_loss)
     metrics = [config.function("metrics", name, module_metric) for name in config["metrics"]]
 
-    result = evaluate(model, data_loader, criterion, metrics, device)
+    amp_dtype = resolve_amp(config["trainer"]["amp"], device)
+    result = evaluate(model, data_loader, criterion, metrics, device, amp_dtype)
     report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": data_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
     out_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")

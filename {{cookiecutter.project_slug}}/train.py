@@ -16,7 +16,7 @@ from logger.logger import setup_logging
 from parse_config import ConfigError, ConfigParser, create_run_dir, shortcut_overrides
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint
-from utils.util import resolve_device, seed_everything, write_json
+from utils.util import configure_backends, resolve_amp, resolve_device, seed_everything, write_json
 
 logger = logging.getLogger("train")
 
@@ -52,9 +52,15 @@ def train(args: argparse.Namespace) -> None:
     setup_logging(None, config["trainer"]["verbosity"])  # console only until the run folder exists
     device = resolve_device(config["device"])
 
+    configure_backends(device, config["deterministic"])
+
     # Build everything before creating the run folder, so a mistake leaves nothing on disk.
     seed_everything(config["seed"])
-    data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
+    # Pinned host memory only speeds up copies to a GPU; on a CPU run it would just cost memory.
+    pin_memory = config["data_loader"]["args"].get("pin_memory", False) and device.type == "cuda"
+    data_loader = config.init_obj(
+        "data_loader", module_data, seed=config["seed"], pin_memory=pin_memory, base=BaseDataLoader
+    )
     valid_data_loader = data_loader.split_validation()
     model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
     criterion = config.function("loss", config["loss"], module_loss)
@@ -88,7 +94,13 @@ def train(args: argparse.Namespace) -> None:
         write_json(config.config, run_dir / "config.json")
     setup_logging(run_dir / "train.log", config["trainer"]["verbosity"])
     logger.info("Run folder: %s", run_dir)
-    logger.info("Device: %s (config asks for %r)", device, config["device"])
+    amp = resolve_amp(config["trainer"]["amp"], device)
+    logger.info(
+        "Device: %s (config asks for %r), mixed precision: %s",
+        device,
+        config["device"],
+        str(amp).removeprefix("torch.") if amp else "off",
+    )
     logger.debug("%s", model)
     trainer.train(run_dir)
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)

@@ -60,7 +60,9 @@ class BaseDataLoader(DataLoader):
             "num_workers": num_workers,
             "pin_memory": pin_memory,
             "worker_init_fn": seed_worker,
-            "persistent_workers": num_workers > 0,
+            # Fresh workers each epoch draw their seeds from the per-epoch generator, which keeps
+            # a resumed run's shuffle order and augmentation identical to an uninterrupted one.
+            "persistent_workers": False,
         }
         self._validation_set: Dataset | None = None
         if training:
@@ -76,6 +78,11 @@ class BaseDataLoader(DataLoader):
 
     @staticmethod
     def _split(n_samples: int, validation_split: float | int, seed: int) -> tuple[list[int], list[int]]:
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)):
+            raise ConfigError(
+                "data_loader.args.validation_split: expected a fraction such as 0.1 or a number of samples, "
+                f"got {validation_split!r}"
+            )
         n_val = validation_split if isinstance(validation_split, int) else round(n_samples * validation_split)
         if not 0 <= n_val < n_samples:
             raise ConfigError(

@@ -10,7 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
+{% if cookiecutter.tensorboard -%}
 from logger.visualization import TensorboardWriter
+{% endif -%}
 from parse_config import ConfigParser, Monitor
 from utils.checkpoint import load_model_weights, save_checkpoint
 from utils.util import ConfigError, rng_state, set_rng_state
@@ -48,7 +50,11 @@ class BaseTrainer(ABC):
         self.best = self.monitor.worst
         self.not_improved_count = 0
         self.start_epoch = 1
+        # A disabled scaler is a no-op; subclasses enable it for fp16 autocast.
+        self.grad_scaler = torch.amp.GradScaler(enabled=False)
+{%- if cookiecutter.tensorboard %}
         self._tensorboard_enabled: bool = settings["tensorboard"]
+{%- endif %}
 
     @abstractmethod
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -59,10 +65,18 @@ class BaseTrainer(ABC):
         """Every key ``_train_epoch`` returns, so the monitor can be checked before training."""
 
     def check_monitor(self) -> None:
+        """Refuse a monitor that nothing measures, or a plateau scheduler that disagrees with it."""
         if self.monitor.enabled and self.monitor.metric not in self.metric_names():
             raise ConfigError(
                 f"trainer.monitor: {self.monitor.metric!r} is not measured; "
                 f"choose one of {', '.join(self.metric_names())} (val_* needs a validation_split)"
+            )
+        plateau = isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau and self.lr_scheduler.mode != (self.monitor.mode if self.monitor.enabled else "min"):
+            raise ConfigError(
+                f"lr_scheduler.args.mode: {self.lr_scheduler.mode!r} disagrees with trainer.monitor "
+                f"{self.config['trainer']['monitor']!r}; ReduceLROnPlateau is stepped with the monitored metric, "
+                "so give it the same mode"
             )
 
     def train(self, run_dir: Path) -> None:
@@ -76,6 +90,7 @@ class BaseTrainer(ABC):
                 self.epochs,
             )
             return
+{%- if cookiecutter.tensorboard %}
         writer = TensorboardWriter(self.run_dir, self._tensorboard_enabled, purge_step=self.start_epoch)
         try:
             for epoch in range(self.start_epoch, self.epochs + 1):
@@ -85,6 +100,13 @@ class BaseTrainer(ABC):
             writer.close()
 
     def _run_epoch(self, epoch: int, writer: TensorboardWriter) -> bool:
+{%- else %}
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            if self._run_epoch(epoch):
+                break
+
+    def _run_epoch(self, epoch: int) -> bool:
+{%- endif %}
         """Train, evaluate and checkpoint one epoch; return True when early stopping ends the run."""
         started = time.perf_counter()
         log = self._train_epoch(epoch)
@@ -98,7 +120,9 @@ class BaseTrainer(ABC):
         elif self.monitor.enabled:
             self.not_improved_count += 1
 
+{%- if cookiecutter.tensorboard %}
         writer.add_epoch(epoch, log)
+{%- endif %}
         metrics = "  ".join(f"{key} {value:.4g}" for key, value in log.items())
         marker = "  *best" if improved else ""
         logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.epochs, metrics, time.perf_counter() - started, marker)
@@ -141,6 +165,7 @@ class BaseTrainer(ABC):
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "grad_scaler": self.grad_scaler.state_dict(),
             "monitor_best": self.best,
             "not_improved_count": self.not_improved_count,
             "config": self.config.config,
@@ -158,6 +183,8 @@ class BaseTrainer(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if state["grad_scaler"]:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
         if Monitor.parse(state["config"]["trainer"]["monitor"]) == self.monitor:
             self.best = state["monitor_best"]
             self.not_improved_count = state["not_improved_count"]

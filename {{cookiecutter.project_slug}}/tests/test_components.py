@@ -40,11 +40,11 @@ def targets(loader: torch.utils.data.DataLoader) -> list[int]:
 def test_metric_tracker_weights_by_sample_count() -> None:
     tracker = MetricTracker(["loss", "accuracy"], torch.device("cpu"))
     assert all(np.isnan(v) for v in tracker.result().values())
-    tracker.update(1, [torch.tensor(4.0), torch.tensor(1.0)])
-    tracker.update(3, [torch.tensor(0.0), torch.tensor(0.0)])
+    tracker.update(1, [torch.tensor(4.0), torch.tensor(0.0)])
+    tracker.update(3, [torch.tensor(2.0), torch.tensor(1.0)])
     assert tracker.count == 4
-    # Sample-weighted: (1 * 4 + 3 * 0) / 4 = 1.0, not the mean of batch means (2.0).
-    assert tracker.result() == pytest.approx({"loss": 1.0, "accuracy": 0.25})
+    # Sample-weighted: loss (1 * 4 + 3 * 2) / 4 = 2.5, not the mean of the batch means (3.0).
+    assert tracker.result() == pytest.approx({"loss": 2.5, "accuracy": 0.75})
 
 
 @pytest.mark.parametrize(("validation_split", "n_val"), [(0.25, 10), (3, 3)])
@@ -81,6 +81,21 @@ def test_set_epoch_fixes_the_shuffle_order() -> None:
     loader.set_epoch(2)
     second = targets(loader)
     assert second != first and sorted(second) == sorted(first)
+
+
+def last_epoch_order(epochs: list[int], num_workers: int) -> list[int]:
+    # The loader lives only in here, so its worker processes end when this returns.
+    loader = make_loader(num_workers=num_workers)
+    for epoch in epochs:
+        loader.set_epoch(epoch)
+        order = targets(loader)
+    return order
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_epoch_order_does_not_depend_on_earlier_epochs(num_workers: int) -> None:
+    # A run resumed at epoch 2 builds a fresh loader; it must see the uninterrupted run's epoch 2.
+    assert last_epoch_order([2], num_workers) == last_epoch_order([1, 2], num_workers)
 
 
 def test_validation_uses_the_eval_transform(project_root: Path) -> None:

@@ -13,6 +13,7 @@ from base.base_data_loader import BaseDataLoader
 from base.base_trainer import BaseTrainer
 from parse_config import ConfigParser
 from utils.metric_tracker import MetricTracker
+from utils.util import resolve_amp
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Trainer(BaseTrainer):
         self.data_loader = data_loader
         self.valid_data_loader = valid_data_loader
         self.log_step: int = config["trainer"]["log_step"]
+        self.amp_dtype = resolve_amp(config["trainer"]["amp"], device)
+        # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
+        self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.check_monitor()
 
     def metric_names(self) -> list[str]:
@@ -57,10 +61,12 @@ class Trainer(BaseTrainer):
             target = target.to(self.device, non_blocking=True)
 
             self.optimizer.zero_grad(set_to_none=True)
-            output = self.model(data)
-            loss = self.criterion(output, target)
-            loss.backward()
-            self.optimizer.step()
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                output = self.model(data)
+                loss = self.criterion(output, target)
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
 
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
@@ -72,7 +78,9 @@ class Trainer(BaseTrainer):
 
         log = tracker.result()
         if self.valid_data_loader is not None:
-            val_log = evaluate(self.model, self.valid_data_loader, self.criterion, self.metric_ftns, self.device)
+            val_log = evaluate(
+                self.model, self.valid_data_loader, self.criterion, self.metric_ftns, self.device, self.amp_dtype
+            )
             log.update({f"val_{key}": value for key, value in val_log.items()})
         return log
 
@@ -84,6 +92,7 @@ def evaluate(
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     metric_ftns: Sequence[Metric],
     device: torch.device,
+    amp_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Loss and metrics over a whole loader, weighted by sample count."""
     model.eval()
@@ -91,6 +100,8 @@ def evaluate(
     for data, target in data_loader:
         data = data.to(device, non_blocking=True)
         target = target.to(device, non_blocking=True)
-        output = model(data)
-        tracker.update(target.size(0), [criterion(output, target), *(m(output, target) for m in metric_ftns)])
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            output = model(data)
+            loss = criterion(output, target)
+        tracker.update(target.size(0), [loss, *(m(output, target) for m in metric_ftns)])
     return tracker.result()

@@ -1,6 +1,7 @@
 """Writing and reading checkpoints: atomic on write, ``weights_only`` on read."""
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ def find_checkpoint(path: Path, prefer: tuple[str, ...] = ("best.pth", "last.pth
     for name in prefer:
         if (path / name).is_file():
             return path / name
-    runs = sorted(run for run in path.iterdir() if run.is_dir() and any((run / n).is_file() for n in prefer))
+    runs = [run for run in path.iterdir() if run.is_dir() and any((run / n).is_file() for n in prefer)]
     if runs:
-        return find_checkpoint(runs[-1], prefer)
+        return find_checkpoint(max(runs, key=_run_order), prefer)
     raise ConfigError(f"no best.pth or last.pth found in {str(path)!r}; train first or pass a .pth file")
 
 
@@ -67,3 +68,9 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tenso
             "use the arch and args the checkpoint was trained with"
         )
     model.load_state_dict(state_dict)
+
+
+def _run_order(run: Path) -> tuple[str, int]:
+    """Sort key for run folders ``STAMP`` and ``STAMP-N``: by start time, then by N (so -10 follows -9)."""
+    match = re.fullmatch(r"(\d{8}-\d{6})-(\d+)", run.name)
+    return (match[1], int(match[2])) if match else (run.name, 1)

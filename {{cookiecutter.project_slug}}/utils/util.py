@@ -122,3 +122,29 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"device: {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``trainer.amp`` on ``device``, or None for full precision.
+
+    ``auto`` means bf16 on GPUs that support it, fp16 (with a GradScaler) on older ones, and full
+    precision on the CPU, where autocast rarely pays off.
+    """
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """Fast kernels by default; reproducible ones when the config asks for ``deterministic``."""
+    if deterministic:
+        # cuBLAS needs this workspace setting before its first call to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic

@@ -1,0 +1,85 @@
+"""Turn the answers into consistent defaults and remove what they made unused.
+
+Deterministic on purpose: the same answers always give the same files (no probing of this
+machine, no network, no timestamps), so regenerating and ``cruft update`` stay clean. The logic is
+plain functions that tests import; only ``main`` reads the answers rendered into it as JSON.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Datasets read from files by torchvision benefit from worker processes; the shipped sample is a
+# tensor in memory, where workers only add start-up time and copies.
+IN_MEMORY_DATASETS = frozenset({"mnist_sample"})
+
+
+def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
+    """Config values (by dotted key) that fit the accelerator answer."""
+    in_memory = dataset in IN_MEMORY_DATASETS
+    if accelerator == "cpu":
+        return {
+            "device": "cpu",
+            "trainer.amp": "off",
+            "data_loader.args.pin_memory": False,
+            "data_loader.args.num_workers": 0 if in_memory else 2,
+        }
+    if accelerator == "cuda":
+        return {
+            "device": "cuda",
+            "trainer.amp": "auto",  # bf16 where the GPU supports it, else fp16 with a GradScaler
+            "data_loader.args.pin_memory": True,
+            "data_loader.args.num_workers": 0 if in_memory else 4,
+        }
+    if accelerator == "auto":
+        # Resolved at run time; amp and pin_memory only take effect when the run lands on CUDA.
+        return {
+            "device": "auto",
+            "trainer.amp": "auto",
+            "data_loader.args.pin_memory": True,
+            "data_loader.args.num_workers": 0 if in_memory else 2,
+        }
+    raise ValueError(f"accelerator {accelerator!r}: expected auto, cpu or cuda")
+
+
+def apply_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Set each dotted key of ``defaults`` in ``config`` (which must already have the parent)."""
+    for dotted, value in defaults.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return config
+
+
+def unused_paths(context: dict[str, Any]) -> list[str]:
+    """Files the answers made unused, relative to the project folder."""
+    paths = []
+    if not context["tensorboard"]:
+        paths.append("logger/visualization.py")
+    return paths
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def generate(project: Path, context: dict[str, Any]) -> None:
+    """Apply every answer-dependent change to the freshly generated ``project``; safe to repeat."""
+    config_path = project / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    write_config(config_path, apply_defaults(config, accelerator_defaults(context["accelerator"], context["dataset"])))
+    for relative in unused_paths(context):
+        (project / relative).unlink(missing_ok=True)
+
+
+def main() -> int:
+    context = json.loads(r"""{{ cookiecutter | tojson }}""")
+    generate(Path.cwd(), context)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Every supported answer combination bakes right; every refused answer is refused cleanly."""
+
+import ast
+import itertools
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from cookiecutter.exceptions import FailedHookException
+
+from helpers import describe, run_folders, run_project
+from test_bake import PROJECT_FILES, project_files, ruff_check, unrendered_lines
+
+DATASET_LOADERS = {
+    "mnist_sample": "MnistSampleDataLoader",
+    "mnist": "MnistDataLoader",
+    "fashion_mnist": "FashionMnistDataLoader",
+    "cifar10": "Cifar10DataLoader",
+    "image_folder": "ImageFolderDataLoader",
+}
+ACCELERATORS = ["auto", "cpu", "cuda"]
+SUPPORTED = [
+    {"dataset": dataset, "accelerator": accelerator, "tensorboard": tensorboard}
+    for dataset, accelerator, tensorboard in itertools.product(DATASET_LOADERS, ACCELERATORS, [True, False])
+]
+# What the accelerator answer must put in config.json: device, amp, pin_memory.
+ACCELERATOR_CONFIG = {"auto": ("auto", "auto", True), "cpu": ("cpu", "off", False), "cuda": ("cuda", "auto", True)}
+
+
+def answers_id(answers: dict) -> str:
+    return f"{answers['dataset']}-{answers['accelerator']}-{'tb' if answers['tensorboard'] else 'notb'}"
+
+
+@pytest.mark.parametrize("answers", SUPPORTED, ids=[answers_id(a) for a in SUPPORTED])
+def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> None:
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+
+    expected = PROJECT_FILES if answers["tensorboard"] else PROJECT_FILES - {"logger/visualization.py"}
+    assert project_files(project) == expected
+    assert not unrendered_lines(project)
+    lint = ruff_check(project)
+    assert lint.returncode == 0, lint.stdout
+
+    config = json.loads((project / "config.json").read_text())
+    device, amp, pin_memory = ACCELERATOR_CONFIG[answers["accelerator"]]
+    assert config["device"] == device
+    assert config["trainer"]["amp"] == amp
+    assert config["data_loader"]["args"]["pin_memory"] is pin_memory
+    in_memory = answers["dataset"] == "mnist_sample"
+    assert (config["data_loader"]["args"]["num_workers"] == 0) is in_memory
+    assert config["data_loader"]["type"] == DATASET_LOADERS[answers["dataset"]]
+    assert config["arch"]["args"]["in_channels"] == (3 if answers["dataset"] in {"cifar10", "image_folder"} else 1)
+    assert config["trainer"].get("tensorboard", False) is answers["tensorboard"]
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert ("tensorboard" in dependencies) is answers["tensorboard"]
+    readme = (project / "README.md").read_text()
+    assert ("whl/cpu" in readme) is (answers["accelerator"] != "cuda"), "CPU wheels are offered unless cuda"
+    assert ("whl/cu128" in readme) is (answers["accelerator"] == "cuda")
+    assert (project / "data" / "mnist_sample.npz").is_file(), "the sample ships with every project"
+
+
+UNSUPPORTED = [
+    ({"project_slug": "my-project"}, "'my_project'"),
+    ({"project_slug": "My Project"}, "lowercase Python identifier"),
+    ({"project_slug": "2fast"}, "'my_2fast'"),
+    ({"project_slug": "naïve"}, "lowercase Python identifier"),
+    ({"project_slug": "class"}, "keyword"),
+    ({"project_slug": "torch"}, "would shadow the module 'torch'"),
+    ({"project_slug": "test"}, "would shadow the module 'test'"),
+    ({"project_slug": "logging"}, "would shadow the module 'logging'"),
+    ({"author": "  "}, "author is empty"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"), UNSUPPORTED, ids=[next(iter(a.values())).strip() or "blank-author" for a, _ in UNSUPPORTED]
+)
+def test_refused_answers_leave_nothing_behind(cookies, capfd, tmp_path: Path, answers: dict, message: str) -> None:
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FailedHookException)
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], errors
+    output_dir = tmp_path / "cookies" / "bake00"  # where pytest-cookies points this bake
+    assert output_dir.is_dir(), "the bake ran in an unexpected folder"
+    assert not any(output_dir.iterdir()), f"a refused bake left {list(output_dir.iterdir())}"
+
+
+def test_free_text_is_treated_as_data(cookies) -> None:
+    awkward = 'Quote " apostrophe \' backslash \\ brace {x} — Ünïcødé 数字\nsecond line'
+    answers = {"project_name": awkward, "author": awkward, "description": awkward, "project_slug": "awkward"}
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert pyproject["description"] == awkward
+    assert pyproject["authors"] == [{"name": awkward}]
+    json.loads((project / "config.json").read_text(encoding="utf-8"))
+    for source in project.rglob("*.py"):
+        ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    assert ruff_check(project).returncode == 0
+
+
+def short_run(project: Path, save_dir: Path, *extra: str):
+    return run_project(
+        project, "train.py", "--set", "trainer.epochs=1", "--set", "data_loader.args.validation_split=500",
+        "--set", f"trainer.save_dir={json.dumps(str(save_dir))}", *extra,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
+def test_cpu_and_auto_projects_train_here(cookies, tmp_path: Path, accelerator: str) -> None:
+    result = cookies.bake(extra_context={"accelerator": accelerator, "tensorboard": False})
+    project = Path(result.project_path)
+    run = short_run(project, tmp_path)
+    assert run.returncode == 0, describe(run)
+    expected_device = "cuda" if accelerator == "auto" and torch.cuda.is_available() else "cpu"
+    assert f"Device: {expected_device}" in run.stderr
+    [folder] = run_folders(tmp_path)
+    assert torch.load(folder / "last.pth", weights_only=True)["epoch"] == 1
+
+
+@pytest.fixture
+def cuda_project(cookies) -> Path:
+    return Path(cookies.bake(extra_context={"accelerator": "cuda"}).project_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown on machines without a GPU")
+def test_cuda_project_without_gpu_says_how_to_fix_it(cuda_project: Path, tmp_path: Path) -> None:
+    run = short_run(cuda_project, tmp_path / "saved")
+    assert run.returncode == 2, describe(run)
+    assert run.stderr.strip().startswith("error: device: 'cuda' asked for")
+    assert "--device cpu" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "saved").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CI has none")
+def test_cuda_project_trains_on_gpu_with_amp(cuda_project: Path, tmp_path: Path) -> None:
+    run = short_run(cuda_project, tmp_path)
+    assert run.returncode == 0, describe(run)
+    assert "Device: cuda" in run.stderr and "mixed precision: off" not in run.stderr
+    [folder] = run_folders(tmp_path)
+    evaluate = run_project(cuda_project, "test.py", "-r", str(folder))
+    assert evaluate.returncode == 0, describe(evaluate)

@@ -56,11 +56,7 @@ def train(args: argparse.Namespace) -> None:
 
     # Build everything before creating the run folder, so a mistake leaves nothing on disk.
     seed_everything(config["seed"])
-    # Pinned host memory only speeds up copies to a GPU; on a CPU run it would just cost memory.
-    pin_memory = config["data_loader"]["args"].get("pin_memory", False) and device.type == "cuda"
-    data_loader = config.init_obj(
-        "data_loader", module_data, seed=config["seed"], pin_memory=pin_memory, base=BaseDataLoader
-    )
+    data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
     valid_data_loader = data_loader.split_validation()
     model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
     criterion = config.function("loss", config["loss"], module_loss)

@@ -58,7 +58,8 @@ class BaseDataLoader(DataLoader):
         self._loader_kwargs: dict[str, Any] = {
             "batch_size": batch_size,
             "num_workers": num_workers,
-            "pin_memory": pin_memory,
+            # Pinned memory only speeds up copies to a GPU; without one it is refused with a warning.
+            "pin_memory": pin_memory and torch.cuda.is_available(),
             "worker_init_fn": seed_worker,
             # Fresh workers each epoch draw their seeds from the per-epoch generator, which keeps
             # a resumed run's shuffle order and augmentation identical to an uninterrupted one.

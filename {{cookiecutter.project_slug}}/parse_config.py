@@ -84,6 +84,8 @@ _TRAINER: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "verbosity": ((int,), "0, 1 or 2", lambda v: v in (0, 1, 2)),
     "monitor": ((str,), "'min <metric>', 'max <metric>' or 'off'", None),
     "early_stop": ((int,), "an integer >= 0 (0 turns it off)", lambda v: v >= 0),
+    "keep_last": ((int,), "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0),
+    "nonfinite_loss": ((str,), "'stop' or 'skip'", lambda v: v in ("stop", "skip")),
     "amp": ((str,), "'auto', 'bf16', 'fp16' or 'off'", lambda v: v in AMP_MODES),{% if cookiecutter.tensorboard %}
     "tensorboard": ((bool,), "true or false", None),{% endif %}
     "log_step": ((int,), "an integer >= 1", lambda v: v >= 1),

@@ -1,6 +1,7 @@
 """Train a model: python train.py -c config.json [overrides]. See README.md for every flag."""
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -16,7 +17,15 @@ from logger.logger import setup_logging
 from parse_config import ConfigError, ConfigParser, create_run_dir, shortcut_overrides
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint
-from utils.util import configure_backends, resolve_amp, resolve_device, seed_everything, write_json
+from utils.util import (
+    NonFiniteLossError,
+    TrainingStopped,
+    configure_backends,
+    resolve_amp,
+    resolve_device,
+    seed_everything,
+    write_json,
+)
 
 logger = logging.getLogger("train")
 
@@ -25,7 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-c", "--config", type=Path, help="config file (default: config.json, or the checkpoint's)")
     parser.add_argument(
-        "-r", "--resume", type=Path, metavar="CHECKPOINT", help="continue from a .pth file or run folder"
+        "-r",
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue from a .pth file or run folder; 'auto' continues the newest run of this config if any",
     )
     parser.add_argument("-d", "--device", help="auto, cpu, cuda or cuda:N (overrides the config's device)")
     parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=LR")
@@ -42,14 +54,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def resume_path(args: argparse.Namespace) -> Path | None:
+    """The checkpoint that ``--resume`` names; for ``auto``, the newest run's last.pth, or None if none yet."""
+    if args.resume is None:
+        return None
+    if args.resume != "auto":
+        return find_checkpoint(Path(args.resume), prefer=("last.pth", "best.pth"))
+    # A requeued job runs the same command again: find its runs where this config saves them.
+    config = ConfigParser.load(args.config or Path("config.json"), shortcut_overrides(args))
+    experiment = Path(config["trainer"]["save_dir"]) / config["name"]
+    if not experiment.is_dir():
+        return None
+    try:
+        return find_checkpoint(experiment, prefer=("last.pth",))
+    except ConfigError:
+        return None
+
+
 def train(args: argparse.Namespace) -> None:
-    checkpoint, checkpoint_path = None, None
-    if args.resume is not None:
-        checkpoint_path = find_checkpoint(args.resume, prefer=("last.pth", "best.pth"))
-        checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint_path = resume_path(args)
+    checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
     config_path = args.config if args.config or checkpoint else Path("config.json")
     config = ConfigParser.load(config_path, shortcut_overrides(args), base=checkpoint["config"] if checkpoint else None)
+    if checkpoint is not None and config["arch"] != checkpoint["config"]["arch"]:
+        raise ConfigError(
+            f"arch: cannot change when resuming (the checkpoint has {json.dumps(checkpoint['config']['arch'])}); "
+            "keep the checkpoint's arch, or start a new run with -c and no -r"
+        )
     setup_logging(None, config["trainer"]["verbosity"])  # console only until the run folder exists
+    if args.resume == "auto" and checkpoint is None:
+        logger.info("--resume auto: no earlier run of %r to continue; starting a new one", config["name"])
     device = resolve_device(config["device"])
 
     configure_backends(device, config["deterministic"])
@@ -83,7 +117,7 @@ def train(args: argparse.Namespace) -> None:
         trainer.load_state_dict(checkpoint, checkpoint_path)
         run_dir = checkpoint_path.parent  # a resumed run continues in its own folder
         if checkpoint["config"] != config.config:
-            write_json(config.config, run_dir / f"config-resume-{checkpoint['epoch']}.json")
+            write_json(config.config, unused_path(run_dir / f"config-resume-{checkpoint['epoch']}.json"))
         del checkpoint
     else:
         run_dir = create_run_dir(Path(config["trainer"]["save_dir"]), config["name"])
@@ -102,6 +136,15 @@ def train(args: argparse.Namespace) -> None:
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
 
 
+def unused_path(path: Path) -> Path:
+    """``path``, or ``name-2.json``, ``name-3.json``... if taken: a later resume never overwrites a record."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -111,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        logger.error("error: %s", err)
+        return 1
+    except TrainingStopped as err:
+        logger.warning("%s", err)
+        return err.exit_code
     return 0
 
 

@@ -1,10 +1,10 @@
 """Base class for data loaders: a DataLoader that owns its train/validation split."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from utils.util import ConfigError, seed_worker
 
@@ -27,6 +27,34 @@ class TransformedDataset(Dataset):
         return (self.transform(sample) if self.transform else sample), target
 
 
+class EpochSampler(Sampler[int]):
+    """Indices in an order fixed by ``(seed, epoch)``, optionally starting part way through.
+
+    Nothing carries over from one epoch to the next, so a run resumed at any epoch (or, with
+    ``start``, at any batch of it) sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, n_samples: int, seed: int, shuffle: bool) -> None:
+        self.n_samples = n_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch = epoch
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.start, self.n_samples))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n_samples, generator=generator)[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.n_samples - self.start
+
+
 class BaseDataLoader(DataLoader):
     """Loads the training part (``training=True``) or the test split (``training=False``).
 
@@ -34,6 +62,7 @@ class BaseDataLoader(DataLoader):
     generator seeded from ``seed``, and ``split_validation()`` returns a loader for it that uses
     ``eval_transform``. The shuffle order of each epoch depends only on ``seed`` and the epoch
     number (see ``set_epoch``), so a resumed run sees the same batches as an uninterrupted one.
+    With ``training=False`` it loads the test split, in order.
     """
 
     def __init__(
@@ -75,7 +104,8 @@ class BaseDataLoader(DataLoader):
             dataset = TransformedDataset(dataset, eval_transform)
             shuffle = False
         self.n_samples = len(dataset)  # type: ignore[arg-type]
-        super().__init__(dataset, shuffle=shuffle, generator=torch.Generator(), **self._loader_kwargs)
+        sampler = EpochSampler(self.n_samples, seed, shuffle)
+        super().__init__(dataset, sampler=sampler, generator=torch.Generator(), **self._loader_kwargs)
 
     @staticmethod
     def _split(n_samples: int, validation_split: float | int, seed: int) -> tuple[list[int], list[int]]:
@@ -94,8 +124,9 @@ class BaseDataLoader(DataLoader):
         order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed)).tolist()
         return order[n_val:], order[:n_val]
 
-    def set_epoch(self, epoch: int) -> None:
-        """Fix this epoch's shuffle order (and worker seeds) from the seed and the epoch number."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Fix this epoch's order (and worker seeds) from the seed and the epoch; skip ``start_batch`` batches."""
+        self.sampler.set_epoch(epoch, start_batch * self.batch_size)  # type: ignore[attr-defined, operator]
         self.generator.manual_seed(self.seed * 1_000_003 + epoch)
 
     def split_validation(self) -> DataLoader | None:

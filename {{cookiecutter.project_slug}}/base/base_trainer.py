@@ -2,10 +2,14 @@
 
 import logging
 import math
+import signal
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -15,7 +19,7 @@ from logger.visualization import TensorboardWriter
 {% endif -%}
 from parse_config import ConfigParser, Monitor
 from utils.checkpoint import load_model_weights, save_checkpoint
-from utils.util import ConfigError, rng_state, set_rng_state
+from utils.util import ConfigError, TrainingStopped, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +30,12 @@ class BaseTrainer(ABC):
     """Runs ``_train_epoch`` for each epoch and decides what to keep.
 
     After every epoch it writes ``last.pth``; ``best.pth`` whenever the monitored metric improves;
-    ``epoch-N.pth`` every ``save_period`` epochs. It stops after ``early_stop`` epochs in a row
-    without improvement, once the final state is on disk.
+    ``epoch-N.pth`` every ``save_period`` epochs (keeping the newest ``keep_last``). It stops after
+    ``early_stop`` epochs in a row without improvement, once the final state is on disk.
+
+    SIGINT or SIGTERM (what a scheduler sends before preemption) lets the current step finish,
+    saves ``last.pth`` part way through the epoch, and raises ``TrainingStopped``; a second
+    signal ends the process at once.
     """
 
     def __init__(
@@ -45,11 +53,15 @@ class BaseTrainer(ABC):
         settings = config["trainer"]
         self.epochs: int = settings["epochs"]
         self.save_period: int = settings["save_period"]
+        self.keep_last: int = settings["keep_last"]
         self.early_stop: int = settings["early_stop"] or math.inf
         self.monitor = config.monitor
         self.best = self.monitor.worst
         self.not_improved_count = 0
         self.start_epoch = 1
+        # Where an interrupted epoch stopped: (epoch, steps done, metric sums); see save_interrupted.
+        self.resume_point: tuple[int, int, dict[str, Any]] | None = None
+        self.stop_signal: int | None = None
         # A disabled scaler is a no-op; subclasses enable it for fp16 autocast.
         self.grad_scaler = torch.amp.GradScaler(enabled=False)
 {%- if cookiecutter.tensorboard %}
@@ -58,7 +70,11 @@ class BaseTrainer(ABC):
 
     @abstractmethod
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        """Train one epoch (and validate); return the epoch's metrics by name."""
+        """Train one epoch (and validate); return the epoch's metrics by name.
+
+        Check ``self.stop_signal`` after each step and call ``save_interrupted`` when it is set;
+        start part way through when ``take_resume_point`` says so.
+        """
 
     @abstractmethod
     def metric_names(self) -> list[str]:
@@ -82,6 +98,9 @@ class BaseTrainer(ABC):
     def train(self, run_dir: Path) -> None:
         """Train from ``start_epoch`` to ``epochs``, writing checkpoints and events to ``run_dir``."""
         self.run_dir = run_dir
+        for stale in run_dir.glob(".*.tmp"):
+            logger.info("Removing %s, left by a run killed while saving", stale.name)
+            stale.unlink()
         if self.start_epoch > self.epochs:
             logger.warning(
                 "Nothing to do: the checkpoint finished epoch %d of %d; raise the total with "
@@ -93,21 +112,27 @@ class BaseTrainer(ABC):
 {%- if cookiecutter.tensorboard %}
         writer = TensorboardWriter(self.run_dir, self._tensorboard_enabled, purge_step=self.start_epoch)
         try:
-            for epoch in range(self.start_epoch, self.epochs + 1):
-                if self._run_epoch(epoch, writer):
-                    break
+            with self._stop_on_signals():
+                for epoch in range(self.start_epoch, self.epochs + 1):
+                    if self._run_epoch(epoch, writer):
+                        break
         finally:
             writer.close()
 
     def _run_epoch(self, epoch: int, writer: TensorboardWriter) -> bool:
 {%- else %}
-        for epoch in range(self.start_epoch, self.epochs + 1):
-            if self._run_epoch(epoch):
-                break
+        with self._stop_on_signals():
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                if self._run_epoch(epoch):
+                    break
 
     def _run_epoch(self, epoch: int) -> bool:
 {%- endif %}
-        """Train, evaluate and checkpoint one epoch; return True when early stopping ends the run."""
+        """Train, evaluate and checkpoint one epoch; return True when early stopping ends the run.
+
+        A stop signal that arrives after the last training step (during validation or saving)
+        ends the run here, once the epoch's checkpoints are written.
+        """
         started = time.perf_counter()
         log = self._train_epoch(epoch)
         log["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -133,7 +158,10 @@ class BaseTrainer(ABC):
             save_checkpoint(state, self.run_dir / "best.pth")
         if epoch % self.save_period == 0:
             save_checkpoint(state, self.run_dir / f"epoch-{epoch}.pth")
+            self._prune_periodic_checkpoints()
 
+        if self.stop_signal is not None:
+            self._stopped(f"after epoch {epoch}")
         if self.not_improved_count >= self.early_stop:
             logger.info(
                 "Early stop: %s has not improved for %d epochs (best %.4g); last state in %s",
@@ -144,6 +172,55 @@ class BaseTrainer(ABC):
             )
             return True
         return False
+
+    def _prune_periodic_checkpoints(self) -> None:
+        """Keep the newest ``keep_last`` epoch-N.pth files (0 keeps all), so long runs do not fill the disk."""
+        if self.keep_last == 0:
+            return
+        periodic = sorted(self.run_dir.glob("epoch-*.pth"), key=lambda path: int(path.stem.split("-")[1]))
+        for old in periodic[: -self.keep_last]:
+            old.unlink()
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            self.stop_signal = signum
+            logger.warning(
+                "%s received: finishing the current step, then saving (send it again to stop at once)",
+                signal.Signals(signum).name,
+            )
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def take_resume_point(self, epoch: int) -> tuple[int, dict[str, Any] | None]:
+        """(steps already done, metric sums so far) for ``epoch``: (0, None) unless resuming inside it."""
+        if self.resume_point is None or self.resume_point[0] != epoch:
+            return 0, None
+        _, step, progress = self.resume_point
+        self.resume_point = None
+        return step, progress
+
+    def save_interrupted(self, epoch: int, step: int, progress: dict[str, Any]) -> NoReturn:
+        """Save ``last.pth`` part way through ``epoch`` (``step`` steps done), then stop the run."""
+        state = self.state_dict(epoch - 1, log={})
+        state["mid_epoch"] = {"epoch": epoch, "step": step, "progress": progress}
+        save_checkpoint(state, self.run_dir / "last.pth")
+        self._stopped(f"at epoch {epoch}, step {step}")
+
+    def _stopped(self, where: str) -> NoReturn:
+        assert self.stop_signal is not None
+        last = self.run_dir / "last.pth"
+        name = signal.Signals(self.stop_signal).name
+        raise TrainingStopped(
+            f"stopped by {name} {where}; resume with: python train.py -r {last}", 128 + self.stop_signal
+        )
 
     def _step_scheduler(self, log: dict[str, float]) -> None:
         if self.lr_scheduler is None:
@@ -192,4 +269,11 @@ class BaseTrainer(ABC):
             logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
         self.start_epoch = state["epoch"] + 1
         set_rng_state(state["rng"])
-        logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
+        mid_epoch = state.get("mid_epoch")
+        if mid_epoch is None:
+            logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
+        else:
+            self.resume_point = (mid_epoch["epoch"], mid_epoch["step"], mid_epoch["progress"])
+            logger.info(
+                "Resumed part way through epoch %d; continuing at step %d", mid_epoch["epoch"], mid_epoch["step"] + 1
+            )

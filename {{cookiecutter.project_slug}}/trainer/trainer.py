@@ -13,7 +13,7 @@ from base.base_data_loader import BaseDataLoader
 from base.base_trainer import BaseTrainer
 from parse_config import ConfigParser
 from utils.metric_tracker import MetricTracker
-from utils.util import resolve_amp
+from utils.util import NonFiniteLossError, resolve_amp
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Trainer(BaseTrainer):
         self.data_loader = data_loader
         self.valid_data_loader = valid_data_loader
         self.log_step: int = config["trainer"]["log_step"]
+        self.skip_nonfinite = config["trainer"]["nonfinite_loss"] == "skip"
         self.amp_dtype = resolve_amp(config["trainer"]["amp"], device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
@@ -53,10 +54,18 @@ class Trainer(BaseTrainer):
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
-        self.data_loader.set_epoch(epoch)
+        start_step, progress_so_far = self.take_resume_point(epoch)
+        self.data_loader.set_epoch(epoch, start_step)
         tracker = MetricTracker(["loss", *(m.__name__ for m in self.metric_ftns)], self.device)
-        progress = tqdm(self.data_loader, desc=f"epoch {epoch}", leave=False, disable=None)
-        for step, (data, target) in enumerate(progress, start=1):
+        if progress_so_far is not None:
+            tracker.load_state_dict(progress_so_far)
+        # The first step whose loss was not finite (-1: none yet), tracked on the device.
+        first_bad_step = torch.tensor(-1, device=self.device)
+        total = start_step + len(self.data_loader)
+        progress = tqdm(
+            self.data_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None
+        )
+        for step, (data, target) in enumerate(progress, start=start_step + 1):
             data = data.to(self.device, non_blocking=True)
             target = target.to(self.device, non_blocking=True)
 
@@ -64,6 +73,9 @@ class Trainer(BaseTrainer):
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 output = self.model(data)
                 loss = self.criterion(output, target)
+            if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync per step, only in "skip" mode
+                logger.warning("epoch %d step %d: loss is %s; batch skipped", epoch, step, loss.item())
+                continue
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
@@ -71,11 +83,17 @@ class Trainer(BaseTrainer):
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
                 tracker.update(target.size(0), [loss, *(m(output, target) for m in self.metric_ftns)])
+                first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
             if step % self.log_step == 0:
-                running = tracker.result()  # the one host sync, every log_step batches
+                self._check_finite(first_bad_step, epoch)
+                running = tracker.result()  # host syncs happen here, every log_step batches
                 progress.set_postfix({key: f"{value:.4f}" for key, value in running.items()})
-                logger.debug("epoch %d step %d/%d  %s", epoch, step, len(self.data_loader), running)
+                logger.debug("epoch %d step %d/%d  %s", epoch, step, total, running)
+            if self.stop_signal is not None:
+                self._check_finite(first_bad_step, epoch)  # never save a state that NaNs have reached
+                self.save_interrupted(epoch, step, tracker.state_dict())
 
+        self._check_finite(first_bad_step, epoch)
         log = tracker.result()
         if self.valid_data_loader is not None:
             val_log = evaluate(
@@ -83,6 +101,15 @@ class Trainer(BaseTrainer):
             )
             log.update({f"val_{key}": value for key, value in val_log.items()})
         return log
+
+    def _check_finite(self, first_bad_step: torch.Tensor, epoch: int) -> None:
+        step = int(first_bad_step)
+        if step >= 0:
+            raise NonFiniteLossError(
+                f"loss became NaN or infinite at epoch {epoch}, step {step}; nothing after the last checkpoint "
+                f"was saved ({self.run_dir / 'last.pth'}). Lower the learning rate, clip gradients, or set "
+                'trainer.nonfinite_loss to "skip" to drop such batches'
+            )
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """Sample-weighted running means that stay on the device until somebody reads them."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -24,6 +25,16 @@ class MetricTracker:
     @property
     def count(self) -> int:
         return self._count
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums, so an epoch interrupted part way can be finished with the same totals."""
+        return {"names": self.names, "sums": self._sums.cpu(), "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["names"] != self.names:
+            raise ValueError(f"metric names changed: {state['names']} in the checkpoint, {self.names} now")
+        self._sums.copy_(state["sums"])
+        self._count = state["count"]
 
     def result(self) -> dict[str, float]:
         if self._count == 0:

@@ -15,6 +15,18 @@ class ConfigError(Exception):
     """A mistake in the config, a flag or a file the user named; the message says how to fix it."""
 
 
+class TrainingStopped(Exception):
+    """A stop signal ended the run after its state was saved; ``exit_code`` follows the shell's 128+N."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteLossError(Exception):
+    """The loss became NaN or infinite; the message names where and what to try."""
+
+
 def read_json(path: Path) -> dict[str, Any]:
     with Path(path).open(encoding="utf-8") as handle:
         return json.load(handle)

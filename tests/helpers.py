@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_SLUG = "mnist_classifier"
@@ -30,3 +32,20 @@ def run_folders(save_dir: Path, name: str = DEFAULT_SLUG) -> list[Path]:
 def describe(result: subprocess.CompletedProcess[str]) -> str:
     """What a failed command printed, for assertion messages."""
     return f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+
+
+def start_project(project: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``python <args>`` in a baked project without waiting; stderr goes to a pipe."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 120, what: str = "condition") -> None:
+    """Poll ``predicate()`` every 50 ms until it is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)

@@ -3,13 +3,12 @@
 import ast
 import itertools
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from cookiecutter.exceptions import FailedHookException
-
 from helpers import describe, run_folders, run_project
 from test_bake import PROJECT_FILES, project_files, ruff_check, unrendered_lines
 
@@ -91,7 +90,7 @@ def test_refused_answers_leave_nothing_behind(cookies, capfd, tmp_path: Path, an
 
 
 def test_free_text_is_treated_as_data(cookies) -> None:
-    awkward = 'Quote " apostrophe \' backslash \\ brace {x} — Ünïcødé 数字\nsecond line'
+    awkward = "Quote \" apostrophe ' backslash \\ brace {x} — Ünïcødé 数字\nsecond line"
     answers = {"project_name": awkward, "author": awkward, "description": awkward, "project_slug": "awkward"}
     result = cookies.bake(extra_context=answers)
     assert result.exit_code == 0, result.exception

@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 PROJECT_FILES = {
     ".gitignore",
     "README.md",
@@ -44,11 +42,7 @@ TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|cookiecutter\.")
 def project_files(project: Path) -> set[str]:
     """Every file of a baked project, without its own tests and caches."""
     files = {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
-    return {
-        f
-        for f in files
-        if "__pycache__" not in f and not f.startswith((".pytest_cache", ".ruff_cache", "tests/"))
-    }
+    return {f for f in files if "__pycache__" not in f and not f.startswith((".pytest_cache", ".ruff_cache", "tests/"))}
 
 
 def unrendered_lines(project: Path) -> list[str]:

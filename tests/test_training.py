@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,35 +88,63 @@ def test_reduce_lr_on_plateau_is_stepped_with_the_monitored_metric(default_proje
     assert state["lr_scheduler"]["best"] == pytest.approx(state["log"]["val_loss"])
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--set", "trainer.epochz=3"], "did you mean 'epochs'"),
-        (["--set", "optimizer.args.lr=0.0.1"], "is not a JSON value"),
-        (["--set", "trainer.epochs=0"], "trainer.epochs"),
-        (["--set", "arch.type=ConvNett"], "available: ConvNet"),
-        (["--set", "metrics=[\"acuracy\"]"], "did you mean 'accuracy'"),
-        (["--set", "trainer.monitor=max val_f1"], "is not measured"),
-        (["-d", "cuda:7"], "--device"),
-        (["-c", "missing.json"], "does not exist"),
-        (["-r", "saved/nothing/last.pth"], "does not exist"),
-    ],
-    ids=["unknown-key", "bad-json", "zero-epochs", "unknown-arch", "unknown-metric", "bad-monitor",
-         "missing-gpu", "missing-config", "missing-checkpoint"],
-)  # fmt: skip
-def test_bad_input_is_one_clear_line_and_writes_nothing(
-    default_project: Path, tmp_path: Path, args: list[str], message: str
-) -> None:
-    result = run_project(
-        default_project, "train.py", "-c", "config.json", "--set",
-        f"trainer.save_dir={json.dumps(str(tmp_path))}", *args,
-    )  # fmt: skip
+# Each refused before anything is written; the value is (arguments, what the one error line must say).
+BAD_INPUT = {
+    "unknown-key": (["--set", "trainer.epochz=3"], "did you mean 'epochs'"),
+    "bad-json": (["--set", "optimizer.args.lr=0.0.1"], "is not a JSON value"),
+    "zero-epochs": (["--set", "trainer.epochs=0"], "trainer.epochs"),
+    "negative-epochs": (["--set", "trainer.epochs=-3"], "trainer.epochs: expected an integer >= 1"),
+    "wrong-type": (["--set", 'trainer.epochs="ten"'], 'trainer.epochs: expected an integer >= 1, got "ten"'),
+    "zero-batch": (["--bs", "0"], "data_loader.args.batch_size: expected an integer >= 1"),
+    "unknown-arch": (["--set", "arch.type=ConvNett"], "available: ConvNet"),
+    "unknown-metric": (["--set", 'metrics=["acuracy"]'], "did you mean 'accuracy'"),
+    "unknown-loss": (["--set", "loss=mse"], "loss: unknown name 'mse'"),
+    "unknown-optimizer": (["--set", "optimizer.type=Adamm"], "did you mean 'Adam'"),
+    "unmeasured-monitor": (["--set", "trainer.monitor=max val_f1"], "is not measured"),
+    "bad-monitor-mode": (["--set", "trainer.monitor=avg val_loss"], "'min <metric>', 'max <metric>' or 'off'"),
+    "missing-gpu": (["-d", "cuda:7"], "--device"),
+    "missing-config": (["-c", "missing.json"], "does not exist"),
+    "missing-checkpoint": (["-r", "saved/nothing/last.pth"], "does not exist"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """Run every refused command, two at a time (each spends seconds importing torch), keyed by id."""
+
+    def attempt(case_id: str) -> tuple:
+        save_dir = tmp_path_factory.mktemp(case_id)
+        args, _ = BAD_INPUT[case_id]
+        result = run_project(
+            default_project, "train.py", "-c", "config.json", "--set",
+            f"trainer.save_dir={json.dumps(str(save_dir))}", *args,
+        )  # fmt: skip
+        return result, save_dir
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(BAD_INPUT, pool.map(attempt, BAD_INPUT), strict=True))
+
+
+@pytest.mark.parametrize("case_id", list(BAD_INPUT))
+def test_bad_input_is_one_clear_line_and_writes_nothing(bad_input_runs: dict, case_id: str) -> None:
+    result, save_dir = bad_input_runs[case_id]
     assert result.returncode == 2, describe(result)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert message in lines[0]
-    assert not any(tmp_path.iterdir()), "a refused run must leave nothing on disk"
+    assert BAD_INPUT[case_id][1] in lines[0]
+    assert not any(save_dir.iterdir()), "a refused run must leave nothing on disk"
+
+
+def test_config_missing_a_key_is_refused(default_project: Path, tmp_path: Path) -> None:
+    config = json.loads((default_project / "config.json").read_text())
+    del config["loss"]
+    config["trainer"]["save_dir"] = str(tmp_path / "saved")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = run_project(default_project, "train.py", "-c", str(tmp_path / "config.json"))
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.strip() == "error: loss: missing; expected the name of a function in model/loss.py"
+    assert not (tmp_path / "saved").exists()
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -100,10 +100,11 @@ def _check_type(key: str, value: Any, types: tuple[type, ...], expected: str) ->
         raise ConfigError(f"{key}: expected {expected}, got {json.dumps(value)}")
 
 
-def _unknown_key(where: str, key: str, known: list[str]) -> ConfigError:
+def _unknown_key(label: str, key: str, known: list[str]) -> ConfigError:
+    """``label: unknown key; did you mean ...?`` where ``label`` names the key as the user wrote it."""
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return ConfigError(f"{where}{key}: unknown key; {hint}known keys: {', '.join(sorted(known))}")
+    return ConfigError(f"{label}: unknown key; {hint}known keys: {', '.join(sorted(known))}")
 
 
 def validate_config(config: dict[str, Any]) -> None:
@@ -111,7 +112,7 @@ def validate_config(config: dict[str, Any]) -> None:
     known = {**_TOP_LEVEL, **_OPTIONAL_TOP_LEVEL}
     for key in config:
         if key not in known:
-            raise _unknown_key("", key, list(known))
+            raise _unknown_key(key, key, list(known))
     for key, (types, expected) in _TOP_LEVEL.items():
         if key not in config:
             raise ConfigError(f"{key}: missing; expected {expected}")
@@ -132,7 +133,7 @@ def validate_config(config: dict[str, Any]) -> None:
     trainer = config["trainer"]
     for key in trainer:
         if key not in _TRAINER:
-            raise _unknown_key("trainer.", key, list(_TRAINER))
+            raise _unknown_key(f"trainer.{key}", key, list(_TRAINER))
     for key, (types, expected, check) in _TRAINER.items():
         if key not in trainer:
             raise ConfigError(f"trainer.{key}: missing; expected {expected}")
@@ -173,7 +174,7 @@ def apply_override(config: dict[str, Any], path: str, value: Any) -> None:
             key = int(key)
         elif isinstance(node, dict):
             if key not in node and not (last and keys[depth - 1 : depth] == ["args"]):
-                raise _unknown_key(f"--set {path}: " + (f"{where}." if where else ""), key, list(node))
+                raise _unknown_key(f"--set {path}", key, list(node))
         else:
             raise ConfigError(f"--set {path}: {where} holds {json.dumps(node)}, which has no key {key!r}")
         if last:

@@ -184,15 +184,19 @@ class BaseTrainer(ABC):
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
         def request_stop(signum: int, frame: FrameType | None) -> None:
+            # Restore the defaults first, so a second signal ends the process even during this handler.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
             self.stop_signal = signum
             logger.warning(
                 "%s received: finishing the current step, then saving (send it again to stop at once)",
                 signal.Signals(signum).name,
             )
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        logger.info(
+            "Training epochs %d to %d; Ctrl-C or SIGTERM saves the state, then stops", self.start_epoch, self.epochs
+        )
         try:
             yield
         finally:

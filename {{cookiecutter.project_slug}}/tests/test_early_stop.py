@@ -73,3 +73,9 @@ def test_resume_restores_best_and_counter(tmp_path: Path) -> None:
     assert (resumed.start_epoch, resumed.best, resumed.not_improved_count) == (4, 0.8, 1)
     resumed.train(tmp_path)
     assert resumed.epochs_run == [4, 5], "two more flat epochs reach early_stop=3"
+
+
+def test_keep_last_prunes_old_periodic_checkpoints(tmp_path: Path) -> None:
+    ScriptedTrainer([1.0, 0.9, 0.8, 0.7, 0.6], early_stop=0, save_period=1, keep_last=2).train(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pth")) == ["epoch-4.pth", "epoch-5.pth"]
+    assert saved_epoch(tmp_path / "best.pth") == 5 and saved_epoch(tmp_path / "last.pth") == 5

@@ -1,0 +1,252 @@
+"""Each fault in the generated README's table, provoked for real against a baked project."""
+
+import json
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import describe, run_folders, run_project, start_project, wait_for
+
+# Small and quick, but several dozen steps per epoch so a signal lands inside one.
+FAST = [
+    "-d", "cpu", "--set", "arch.args.width=8", "--set", "data_loader.args.validation_split=400",
+    "--set", "trainer.tensorboard=false", "--set", "trainer.save_period=1", "--set", "trainer.keep_last=0",
+]  # fmt: skip
+
+
+def train_args(save_dir: Path, epochs: int, *extra: str) -> list[str]:
+    return [
+        "train.py", "-c", "config.json", *FAST, "--set", f"trainer.epochs={epochs}",
+        "--set", f"trainer.save_dir={json.dumps(str(save_dir))}", *extra,
+    ]  # fmt: skip
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    first, second = load(a)["model"], load(b)["model"]
+    assert first.keys() == second.keys()
+    different = [key for key in first if not torch.equal(first[key], second[key])]
+    assert not different, f"weights differ in {different}"
+
+
+@pytest.fixture(scope="module")
+def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the default project with test-only models: NaN logits on chosen steps, or slow steps."""
+    copy = tmp_path_factory.mktemp("faults") / "project"
+    shutil.copytree(default_project, copy, ignore=shutil.ignore_patterns("saved", "__pycache__"))
+    with (copy / "model" / "model.py").open("a", encoding="utf-8") as handle:
+        handle.write(
+            textwrap.dedent('''
+
+            import time
+
+            class NaNOnSteps(ConvNet):
+                """Test-only: NaN logits on training forward passes first..last (counting from 1)."""
+
+                def __init__(self, first: int, last: int, **kwargs: int) -> None:
+                    super().__init__(**kwargs)
+                    self.first, self.last, self.calls = first, last, 0
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    out = super().forward(x)
+                    if self.training:
+                        self.calls += 1
+                        if self.first <= self.calls <= self.last:
+                            return out * float("nan")
+                    return out
+
+
+            class SlowConvNet(ConvNet):
+                """Test-only: each training step takes at least ``delay`` seconds."""
+
+                def __init__(self, delay: float, **kwargs: int) -> None:
+                    super().__init__(**kwargs)
+                    self.delay = delay
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    if self.training:
+                        time.sleep(self.delay)
+                    return super().forward(x)
+            ''')
+        )
+    return copy
+
+
+@pytest.fixture(scope="module")
+def straight_run(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four epochs in one go: the reference every interrupted run must match exactly."""
+    save_dir = tmp_path_factory.mktemp("straight")
+    result = run_project(project, *train_args(save_dir, 4))
+    assert result.returncode == 0, describe(result)
+    [run] = run_folders(save_dir)
+    return run
+
+
+def test_resume_at_half_time_is_bit_identical(project: Path, straight_run: Path, tmp_path: Path) -> None:
+    first = run_project(project, *train_args(tmp_path, 2))
+    assert first.returncode == 0, describe(first)
+    [run] = run_folders(tmp_path)
+    second = run_project(project, "train.py", "-r", str(run / "last.pth"), "--set", "trainer.epochs=4")
+    assert second.returncode == 0, describe(second)
+    for epoch in range(1, 5):
+        assert load(run / f"epoch-{epoch}.pth")["log"] == load(straight_run / f"epoch-{epoch}.pth")["log"]
+    assert_same_weights(run / "last.pth", straight_run / "last.pth")
+
+    again = run_project(project, "train.py", "-r", str(run / "last.pth"))
+    assert again.returncode == 0, describe(again)
+    assert "Nothing to do" in again.stderr and "--set trainer.epochs=N" in again.stderr
+
+
+def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
+    project: Path, straight_run: Path, tmp_path: Path
+) -> None:
+    process = start_project(project, *train_args(tmp_path, 4))
+    wait_for(lambda: list(tmp_path.glob("*/*/epoch-1.pth")), what="epoch 1 to finish")
+    time.sleep(0.5)  # into epoch 2, which takes a few seconds
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "resume with: python train.py -r" in stderr and "Traceback" not in stderr
+    [run] = run_folders(tmp_path)
+    stopped = load(run / "last.pth")
+    assert stopped["epoch"] == 1 and stopped["mid_epoch"]["epoch"] == 2 and stopped["mid_epoch"]["step"] >= 1
+
+    resumed = run_project(project, *train_args(tmp_path, 4), "--resume", "auto")
+    assert resumed.returncode == 0, describe(resumed)
+    assert run_folders(tmp_path) == [run], "auto-resume continues the same run folder"
+    assert_same_weights(run / "last.pth", straight_run / "last.pth")
+    assert load(run / "epoch-4.pth")["log"] == load(straight_run / "epoch-4.pth")["log"]
+
+
+def test_ctrl_c_saves_mid_epoch_state(project: Path, tmp_path: Path) -> None:
+    slow = ["--set", 'arch={"type": "SlowConvNet", "args": {"delay": 0.5, "width": 8}}']
+    process = start_project(project, *train_args(tmp_path, 1), *slow, "--resume", "auto")
+    assert process.stderr is not None
+    wait_for(lambda: "Ctrl-C or SIGTERM" in process.stderr.readline(), what="training to start")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "stopped by SIGINT at epoch 1, step" in stderr
+    [run] = run_folders(tmp_path)
+    assert load(run / "last.pth")["mid_epoch"]["step"] >= 1
+
+
+def test_second_signal_stops_at_once(project: Path, tmp_path: Path) -> None:
+    slow = ["--set", 'arch={"type": "SlowConvNet", "args": {"delay": 2.0, "width": 8}}']
+    process = start_project(project, *train_args(tmp_path, 1), *slow)
+    assert process.stderr is not None
+    wait_for(lambda: "Ctrl-C or SIGTERM" in process.stderr.readline(), what="training to start")
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "SIGTERM received" in process.stderr.readline(), what="the first signal to be seen")
+    process.send_signal(signal.SIGTERM)  # the step still has most of its 2 s to go
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM, "the second signal ends the process without saving"
+    [run] = run_folders(tmp_path)
+    assert not (run / "last.pth").exists()
+
+
+STALL_ON_SECOND_LAST_SAVE = """
+import os, runpy, sys, time
+from pathlib import Path
+
+marker = Path(sys.argv.pop(1))
+real_replace, saves = os.replace, []
+
+def stalled_replace(src, dst):
+    # The checkpoint is written to a temporary file; hang before it is renamed into place.
+    if Path(dst).name == "last.pth":
+        saves.append(dst)
+        if len(saves) == 2:
+            marker.write_text(str(src))
+            time.sleep(600)
+    real_replace(src, dst)
+
+os.replace = stalled_replace
+sys.path.insert(0, os.getcwd())
+sys.argv[0] = "train.py"
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_sigkill_mid_save_keeps_the_previous_checkpoint(project: Path, tmp_path: Path) -> None:
+    driver, marker, save_dir = tmp_path / "driver.py", tmp_path / "stalled", tmp_path / "saved"
+    driver.write_text(STALL_ON_SECOND_LAST_SAVE)
+    process = start_project(project, str(driver), str(marker), *train_args(save_dir, 3)[1:])
+    wait_for(marker.exists, what="the second save of last.pth to start")
+    process.kill()
+    process.communicate(timeout=30)
+    [run] = run_folders(save_dir)
+    assert list(run.glob(".last.pth.*.tmp")), "the killed save leaves only its temporary file"
+    assert load(run / "last.pth")["epoch"] == 1, "last.pth is still the complete epoch-1 state"
+
+    resumed = run_project(project, "train.py", "-r", str(run))
+    assert resumed.returncode == 0, describe(resumed)
+    assert "left by a run killed while saving" in resumed.stderr
+    assert not list(run.glob(".*.tmp"))
+    assert load(run / "last.pth")["epoch"] == 3
+
+
+def test_sigkill_mid_epoch_resumes_from_the_last_epoch(project: Path, tmp_path: Path) -> None:
+    process = start_project(project, *train_args(tmp_path, 3))
+    wait_for(lambda: list(tmp_path.glob("*/*/epoch-1.pth")), what="epoch 1 to finish")
+    process.kill()
+    process.communicate(timeout=30)
+    [run] = run_folders(tmp_path)
+    assert load(run / "last.pth")["epoch"] in (1, 2)
+    resumed = run_project(project, "train.py", "-r", str(run / "last.pth"))
+    assert resumed.returncode == 0, describe(resumed)
+    assert load(run / "last.pth")["epoch"] == 3
+
+
+def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_good(project: Path, tmp_path: Path) -> None:
+    # 3,600 samples in batches of 64 make 57 steps per epoch: forward pass 60 is epoch 2, step 3.
+    nan_model = ["--set", 'arch={"type": "NaNOnSteps", "args": {"first": 60, "last": 10000, "width": 8}}']
+    result = run_project(project, *train_args(tmp_path, 3), *nan_model)
+    assert result.returncode == 1, describe(result)
+    assert "error: loss became NaN or infinite at epoch 2, step 3" in result.stderr
+    assert "Traceback" not in result.stderr
+    [run] = run_folders(tmp_path)
+    last = load(run / "last.pth")
+    assert last["epoch"] == 1 and "mid_epoch" not in last
+    assert all(torch.isfinite(value).all() for value in last["model"].values() if value.is_floating_point())
+
+
+def test_nan_loss_can_skip_the_batch_instead(project: Path, tmp_path: Path) -> None:
+    nan_model = ["--set", 'arch={"type": "NaNOnSteps", "args": {"first": 5, "last": 7, "width": 8}}']
+    result = run_project(project, *train_args(tmp_path, 1), *nan_model, "--set", "trainer.nonfinite_loss=skip")
+    assert result.returncode == 0, describe(result)
+    assert result.stderr.count("batch skipped") == 3
+    [run] = run_folders(tmp_path)
+    assert load(run / "last.pth")["log"]["loss"] < 2.3  # finite, and it learned
+
+
+def test_pickled_object_in_checkpoint_is_refused(project: Path, tmp_path: Path) -> None:
+    forged = tmp_path / "forged.pth"
+    torch.save({"model": {}, "config": {}, "payload": subprocess.CompletedProcess([], 0)}, forged)
+    for script in ("train.py", "test.py"):
+        result = run_project(project, script, "-r", str(forged))
+        assert result.returncode == 2, describe(result)
+        assert result.stderr.startswith(f"error: checkpoint {str(forged)!r} cannot be loaded")
+        assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_of_another_shape_names_the_keys(project: Path, straight_run: Path, tmp_path: Path) -> None:
+    evaluate = run_project(project, "test.py", "-r", str(straight_run / "last.pth"), "--set", "arch.args.width=16")
+    assert evaluate.returncode == 2, describe(evaluate)
+    assert "does not fit ConvNet" in evaluate.stderr
+    assert "features.0.0.weight (8, 1, 3, 3) vs (16, 1, 3, 3)" in evaluate.stderr
+
+    copy = tmp_path / "run"
+    shutil.copytree(straight_run, copy)
+    resume = run_project(project, "train.py", "-r", str(copy), "--set", "arch.args.width=16")
+    assert resume.returncode == 2, describe(resume)
+    assert resume.stderr.startswith("error: arch: cannot change when resuming")
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in straight_run.iterdir())

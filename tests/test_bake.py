@@ -18,6 +18,8 @@ PROJECT_FILES = {
     "base/base_data_loader.py",
     "base/base_model.py",
     "base/base_trainer.py",
+    "benchmarks/__init__.py",
+    "benchmarks/bench_trainer.py",
     "data/mnist_sample.npz",
     "data_loader/__init__.py",
     "data_loader/data_loaders.py",

@@ -186,3 +186,16 @@ def test_generated_projects_own_tests_pass(default_project: Path) -> None:
     result = run_project(default_project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, describe(result)
     assert " passed" in result.stdout
+
+
+def test_benchmark_command_prints_the_table(default_project: Path) -> None:
+    result = run_project(
+        default_project, "-m", "benchmarks.bench_trainer", "--epochs", "2", "-d", "cpu",
+        "--set", "arch.args.width=8", "--set", "data_loader.args.augment=false",
+    )  # fmt: skip
+    assert result.returncode == 0, describe(result)
+    header, *rows, ratio = result.stdout.strip().splitlines()[1:]
+    assert header.startswith("path") and "samples/s" in header and "peak RSS MiB" in header
+    assert [row.split()[0] for row in rows] == ["hand-written", "Trainer"]
+    assert all(float(row.split()[1]) > 0 for row in rows)
+    assert ratio.startswith("ratio Trainer/hand-written: time ")

@@ -71,6 +71,30 @@ def resume_path(args: argparse.Namespace) -> Path | None:
         return None
 
 
+def build_trainer(config: ConfigParser, device: torch.device) -> Trainer:
+    """Seed, then build the data, model, loss, metrics, optimizer and scheduler the config names."""
+    seed_everything(config["seed"])
+    data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
+    model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
+    optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
+    lr_scheduler = None
+    if config.get("lr_scheduler") is not None:
+        lr_scheduler = config.init_obj(
+            "lr_scheduler", torch.optim.lr_scheduler, optimizer, base=torch.optim.lr_scheduler.LRScheduler
+        )
+    return Trainer(
+        model,
+        config.function("loss", config["loss"], module_loss),
+        [config.function("metrics", name, module_metric) for name in config["metrics"]],
+        optimizer,
+        config,
+        device,
+        data_loader=data_loader,
+        valid_data_loader=data_loader.split_validation(),
+        lr_scheduler=lr_scheduler,
+    )
+
+
 def train(args: argparse.Namespace) -> None:
     checkpoint_path = resume_path(args)
     checkpoint = load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
@@ -89,29 +113,7 @@ def train(args: argparse.Namespace) -> None:
     configure_backends(device, config["deterministic"])
 
     # Build everything before creating the run folder, so a mistake leaves nothing on disk.
-    seed_everything(config["seed"])
-    data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
-    valid_data_loader = data_loader.split_validation()
-    model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
-    criterion = config.function("loss", config["loss"], module_loss)
-    metrics = [config.function("metrics", name, module_metric) for name in config["metrics"]]
-    optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
-    lr_scheduler = None
-    if config.get("lr_scheduler") is not None:
-        lr_scheduler = config.init_obj(
-            "lr_scheduler", torch.optim.lr_scheduler, optimizer, base=torch.optim.lr_scheduler.LRScheduler
-        )
-    trainer = Trainer(
-        model,
-        criterion,
-        metrics,
-        optimizer,
-        config,
-        device,
-        data_loader=data_loader,
-        valid_data_loader=valid_data_loader,
-        lr_scheduler=lr_scheduler,
-    )
+    trainer = build_trainer(config, device)
 
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint, checkpoint_path)
@@ -131,7 +133,7 @@ def train(args: argparse.Namespace) -> None:
         config["device"],
         str(amp).removeprefix("torch.") if amp else "off",
     )
-    logger.debug("%s", model)
+    logger.debug("%s", trainer.model)
     trainer.train(run_dir)
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
 

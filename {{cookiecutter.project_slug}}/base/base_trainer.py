@@ -62,6 +62,8 @@ class BaseTrainer(ABC):
         # Where an interrupted epoch stopped: (epoch, steps done, metric sums); see save_interrupted.
         self.resume_point: tuple[int, int, dict[str, Any]] | None = None
         self.stop_signal: int | None = None
+        # Each epoch run here: its metrics plus "seconds" (training and validation wall time).
+        self.history: list[dict[str, float]] = []
         # A disabled scaler is a no-op; subclasses enable it for fp16 autocast.
         self.grad_scaler = torch.amp.GradScaler(enabled=False)
 {%- if cookiecutter.tensorboard %}
@@ -148,9 +150,11 @@ class BaseTrainer(ABC):
 {%- if cookiecutter.tensorboard %}
         writer.add_epoch(epoch, log)
 {%- endif %}
+        seconds = time.perf_counter() - started
+        self.history.append({**log, "seconds": seconds})
         metrics = "  ".join(f"{key} {value:.4g}" for key, value in log.items())
         marker = "  *best" if improved else ""
-        logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.epochs, metrics, time.perf_counter() - started, marker)
+        logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.epochs, metrics, seconds, marker)
 
         state = self.state_dict(epoch, log)
         save_checkpoint(state, self.run_dir / "last.pth")

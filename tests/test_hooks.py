@@ -63,6 +63,8 @@ def test_accelerator_defaults_are_consistent(accelerator: str, dataset: str) -> 
     assert (defaults["trainer.amp"] == "off") == (accelerator == "cpu")
     assert defaults["data_loader.args.pin_memory"] == (accelerator != "cpu")
     assert (defaults["data_loader.args.num_workers"] == 0) == (dataset == "mnist_sample")
+    gpu_only = {"trainer.compile": "default", "trainer.channels_last": True, "optimizer.args.fused": True}
+    assert all(defaults.get(key) == value for key, value in gpu_only.items()) == (accelerator == "cuda")
 
 
 def test_unknown_accelerator_is_refused() -> None:
@@ -72,7 +74,12 @@ def test_unknown_accelerator_is_refused() -> None:
 
 def test_generate_is_idempotent(tmp_path: Path) -> None:
     """cruft re-runs hooks; running twice must give the same files as running once."""
-    config = {"device": "x", "trainer": {"amp": "x"}, "data_loader": {"args": {"pin_memory": None, "num_workers": 9}}}
+    config = {
+        "device": "x",
+        "trainer": {"amp": "x", "compile": "x", "channels_last": None},
+        "optimizer": {"args": {}},
+        "data_loader": {"args": {"pin_memory": None, "num_workers": 9}},
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "logger").mkdir()
     (tmp_path / "logger" / "visualization.py").write_text("")

@@ -102,6 +102,7 @@ BAD_INPUT = {
     "unknown-optimizer": (["--set", "optimizer.type=Adamm"], "did you mean 'Adam'"),
     "unmeasured-monitor": (["--set", "trainer.monitor=max val_f1"], "is not measured"),
     "bad-monitor-mode": (["--set", "trainer.monitor=avg val_loss"], "'min <metric>', 'max <metric>' or 'off'"),
+    "bad-compile-mode": (["--set", "trainer.compile=fast"], "trainer.compile: expected one of off, default"),
     "missing-gpu": (["-d", "cuda:7"], "--device"),
     "missing-config": (["-c", "missing.json"], "does not exist"),
     "missing-checkpoint": (["-r", "saved/nothing/last.pth"], "does not exist"),

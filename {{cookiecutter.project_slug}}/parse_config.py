@@ -63,6 +63,8 @@ class Monitor:
         return value < best if self.mode == "min" else value > best
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 # key -> (accepted types, what to write instead when the value is wrong[, extra check])
 _TOP_LEVEL: dict[str, tuple[tuple[type, ...], str]] = {
     "name": ((str,), "a run name"),
@@ -86,6 +88,10 @@ _TRAINER: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "early_stop": ((int,), "an integer >= 0 (0 turns it off)", lambda v: v >= 0),
     "keep_last": ((int,), "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0),
     "nonfinite_loss": ((str,), "'stop' or 'skip'", lambda v: v in ("stop", "skip")),
+    "grad_accum_steps": ((int,), "an integer >= 1 (1: a step per batch)", lambda v: v >= 1),
+    "grad_clip_norm": ((int, float, type(None)), "null or a positive number", lambda v: v is None or v > 0),
+    "channels_last": ((bool,), "true or false", None),
+    "compile": ((str,), f"one of {', '.join(COMPILE_MODES)}", lambda v: v in COMPILE_MODES),
     "amp": ((str,), "'auto', 'bf16', 'fp16' or 'off'", lambda v: v in AMP_MODES),{% if cookiecutter.tensorboard %}
     "tensorboard": ((bool,), "true or false", None),{% endif %}
     "log_step": ((int,), "an integer >= 1", lambda v: v >= 1),

@@ -44,6 +44,14 @@ class Trainer(BaseTrainer):
         self.amp_dtype = resolve_amp(config["trainer"]["amp"], device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        settings = config["trainer"]
+        self.grad_accum_steps: int = settings["grad_accum_steps"]
+        self.grad_clip_norm: float | None = settings["grad_clip_norm"]
+        self.channels_last: bool = settings["channels_last"]
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # Compiled for speed; self.model stays the plain module, so checkpoints hold its own keys.
+        self.forward_model = model if settings["compile"] == "off" else torch.compile(model, mode=settings["compile"])
         self.check_monitor()
 
     def metric_names(self) -> list[str]:
@@ -65,20 +73,24 @@ class Trainer(BaseTrainer):
         progress = tqdm(
             self.data_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None
         )
+        self.optimizer.zero_grad(set_to_none=True)
         for step, (data, target) in enumerate(progress, start=start_step + 1):
             data = data.to(self.device, non_blocking=True)
             target = target.to(self.device, non_blocking=True)
+            if self.channels_last:
+                data = data.contiguous(memory_format=torch.channels_last)
 
-            self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                output = self.model(data)
+                output = self.forward_model(data)
                 loss = self.criterion(output, target)
             if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync per step, only in "skip" mode
                 logger.warning("epoch %d step %d: loss is %s; batch skipped", epoch, step, loss.item())
                 continue
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
+            # Gradients of grad_accum_steps batches add up before one optimizer step.
+            self.grad_scaler.scale(loss / self.grad_accum_steps).backward()
+            at_boundary = step % self.grad_accum_steps == 0 or step == total
+            if at_boundary:
+                self._optimizer_step()
 
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
@@ -89,7 +101,7 @@ class Trainer(BaseTrainer):
                 running = tracker.result()  # host syncs happen here, every log_step batches
                 progress.set_postfix({key: f"{value:.4f}" for key, value in running.items()})
                 logger.debug("epoch %d step %d/%d  %s", epoch, step, total, running)
-            if self.stop_signal is not None:
+            if self.stop_signal is not None and at_boundary:  # no half-accumulated gradients to lose
                 self._check_finite(first_bad_step, epoch)  # never save a state that NaNs have reached
                 self.save_interrupted(epoch, step, tracker.state_dict())
 
@@ -97,10 +109,23 @@ class Trainer(BaseTrainer):
         log = tracker.result()
         if self.valid_data_loader is not None:
             val_log = evaluate(
-                self.model, self.valid_data_loader, self.criterion, self.metric_ftns, self.device, self.amp_dtype
+                self.forward_model,
+                self.valid_data_loader,
+                self.criterion,
+                self.metric_ftns,
+                self.device,
+                self.amp_dtype,
             )
             log.update({f"val_{key}": value for key, value in val_log.items()})
         return log
+
+    def _optimizer_step(self) -> None:
+        if self.grad_clip_norm is not None:
+            self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _check_finite(self, first_bad_step: torch.Tensor, epoch: int) -> None:
         step = int(first_bad_step)

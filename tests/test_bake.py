@@ -24,6 +24,7 @@ PROJECT_FILES = {
     "data_loader/__init__.py",
     "data_loader/data_loaders.py",
     "data_loader/datasets.py",
+    "data_loader/resident.py",
     "logger/__init__.py",
     "logger/logger.py",
     "logger/visualization.py",

@@ -53,7 +53,8 @@ def test(args: argparse.Namespace) -> dict[str, float]:
     metrics = [config.function("metrics", name, module_metric) for name in config["metrics"]]
 
     amp_dtype = resolve_amp(config["trainer"]["amp"], device)
-    result = evaluate(model, data_loader, criterion, metrics, device, amp_dtype)
+    test_loader, _ = data_loader.loaders_for(device)
+    result = evaluate(model, test_loader, criterion, metrics, device, amp_dtype)
     report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": data_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
     out_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")

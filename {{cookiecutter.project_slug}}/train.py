@@ -75,6 +75,7 @@ def build_trainer(config: ConfigParser, device: torch.device) -> Trainer:
     """Seed, then build the data, model, loss, metrics, optimizer and scheduler the config names."""
     seed_everything(config["seed"])
     data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
+    train_loader, valid_loader = data_loader.loaders_for(device)
     model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
     optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
     lr_scheduler = None
@@ -89,8 +90,8 @@ def build_trainer(config: ConfigParser, device: torch.device) -> Trainer:
         optimizer,
         config,
         device,
-        data_loader=data_loader,
-        valid_data_loader=data_loader.split_validation(),
+        data_loader=train_loader,
+        valid_data_loader=valid_loader,
         lr_scheduler=lr_scheduler,
     )
 

@@ -1,12 +1,31 @@
 """Base class for data loaders: a DataLoader that owns its train/validation split."""
 
+import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from data_loader.resident import BatchAugment, ResidentLoader
 from utils.util import ConfigError, seed_worker
+
+logger = logging.getLogger(__name__)
+# "auto" keeps a split on a GPU only if it takes at most this share of the free memory.
+RESIDENT_SHARE_OF_FREE_GPU_MEMORY = 0.25
+
+
+@dataclass(frozen=True)
+class ResidentSource:
+    """What a loader offers for the device-resident path: its whole dataset as tensors, and how to
+    normalise and augment it in batches."""
+
+    images: torch.Tensor  # uint8, N x C x H x W
+    targets: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: BatchAugment | None
 
 
 class TransformedDataset(Dataset):
@@ -78,12 +97,40 @@ class BaseDataLoader(DataLoader):
         pin_memory: bool = False,
         training: bool = True,
         seed: int = 0,
+        device_resident: bool | str = False,
+        resident_source: ResidentSource | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"data_loader.args.batch_size: expected an integer >= 1, got {batch_size}")
         if num_workers < 0:
             raise ConfigError(f"data_loader.args.num_workers: expected an integer >= 0, got {num_workers}")
+        if device_resident not in (True, False, "auto"):
+            raise ConfigError(
+                f'data_loader.args.device_resident: expected true, false or "auto", got {device_resident!r}'
+            )
+        if device_resident is True and resident_source is None:
+            raise ConfigError(
+                f"data_loader.args.device_resident: {type(self).__name__} reads its data from files as it goes, "
+                "so it cannot hold it on the device; set device_resident to false"
+            )
+        if device_resident not in (True, False, "auto"):
+            raise ConfigError(
+                f'data_loader.args.device_resident: expected true, false or "auto", got {device_resident!r}'
+            )
+        if device_resident is True and resident_source is None:
+            raise ConfigError(
+                f"data_loader.args.device_resident: {type(self).__name__} reads its data from files as it goes, "
+                "so it cannot hold it on the device; set device_resident to false"
+            )
         self.seed = seed
+        self.shuffle = shuffle and training
+        self.device_resident = device_resident
+        self.resident_source = resident_source
+        self.split_indices: tuple[list[int], list[int]] | None = None
+        self.shuffle = shuffle and training
+        self.device_resident = device_resident
+        self.resident_source = resident_source
+        self.split_indices: tuple[list[int], list[int]] | None = None
         self._loader_kwargs: dict[str, Any] = {
             "batch_size": batch_size,
             "num_workers": num_workers,
@@ -97,6 +144,7 @@ class BaseDataLoader(DataLoader):
         self._validation_set: Dataset | None = None
         if training:
             train_idx, val_idx = self._split(len(dataset), validation_split, seed)  # type: ignore[arg-type]
+            self.split_indices = train_idx, val_idx
             if val_idx:
                 self._validation_set = TransformedDataset(Subset(dataset, val_idx), eval_transform)
             dataset = TransformedDataset(Subset(dataset, train_idx), train_transform)
@@ -104,7 +152,7 @@ class BaseDataLoader(DataLoader):
             dataset = TransformedDataset(dataset, eval_transform)
             shuffle = False
         self.n_samples = len(dataset)  # type: ignore[arg-type]
-        sampler = EpochSampler(self.n_samples, seed, shuffle)
+        sampler = EpochSampler(self.n_samples, seed, self.shuffle)
         super().__init__(dataset, sampler=sampler, generator=torch.Generator(), **self._loader_kwargs)
 
     @staticmethod
@@ -135,3 +183,41 @@ class BaseDataLoader(DataLoader):
         # Its own generator, so validation never draws from the global RNG that training uses.
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(self._validation_set, shuffle=False, generator=generator, **self._loader_kwargs)
+
+    def loaders_for(
+        self, device: torch.device
+    ) -> tuple["BaseDataLoader | ResidentLoader", DataLoader | ResidentLoader | None]:
+        """The (main, validation) loaders to use on ``device``: device-resident ones when
+        ``device_resident`` allows it and the data fits, else this DataLoader and its validation part."""
+        source = self.resident_source
+        if source is None or self.device_resident is False or not self._fits(source, device):
+            return self, self.split_validation()
+        common = {"mean": source.mean, "std": source.std, "batch_size": self.batch_size, "seed": self.seed}
+        if self.split_indices is None:  # the test split
+            test = ResidentLoader(source.images, source.targets, shuffle=False, device=device, **common)
+            return test, None
+        train_idx, val_idx = (torch.tensor(part, dtype=torch.long) for part in self.split_indices)
+        train = ResidentLoader(
+            source.images[train_idx], source.targets[train_idx], shuffle=self.shuffle, device=device,
+            augment=source.augment, **common,
+        )  # fmt: skip
+        valid = None
+        if len(val_idx):
+            valid = ResidentLoader(
+                source.images[val_idx], source.targets[val_idx], shuffle=False, device=device, **common
+            )
+        logger.info("Data: %d samples held on %s, batches sliced there (device-resident)", len(source.targets), device)
+        return train, valid
+
+    def _fits(self, source: ResidentSource, device: torch.device) -> bool:
+        if device.type != "cuda":
+            return True  # the dataset is in host memory already
+        needed = source.images.numel() * source.images.element_size()
+        free, _ = torch.cuda.mem_get_info(device)
+        fits = needed <= RESIDENT_SHARE_OF_FREE_GPU_MEMORY * free
+        if not fits and self.device_resident is True:
+            raise ConfigError(
+                f"data_loader.args.device_resident: the data needs {needed / 2**20:.0f} MiB, more than a quarter "
+                f'of the {free / 2**20:.0f} MiB free on {device}; set device_resident to "auto" or false'
+            )
+        return fits

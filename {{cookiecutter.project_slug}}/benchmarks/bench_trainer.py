@@ -1,10 +1,11 @@
 """How much does the Trainer cost over a hand-written loop? python -m benchmarks.bench_trainer
 
-Both run in this process, on the same data, model, seed, optimizer and precision; the table gives
-the median epoch time (the first epoch is a warm-up and not counted), samples per second, peak
-memory (CUDA: max_memory_allocated; CPU: the process's peak resident set size during the run) and
-the ratio Trainer / hand-written. With the same seed on the CPU both must also see the same
-per-epoch losses (checked by tests/test_parity.py).
+Both train the same model from the same seed on the same data with the same optimizer and
+precision, in this process, ``--repeats`` times each, alternating. The table gives the median
+epoch time (each run's first epoch is a warm-up and not counted), samples per second, peak memory
+(CUDA: max_memory_allocated; CPU: the process's peak resident set size) and the ratios
+Trainer / hand-written. With the same seed on the CPU both also see the same per-epoch losses
+(tests/test_parity.py checks it).
 """
 
 import argparse
@@ -41,8 +42,10 @@ class Measurement:
 
 
 def benchmark_config(config_path: Path, epochs: int, overrides: list[str]) -> ConfigParser:
-    """The project's config without what a plain loop lacks: validation, scheduler, early stopping."""
+    """The project's config without what a plain loop lacks: validation, metrics besides the loss,
+    a scheduler, early stopping; what is left is the Trainer's own overhead."""
     fixed = [
+        "metrics=[]",
         f"trainer.epochs={epochs}",
         "trainer.monitor=off",
         "trainer.early_stop=0",
@@ -72,7 +75,9 @@ def peak_memory(device: torch.device) -> int:
 def run_hand_written(config: ConfigParser, device: torch.device) -> Measurement:
     """The loop everyone writes first, built in the same order (and so from the same seed) as build_trainer."""
     seed_everything(config["seed"])
-    data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
+    data_loader, _ = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader).loaders_for(
+        device
+    )
     model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
     optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
     amp_dtype = resolve_amp(config["trainer"]["amp"], device)
@@ -107,6 +112,12 @@ def run_trainer(config: ConfigParser, device: torch.device) -> Measurement:
     return Measurement(seconds, losses, trainer.data_loader.n_samples, peak)
 
 
+def combine(runs: list[Measurement]) -> Measurement:
+    """Pool the timed epochs of repeated runs (each run's first epoch stays a warm-up)."""
+    seconds = [runs[0].epoch_seconds[0]] + [s for run in runs for s in run.epoch_seconds[1:]]
+    return Measurement(seconds, runs[0].epoch_losses, runs[0].samples, max(run.peak_bytes for run in runs))
+
+
 def table(device: torch.device, hand: Measurement, trainer: Measurement) -> str:
     memory = "max_memory_allocated" if device.type == "cuda" else "peak RSS"
     rows = [f"{'path':<14} {'epoch s (median)':>17} {'samples/s':>11} {memory + ' MiB':>25}"]
@@ -123,21 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
     parser.add_argument("-d", "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per path; the first is a warm-up")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each path, alternating, to even out drift")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     args = parser.parse_args(argv)
     try:
         overrides = ([f"device={args.device}"] if args.device else []) + args.overrides
         config = benchmark_config(args.config, args.epochs, overrides)
         device = resolve_device(config["device"])
-        hand = run_hand_written(config, device)
-        trainer = run_trainer(config, device)
+        runs = [(run_hand_written(config, device), run_trainer(config, device)) for _ in range(args.repeats)]
+        hand, trainer = (combine([pair[i] for pair in runs]) for i in (0, 1))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{config['arch']['type']}, {hand.samples} samples, batch {config['data_loader']['args']['batch_size']}, "
-          f"{args.epochs} epochs per path, {name}")  # fmt: skip
+          f"{args.repeats} x {args.epochs} epochs per path, {name}")  # fmt: skip
     print(table(device, hand, trainer))
     return 0
 

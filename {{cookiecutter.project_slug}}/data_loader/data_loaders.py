@@ -14,8 +14,9 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from base.base_data_loader import BaseDataLoader
+from base.base_data_loader import BaseDataLoader, ResidentSource
 from data_loader.datasets import MnistSample
+from data_loader.resident import BatchAugment, random_affine, random_crop_flip
 from utils.util import ConfigError
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -41,6 +42,11 @@ def _digit_augmentation(augment: bool) -> list[v2.Transform]:
     return [v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1))] if augment else []
 
 
+def _batch_affine(augment: bool) -> BatchAugment | None:
+    """The device-resident twin of ``_digit_augmentation``."""
+    return random_affine(degrees=10, translate=0.1, scale=(0.9, 1.1)) if augment else None
+
+
 def _torchvision_dataset(factory: type, data_dir: str, training: bool, download: bool) -> Dataset:
     try:
         return factory(root=data_dir, train=training, download=download)
@@ -59,7 +65,15 @@ class MnistSampleDataLoader(BaseDataLoader):
     ) -> None:
         train_tf, eval_tf = _transforms(MNIST_MEAN, MNIST_STD, _digit_augmentation(augment))
         dataset = MnistSample(data_dir, train=training)
-        super().__init__(dataset, train_transform=train_tf, eval_transform=eval_tf, training=training, **loader_args)
+        resident = ResidentSource(dataset.images, dataset.targets, MNIST_MEAN, MNIST_STD, _batch_affine(augment))
+        super().__init__(
+            dataset,
+            train_transform=train_tf,
+            eval_transform=eval_tf,
+            training=training,
+            resident_source=resident,
+            **loader_args,
+        )
 
 
 class MnistDataLoader(BaseDataLoader):
@@ -78,7 +92,16 @@ class MnistDataLoader(BaseDataLoader):
     ) -> None:
         train_tf, eval_tf = _transforms(self.mean, self.std, _digit_augmentation(augment))
         dataset = _torchvision_dataset(self.dataset_class, data_dir, training, download)
-        super().__init__(dataset, train_transform=train_tf, eval_transform=eval_tf, training=training, **loader_args)
+        images = dataset.data.unsqueeze(1)  # uint8 N x 28 x 28 -> N x 1 x 28 x 28
+        resident = ResidentSource(images, dataset.targets, self.mean, self.std, _batch_affine(augment))
+        super().__init__(
+            dataset,
+            train_transform=train_tf,
+            eval_transform=eval_tf,
+            training=training,
+            resident_source=resident,
+            **loader_args,
+        )
 
 
 class FashionMnistDataLoader(MnistDataLoader):
@@ -102,7 +125,18 @@ class Cifar10DataLoader(BaseDataLoader):
         augmentation = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if augment else []
         train_tf, eval_tf = _transforms(CIFAR10_MEAN, CIFAR10_STD, augmentation)
         dataset = _torchvision_dataset(datasets.CIFAR10, data_dir, training, download)
-        super().__init__(dataset, train_transform=train_tf, eval_transform=eval_tf, training=training, **loader_args)
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # uint8 N x H x W x C -> N x C x H x W
+        targets = torch.tensor(dataset.targets)
+        batch_augment = random_crop_flip(padding=4) if augment else None
+        resident = ResidentSource(images, targets, CIFAR10_MEAN, CIFAR10_STD, batch_augment)
+        super().__init__(
+            dataset,
+            train_transform=train_tf,
+            eval_transform=eval_tf,
+            training=training,
+            resident_source=resident,
+            **loader_args,
+        )
 
 
 class ImageFolderDataLoader(BaseDataLoader):

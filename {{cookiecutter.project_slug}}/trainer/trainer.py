@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from base.base_data_loader import BaseDataLoader
 from base.base_trainer import BaseTrainer
+from data_loader.resident import ResidentLoader
 from parse_config import ConfigParser
 from utils.metric_tracker import MetricTracker
 from utils.util import NonFiniteLossError, resolve_amp
@@ -29,8 +30,8 @@ class Trainer(BaseTrainer):
         optimizer: torch.optim.Optimizer,
         config: ConfigParser,
         device: torch.device,
-        data_loader: BaseDataLoader,
-        valid_data_loader: DataLoader | None = None,
+        data_loader: BaseDataLoader | ResidentLoader,
+        valid_data_loader: DataLoader | ResidentLoader | None = None,
         lr_scheduler: Any = None,
     ) -> None:
         super().__init__(model, optimizer, config, lr_scheduler)
@@ -140,7 +141,7 @@ class Trainer(BaseTrainer):
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data_loader: DataLoader,
+    data_loader: DataLoader | ResidentLoader,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     metric_ftns: Sequence[Metric],
     device: torch.device,

@@ -34,6 +34,7 @@ def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
             "optimizer.args.fused": True,  # one kernel for the whole update instead of one per tensor
             "data_loader.args.pin_memory": True,
             "data_loader.args.num_workers": 0 if in_memory else 4,
+            "data_loader.args.prefetch_factor": 4,  # keep the GPU fed while workers decode
         }
     if accelerator == "auto":
         # Resolved at run time; amp and pin_memory only take effect when the run lands on CUDA.

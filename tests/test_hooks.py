@@ -63,7 +63,12 @@ def test_accelerator_defaults_are_consistent(accelerator: str, dataset: str) -> 
     assert (defaults["trainer.amp"] == "off") == (accelerator == "cpu")
     assert defaults["data_loader.args.pin_memory"] == (accelerator != "cpu")
     assert (defaults["data_loader.args.num_workers"] == 0) == (dataset == "mnist_sample")
-    gpu_only = {"trainer.compile": "default", "trainer.channels_last": True, "optimizer.args.fused": True}
+    gpu_only = {
+        "trainer.compile": "default",
+        "trainer.channels_last": True,
+        "optimizer.args.fused": True,
+        "data_loader.args.prefetch_factor": 4,
+    }
     assert all(defaults.get(key) == value for key, value in gpu_only.items()) == (accelerator == "cuda")
 
 

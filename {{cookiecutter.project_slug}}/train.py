@@ -13,6 +13,7 @@ import model.loss as module_loss
 import model.metric as module_metric
 import model.model as module_arch
 from base.base_data_loader import BaseDataLoader
+from data_loader.resident import ResidentLoader
 from logger.logger import setup_logging
 from parse_config import ConfigError, ConfigParser, create_run_dir, shortcut_overrides
 from trainer.trainer import Trainer
@@ -134,6 +135,10 @@ def train(args: argparse.Namespace) -> None:
         config["device"],
         str(amp).removeprefix("torch.") if amp else "off",
     )
+    if isinstance(trainer.data_loader, ResidentLoader):
+        logger.info("Data: %d samples held on %s (device-resident)", trainer.data_loader.n_samples, device)
+    else:
+        logger.info("Data: DataLoader with %d worker(s)", trainer.data_loader.num_workers)
     logger.debug("%s", trainer.model)
     trainer.train(run_dir)
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)

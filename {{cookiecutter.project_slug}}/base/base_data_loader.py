@@ -1,6 +1,5 @@
 """Base class for data loaders: a DataLoader that owns its train/validation split."""
 
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +10,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from data_loader.resident import BatchAugment, ResidentLoader
 from utils.util import ConfigError, seed_worker
 
-logger = logging.getLogger(__name__)
 # "auto" keeps a split on a GPU only if it takes at most this share of the free memory.
 RESIDENT_SHARE_OF_FREE_GPU_MEMORY = 0.25
 
@@ -95,6 +93,8 @@ class BaseDataLoader(DataLoader):
         validation_split: float | int = 0.0,
         num_workers: int = 0,
         pin_memory: bool = False,
+        prefetch_factor: int = 2,
+        persistent_workers: bool = False,
         training: bool = True,
         seed: int = 0,
         device_resident: bool | str = False,
@@ -137,10 +137,12 @@ class BaseDataLoader(DataLoader):
             # Pinned memory only speeds up copies to a GPU; without one it is refused with a warning.
             "pin_memory": pin_memory and torch.cuda.is_available(),
             "worker_init_fn": seed_worker,
-            # Fresh workers each epoch draw their seeds from the per-epoch generator, which keeps
-            # a resumed run's shuffle order and augmentation identical to an uninterrupted one.
-            "persistent_workers": False,
         }
+        if num_workers > 0:
+            # Fresh workers each epoch (the default) draw their seeds from the per-epoch generator,
+            # so a resumed run's augmentation matches an uninterrupted one; persistent workers
+            # start faster but carry their random state across epochs, so resume is then inexact.
+            self._loader_kwargs.update(prefetch_factor=prefetch_factor, persistent_workers=persistent_workers)
         self._validation_set: Dataset | None = None
         if training:
             train_idx, val_idx = self._split(len(dataset), validation_split, seed)  # type: ignore[arg-type]
@@ -206,7 +208,6 @@ class BaseDataLoader(DataLoader):
             valid = ResidentLoader(
                 source.images[val_idx], source.targets[val_idx], shuffle=False, device=device, **common
             )
-        logger.info("Data: %d samples held on %s, batches sliced there (device-resident)", len(source.targets), device)
         return train, valid
 
     def _fits(self, source: ResidentSource, device: torch.device) -> bool:

@@ -113,15 +113,6 @@ class BaseDataLoader(DataLoader):
                 f"data_loader.args.device_resident: {type(self).__name__} reads its data from files as it goes, "
                 "so it cannot hold it on the device; set device_resident to false"
             )
-        if device_resident not in (True, False, "auto"):
-            raise ConfigError(
-                f'data_loader.args.device_resident: expected true, false or "auto", got {device_resident!r}'
-            )
-        if device_resident is True and resident_source is None:
-            raise ConfigError(
-                f"data_loader.args.device_resident: {type(self).__name__} reads its data from files as it goes, "
-                "so it cannot hold it on the device; set device_resident to false"
-            )
         self.seed = seed
         self.shuffle = shuffle and training
         self.device_resident = device_resident

@@ -91,6 +91,7 @@ _TRAINER: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "grad_accum_steps": ((int,), "an integer >= 1 (1: a step per batch)", lambda v: v >= 1),
     "grad_clip_norm": ((int, float, type(None)), "null or a positive number", lambda v: v is None or v > 0),
     "channels_last": ((bool,), "true or false", None),
+    "sync_batchnorm": ((bool,), "true or false", None),
     "compile": ((str,), f"one of {', '.join(COMPILE_MODES)}", lambda v: v in COMPILE_MODES),
     "amp": ((str,), "'auto', 'bf16', 'fp16' or 'off'", lambda v: v in AMP_MODES),{% if cookiecutter.tensorboard %}
     "tensorboard": ((bool,), "true or false", None),{% endif %}

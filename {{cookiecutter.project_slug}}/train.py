@@ -3,10 +3,12 @@
 import argparse
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 import data_loader.data_loaders as module_data
 import model.loss as module_loss
@@ -18,6 +20,7 @@ from logger.logger import setup_logging
 from parse_config import ConfigError, ConfigParser, create_run_dir, shortcut_overrides
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint
+from utils.dist import broadcast, init_distributed, is_distributed, is_main, launched_by_torchrun, rank, world_size
 from utils.util import (
     NonFiniteLossError,
     TrainingStopped,
@@ -74,7 +77,7 @@ def resume_path(args: argparse.Namespace) -> Path | None:
 
 def build_trainer(config: ConfigParser, device: torch.device) -> Trainer:
     """Seed, then build the data, model, loss, metrics, optimizer and scheduler the config names."""
-    seed_everything(config["seed"])
+    seed_everything(config["seed"] + rank())  # own dropout masks per process; DDP syncs the weights
     data_loader = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader)
     train_loader, valid_loader = data_loader.loaders_for(device)
     model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
@@ -107,10 +110,12 @@ def train(args: argparse.Namespace) -> None:
             f"arch: cannot change when resuming (the checkpoint has {json.dumps(checkpoint['config']['arch'])}); "
             "keep the checkpoint's arch, or start a new run with -c and no -r"
         )
-    setup_logging(None, config["trainer"]["verbosity"])  # console only until the run folder exists
+    device = resolve_device(config["device"])
+    if launched_by_torchrun():
+        device = init_distributed(device)
+    setup_logging(None, config["trainer"]["verbosity"], rank())  # console only until the run folder exists
     if args.resume == "auto" and checkpoint is None:
         logger.info("--resume auto: no earlier run of %r to continue; starting a new one", config["name"])
-    device = resolve_device(config["device"])
 
     configure_backends(device, config["deterministic"])
 
@@ -120,14 +125,19 @@ def train(args: argparse.Namespace) -> None:
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint, checkpoint_path)
         run_dir = checkpoint_path.parent  # a resumed run continues in its own folder
-        if checkpoint["config"] != config.config:
+        if checkpoint["config"] != config.config and is_main():
             write_json(config.config, unused_path(run_dir / f"config-resume-{checkpoint['epoch']}.json"))
         del checkpoint
     else:
-        run_dir = create_run_dir(Path(config["trainer"]["save_dir"]), config["name"])
-        write_json(config.config, run_dir / "config.json")
-    setup_logging(run_dir / "train.log", config["trainer"]["verbosity"])
+        run_dir = None
+        if is_main():
+            run_dir = create_run_dir(Path(config["trainer"]["save_dir"]), config["name"])
+            write_json(config.config, run_dir / "config.json")
+        run_dir = broadcast(run_dir)  # one run folder, made by rank 0
+    setup_logging(run_dir / "train.log", config["trainer"]["verbosity"], rank())
     logger.info("Run folder: %s", run_dir)
+    if is_distributed():
+        logger.info("Distributed: %s", describe_world())
     amp = resolve_amp(config["trainer"]["amp"], device)
     logger.info(
         "Device: %s (config asks for %r), mixed precision: %s",
@@ -142,6 +152,15 @@ def train(args: argparse.Namespace) -> None:
     logger.debug("%s", trainer.model)
     trainer.train(run_dir)
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
+
+
+def describe_world() -> str:
+    """World size, backend and which ranks run on which host, for the first lines of the log."""
+    hosts: list[str | None] = [None] * world_size()
+    dist.all_gather_object(hosts, socket.gethostname())
+    layout = {host: [r for r, h in enumerate(hosts) if h == host] for host in dict.fromkeys(hosts)}
+    nodes = "; ".join(f"{host}: ranks {', '.join(map(str, ranks))}" for host, ranks in layout.items())
+    return f"world size {world_size()}, backend {dist.get_backend()}, {nodes}"
 
 
 def unused_path(path: Path) -> Path:
@@ -168,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as err:
         logger.warning("%s", err)
         return err.exit_code
+    finally:
+        if is_distributed():
+            dist.destroy_process_group()
     return 0
 
 

@@ -1,5 +1,6 @@
 """Base class for data loaders: a DataLoader that owns its train/validation split."""
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -8,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from data_loader.resident import BatchAugment, ResidentLoader
+from utils.dist import shard, world_size
 from utils.util import ConfigError, seed_worker
 
 # "auto" keeps a split on a GPU only if it takes at most this share of the free memory.
@@ -63,13 +65,16 @@ class EpochSampler(Sampler[int]):
         self.start = start
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.start, self.n_samples))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n_samples, generator=generator)[self.start :].tolist())
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n_samples, generator=generator).tolist()
+        else:
+            order = list(range(self.n_samples))
+        # Under torchrun every process draws the same order and keeps its own share of it.
+        return iter(shard(order)[self.start :])
 
     def __len__(self) -> int:
-        return self.n_samples - self.start
+        return math.ceil(self.n_samples / world_size()) - self.start
 
 
 class BaseDataLoader(DataLoader):
@@ -175,7 +180,8 @@ class BaseDataLoader(DataLoader):
             return None
         # Its own generator, so validation never draws from the global RNG that training uses.
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self._validation_set, shuffle=False, generator=generator, **self._loader_kwargs)
+        share = shard(range(len(self._validation_set)), pad=False)  # type: ignore[arg-type]
+        return DataLoader(self._validation_set, sampler=list(share), generator=generator, **self._loader_kwargs)
 
     def loaders_for(
         self, device: torch.device
@@ -197,7 +203,7 @@ class BaseDataLoader(DataLoader):
         valid = None
         if len(val_idx):
             valid = ResidentLoader(
-                source.images[val_idx], source.targets[val_idx], shuffle=False, device=device, **common
+                source.images[val_idx], source.targets[val_idx], shuffle=False, device=device, pad=False, **common
             )
         return train, valid
 

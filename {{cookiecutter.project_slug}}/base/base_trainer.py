@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 {% if cookiecutter.tensorboard -%}
@@ -19,6 +20,7 @@ from logger.visualization import TensorboardWriter
 {% endif -%}
 from parse_config import ConfigParser, Monitor
 from utils.checkpoint import load_model_weights, save_checkpoint
+from utils.dist import all_reduce, barrier, is_distributed, is_main, launched_by_torchrun
 from utils.util import ConfigError, TrainingStopped, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ class BaseTrainer(ABC):
     def train(self, run_dir: Path) -> None:
         """Train from ``start_epoch`` to ``epochs``, writing checkpoints and events to ``run_dir``."""
         self.run_dir = run_dir
-        for stale in run_dir.glob(".*.tmp"):
+        for stale in run_dir.glob(".*.tmp") if is_main() else ():
             logger.info("Removing %s, left by a run killed while saving", stale.name)
             stale.unlink()
         if self.start_epoch > self.epochs:
@@ -112,7 +114,8 @@ class BaseTrainer(ABC):
             )
             return
 {%- if cookiecutter.tensorboard %}
-        writer = TensorboardWriter(self.run_dir, self._tensorboard_enabled, purge_step=self.start_epoch)
+        enabled = self._tensorboard_enabled and is_main()
+        writer = TensorboardWriter(self.run_dir, enabled, purge_step=self.start_epoch)
         try:
             with self._stop_on_signals():
                 for epoch in range(self.start_epoch, self.epochs + 1):
@@ -156,15 +159,16 @@ class BaseTrainer(ABC):
         marker = "  *best" if improved else ""
         logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.epochs, metrics, seconds, marker)
 
-        state = self.state_dict(epoch, log)
-        save_checkpoint(state, self.run_dir / "last.pth")
-        if improved:
-            save_checkpoint(state, self.run_dir / "best.pth")
-        if epoch % self.save_period == 0:
-            save_checkpoint(state, self.run_dir / f"epoch-{epoch}.pth")
-            self._prune_periodic_checkpoints()
+        if is_main():  # the other processes hold the same weights; one copy on disk is enough
+            state = self.state_dict(epoch, log)
+            save_checkpoint(state, self.run_dir / "last.pth")
+            if improved:
+                save_checkpoint(state, self.run_dir / "best.pth")
+            if epoch % self.save_period == 0:
+                save_checkpoint(state, self.run_dir / f"epoch-{epoch}.pth")
+                self._prune_periodic_checkpoints()
 
-        if self.stop_signal is not None:
+        if self.stop_agreed(can_vote=True):
             self._stopped(f"after epoch {epoch}")
         if self.not_improved_count >= self.early_stop:
             logger.info(
@@ -189,11 +193,16 @@ class BaseTrainer(ABC):
     def _stop_on_signals(self) -> Iterator[None]:
         def request_stop(signum: int, frame: FrameType | None) -> None:
             # Restore the defaults first, so a second signal ends the process even during this handler.
+            # Under torchrun a Ctrl-C or scancel reaches every process and torchrun then forwards a
+            # SIGTERM of its own: ignore that one; torchrun kills what is left after its timeout.
+            after = signal.SIG_IGN if launched_by_torchrun() else signal.SIG_DFL
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
+                signal.signal(sig, after)
             self.stop_signal = signum
             logger.warning(
-                "%s received: finishing the current step, then saving (send it again to stop at once)",
+                "%s received: finishing the current step, then saving (send it again to stop at once)"
+                if not launched_by_torchrun()
+                else "%s received: finishing the current step, then saving",
                 signal.Signals(signum).name,
             )
 
@@ -207,6 +216,19 @@ class BaseTrainer(ABC):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def stop_agreed(self, can_vote: bool) -> bool:
+        """Whether to stop now. Under torchrun a signal may reach the processes at different steps,
+        so they vote where ``can_vote`` (the same steps in every process) and stop together."""
+        if not is_distributed():
+            return self.stop_signal is not None
+        if not can_vote:
+            return False
+        vote = torch.tensor([self.stop_signal or 0], device=next(self.model.parameters()).device)
+        signal_number = int(all_reduce(vote, dist.ReduceOp.MAX).item())
+        if signal_number:
+            self.stop_signal = self.stop_signal or signal_number
+        return bool(signal_number)
+
     def take_resume_point(self, epoch: int) -> tuple[int, dict[str, Any] | None]:
         """(steps already done, metric sums so far) for ``epoch``: (0, None) unless resuming inside it."""
         if self.resume_point is None or self.resume_point[0] != epoch:
@@ -217,9 +239,11 @@ class BaseTrainer(ABC):
 
     def save_interrupted(self, epoch: int, step: int, progress: dict[str, Any]) -> NoReturn:
         """Save ``last.pth`` part way through ``epoch`` (``step`` steps done), then stop the run."""
-        state = self.state_dict(epoch - 1, log={})
-        state["mid_epoch"] = {"epoch": epoch, "step": step, "progress": progress}
-        save_checkpoint(state, self.run_dir / "last.pth")
+        if is_main():
+            state = self.state_dict(epoch - 1, log={})
+            state["mid_epoch"] = {"epoch": epoch, "step": step, "progress": progress}
+            save_checkpoint(state, self.run_dir / "last.pth")
+        barrier()  # nobody reports "saved" before it is
         self._stopped(f"at epoch {epoch}, step {step}")
 
     def _stopped(self, where: str) -> NoReturn:

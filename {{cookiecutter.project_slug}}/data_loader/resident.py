@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from utils.dist import rank, shard, world_size
+
 # (float images in [0, 1], generator) -> augmented images of the same shape
 BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -64,6 +66,7 @@ class ResidentLoader:
         seed: int,
         device: torch.device,
         augment: BatchAugment | None = None,
+        pad: bool = True,
     ) -> None:
         self.images = images.to(device)  # uint8, N x C x H x W: a quarter of the float size
         self.targets = targets.to(device)
@@ -73,6 +76,7 @@ class ResidentLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.augment = augment
+        self.pad = pad  # equal shares under torchrun (training); evaluation needs no padding
         self.n_samples = len(self.targets)
         self.epoch, self.start_batch = 0, 0
         self._augment_generator = torch.Generator(device=device)
@@ -81,8 +85,13 @@ class ResidentLoader:
         """The order of each epoch depends only on the seed and the epoch; ``start_batch`` skips ahead."""
         self.epoch, self.start_batch = epoch, start_batch
 
+    def _share(self) -> int:
+        """How many samples this process sees per epoch (all of them outside torchrun)."""
+        world = world_size()
+        return math.ceil(self.n_samples / world) if self.pad else len(range(rank(), self.n_samples, world))
+
     def __len__(self) -> int:
-        return math.ceil(self.n_samples / self.batch_size) - self.start_batch
+        return math.ceil(self._share() / self.batch_size) - self.start_batch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
@@ -90,11 +99,13 @@ class ResidentLoader:
             order = torch.randperm(self.n_samples, generator=order_generator).to(self.images.device)
         else:
             order = torch.arange(self.n_samples, device=self.images.device)
-        for batch in range(self.start_batch, math.ceil(self.n_samples / self.batch_size)):
+        order = shard(order, pad=self.pad)  # under torchrun, this process's share of the same order
+        for batch in range(self.start_batch, math.ceil(len(order) / self.batch_size)):
             index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             images = self.images[index].float().div_(255)
             if self.augment is not None:
                 # Seeded per batch, so skipping batches on resume leaves the later ones unchanged.
-                self._augment_generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + batch)
+                batch_seed = ((self.seed * 1_000_003 + self.epoch) * 100_003 + batch) * 1_009 + rank()
+                self._augment_generator.manual_seed(batch_seed)
                 images = self.augment(images, self._augment_generator)
             yield (images - self.mean) / self.std, self.targets[index]

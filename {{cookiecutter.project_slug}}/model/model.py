@@ -12,11 +12,19 @@ class ConvNet(BaseModel):
     Small enough to train on a laptop CPU in a minute, and about 97% on the MNIST sample.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        width: int = 32,
+        dropout: float = 0.3,
+        batch_norm: bool = True,
+    ) -> None:
         super().__init__()
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+            norm = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm), norm, nn.ReLU())
 
         self.features = nn.Sequential(
             block(in_channels, width),

@@ -2,10 +2,13 @@
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -13,6 +16,7 @@ from base.base_data_loader import BaseDataLoader
 from base.base_trainer import BaseTrainer
 from data_loader.resident import ResidentLoader
 from parse_config import ConfigParser
+from utils.dist import all_reduce, is_distributed
 from utils.metric_tracker import MetricTracker
 from utils.util import NonFiniteLossError, resolve_amp
 
@@ -51,8 +55,19 @@ class Trainer(BaseTrainer):
         self.channels_last: bool = settings["channels_last"]
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # Under torchrun, DistributedDataParallel averages the gradients of all processes in backward.
+        self.ddp: DistributedDataParallel | None = None
+        if is_distributed():
+            if settings["sync_batchnorm"]:
+                nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the parameters stay the same
+            self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         # Compiled for speed; self.model stays the plain module, so checkpoints hold its own keys.
-        self.forward_model = model if settings["compile"] == "off" else torch.compile(model, mode=settings["compile"])
+        wrapped = self.ddp or model
+        self.forward_model = (
+            wrapped if settings["compile"] == "off" else torch.compile(wrapped, mode=settings["compile"])
+        )
+        # Evaluation needs no gradient sync, and processes may get unequal shares of it.
+        self.eval_model = model if self.ddp is not None else self.forward_model
         self.check_monitor()
 
     def metric_names(self) -> list[str]:
@@ -81,15 +96,18 @@ class Trainer(BaseTrainer):
             if self.channels_last:
                 data = data.contiguous(memory_format=torch.channels_last)
 
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                output = self.forward_model(data)
-                loss = self.criterion(output, target)
-            if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync per step, only in "skip" mode
-                logger.warning("epoch %d step %d: loss is %s; batch skipped", epoch, step, loss.item())
-                continue
-            # Gradients of grad_accum_steps batches add up before one optimizer step.
-            self.grad_scaler.scale(loss / self.grad_accum_steps).backward()
+            # Gradients of grad_accum_steps batches add up before one optimizer step (and, under
+            # torchrun, one gradient all-reduce: the steps in between skip it with no_sync).
             at_boundary = step % self.grad_accum_steps == 0 or step == total
+            skip_sync = self.ddp is not None and not at_boundary
+            with self.ddp.no_sync() if skip_sync else nullcontext():  # type: ignore[union-attr]
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    output = self.forward_model(data)
+                    loss = self.criterion(output, target)
+                if self.skip_nonfinite and not self._all_finite(loss):  # a host sync per step, only in "skip" mode
+                    logger.warning("epoch %d step %d: loss is not finite; batch skipped", epoch, step)
+                    continue
+                self.grad_scaler.scale(loss / self.grad_accum_steps).backward()
             if at_boundary:
                 self._optimizer_step()
 
@@ -102,7 +120,9 @@ class Trainer(BaseTrainer):
                 running = tracker.result()  # host syncs happen here, every log_step batches
                 progress.set_postfix({key: f"{value:.4f}" for key, value in running.items()})
                 logger.debug("epoch %d step %d/%d  %s", epoch, step, total, running)
-            if self.stop_signal is not None and at_boundary:  # no half-accumulated gradients to lose
+            # Stop only between optimizer steps (no half-accumulated gradients to lose); under
+            # torchrun the processes vote at log steps, so that all stop at the same step.
+            if at_boundary and self.stop_agreed(step % self.log_step == 0 or step == total):
                 self._check_finite(first_bad_step, epoch)  # never save a state that NaNs have reached
                 self.save_interrupted(epoch, step, tracker.state_dict())
 
@@ -110,7 +130,7 @@ class Trainer(BaseTrainer):
         log = tracker.result()
         if self.valid_data_loader is not None:
             val_log = evaluate(
-                self.forward_model,
+                self.eval_model,
                 self.valid_data_loader,
                 self.criterion,
                 self.metric_ftns,
@@ -128,9 +148,17 @@ class Trainer(BaseTrainer):
         self.grad_scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite in every process (so that all skip the same batches)."""
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        return bool(all_reduce(finite, dist.ReduceOp.MIN).item())
+
     def _check_finite(self, first_bad_step: torch.Tensor, epoch: int) -> None:
-        step = int(first_bad_step)
-        if step >= 0:
+        """Raise if any process saw a non-finite loss (every process calls this at the same steps)."""
+        never = torch.iinfo(torch.long).max
+        first = torch.where(first_bad_step < 0, never, first_bad_step).reshape(1)
+        step = int(all_reduce(first, dist.ReduceOp.MIN).item())
+        if step != never:
             raise NonFiniteLossError(
                 f"loss became NaN or infinite at epoch {epoch}, step {step}; nothing after the last checkpoint "
                 f"was saved ({self.run_dir / 'last.pth'}). Lower the learning rate, clip gradients, or set "

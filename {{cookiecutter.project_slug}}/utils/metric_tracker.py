@@ -5,6 +5,8 @@ from typing import Any
 
 import torch
 
+from utils.dist import all_reduce, is_main
+
 
 class MetricTracker:
     """Accumulates per-batch means weighted by batch size, without a host sync per batch.
@@ -26,17 +28,31 @@ class MetricTracker:
     def count(self) -> int:
         return self._count
 
+    def _totals(self) -> tuple[torch.Tensor, int]:
+        """Sums and count over every process (under torchrun each one sees its own share)."""
+        totals = torch.cat([self._sums, self._sums.new_tensor([self._count])])
+        all_reduce(totals)
+        return totals[:-1], int(totals[-1].item())
+
     def state_dict(self) -> dict[str, Any]:
-        """The running sums, so an epoch interrupted part way can be finished with the same totals."""
-        return {"names": self.names, "sums": self._sums.cpu(), "count": self._count}
+        """The running totals, so an epoch interrupted part way can be finished with the same sums.
+
+        Under torchrun every process must call it (it adds up all their shares).
+        """
+        sums, count = self._totals()
+        return {"names": self.names, "sums": sums.cpu(), "count": count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from saved totals; under torchrun only rank 0 takes them, so they count once."""
         if state["names"] != self.names:
             raise ValueError(f"metric names changed: {state['names']} in the checkpoint, {self.names} now")
-        self._sums.copy_(state["sums"])
-        self._count = state["count"]
+        if is_main():
+            self._sums.copy_(state["sums"])
+            self._count = state["count"]
 
     def result(self) -> dict[str, float]:
-        if self._count == 0:
+        """Means over everything seen so far, by every process; the one host sync."""
+        sums, count = self._totals()
+        if count == 0:
             return dict.fromkeys(self.names, float("nan"))
-        return dict(zip(self.names, (self._sums / self._count).tolist(), strict=True))
+        return dict(zip(self.names, (sums / count).tolist(), strict=True))

@@ -1,0 +1,81 @@
+"""torchrun on the CPU (gloo): two processes train one run, agree with one process, stop and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import describe, run_folders, run_project, wait_for
+
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+QUICK = ["-d", "cpu", "--set", "arch.args.width=8", "--set", "trainer.tensorboard=false"]
+
+
+def save_to(path: Path) -> list[str]:
+    return ["--set", f"trainer.save_dir={json.dumps(str(path))}"]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def test_two_processes_train_one_run_that_loads_anywhere(default_project: Path, tmp_path: Path) -> None:
+    epochs = ["--set", "trainer.epochs=2"]
+    result = run_project(default_project, *TORCHRUN, "train.py", *QUICK, *epochs, *save_to(tmp_path))
+    assert result.returncode == 0, describe(result)
+    assert "Distributed: world size 2, backend gloo" in result.stderr
+    [run] = run_folders(tmp_path)  # exactly one run folder, written by rank 0
+    assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.json", "last.pth", "train.log"]
+    assert result.stderr.count("epoch 2/2") == 1, "only rank 0 reports epochs"
+    assert not any(key.startswith("module.") for key in load(run / "last.pth")["model"])
+    evaluate = run_project(default_project, "test.py", "-r", str(run), "-d", "cpu")
+    assert evaluate.returncode == 0, describe(evaluate)
+    assert json.loads((run / "best.test.json").read_text())["samples"] == 1000
+
+
+def test_two_processes_match_one_with_the_same_global_batch(default_project: Path, tmp_path: Path) -> None:
+    # No batch norm, dropout, augmentation or shuffling: then only the summation order differs.
+    same = [
+        *QUICK, "--set", "arch.args.batch_norm=false", "--set", "arch.args.dropout=0",
+        "--set", "data_loader.args.augment=false", "--set", "data_loader.args.shuffle=false",
+        "--set", "data_loader.args.validation_split=3000", "--set", 'optimizer={"type": "SGD", "args": {"lr": 0.05}}',
+        "--set", "lr_scheduler=null", "--set", "trainer.epochs=1",
+    ]  # fmt: skip
+    one = run_project(default_project, "train.py", *same, "--bs", "100", *save_to(tmp_path / "one"))
+    two = run_project(default_project, *TORCHRUN, "train.py", *same, "--bs", "50", *save_to(tmp_path / "two"))
+    assert one.returncode == 0, describe(one)
+    assert two.returncode == 0, describe(two)
+    [run_one], [run_two] = run_folders(tmp_path / "one"), run_folders(tmp_path / "two")
+    single, double = load(run_one / "last.pth"), load(run_two / "last.pth")
+    for key, value in single["model"].items():
+        torch.testing.assert_close(double["model"][key], value, rtol=0, atol=1e-5, msg=key)
+    for metric in ("val_loss", "val_accuracy", "loss"):
+        assert double["log"][metric] == pytest.approx(single["log"][metric], abs=1e-5), metric
+
+
+def test_sigterm_to_the_torchrun_group_saves_once_and_resumes(default_project: Path, tmp_path: Path) -> None:
+    settings = ["--set", "trainer.epochs=3", "--set", "trainer.log_step=5"]
+    command = [sys.executable, *TORCHRUN, "train.py", *QUICK, *settings]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [*command, *save_to(tmp_path)], cwd=default_project, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: list(tmp_path.glob("*/*/last.pth")), what="epoch 1 to be saved")
+    os.killpg(process.pid, signal.SIGTERM)  # what scancel or a preemption does: every process gets it
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, stderr
+    assert "stopped by SIGTERM" in stderr and "resume with: python train.py -r" in stderr
+    [run] = run_folders(tmp_path)
+    stopped = load(run / "last.pth")
+    assert stopped["epoch"] >= 1 and not list(run.glob(".*.tmp"))
+
+    resumed = run_project(default_project, *TORCHRUN, "train.py", *QUICK, "--resume", "auto", *save_to(tmp_path))
+    assert resumed.returncode == 0, describe(resumed)
+    assert run_folders(tmp_path) == [run]
+    assert "Resumed" in resumed.stderr
+    assert load(run / "last.pth")["epoch"] == 3

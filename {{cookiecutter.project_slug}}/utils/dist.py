@@ -1,0 +1,83 @@
+"""torch.distributed in the few places the project needs it; every helper is a no-op in a plain run.
+
+``torchrun`` starts one process per device and tells each its place through environment variables
+(RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, ...); ``init_process_group`` reads them.
+"""
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """Only the main process (rank 0) writes logs, events and checkpoints."""
+    return rank() == 0
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group torchrun set up; return this process's device (its own GPU on CUDA)."""
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
+    """Reduce ``tensor`` in place over all processes (nothing to do in a plain run)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=op)
+    return tensor
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's ``value``, on every process."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shard(indices: Sequence[int] | torch.Tensor, pad: bool = True) -> Any:
+    """This process's share of ``indices``: every world_size-th one. With ``pad``, the first few
+    are repeated so that all shares are equal: every process must take the same number of training
+    steps, or the gradient all-reduce waits forever. Evaluation shares need no padding."""
+    world = world_size()
+    if world == 1:
+        return indices
+    padding = -len(indices) % world if pad else 0
+    if padding:
+        indices = (
+            torch.cat([indices, indices[:padding]])
+            if isinstance(indices, torch.Tensor)
+            else [
+                *indices,
+                *indices[:padding],
+            ]
+        )
+    return indices[rank() :: world]

@@ -66,6 +66,11 @@ def unused_paths(context: dict[str, Any]) -> list[str]:
     return paths
 
 
+def recorded_answers(context: dict[str, Any]) -> dict[str, Any]:
+    """The answers as the user gave them: no private keys (paths, template location), sorted."""
+    return {key: context[key] for key in sorted(context) if not key.startswith("_")}
+
+
 def write_config(path: Path, config: dict[str, Any]) -> None:
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -77,6 +82,8 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     write_config(config_path, apply_defaults(config, accelerator_defaults(context["accelerator"], context["dataset"])))
     for relative in unused_paths(context):
         (project / relative).unlink(missing_ok=True)
+    # For projects made with plain cookiecutter: what to answer again (cruft keeps its own record).
+    write_config(project / ".cookiecutter.json", recorded_answers(context))
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 PROJECT_FILES = {
+    ".cookiecutter.json",
     ".gitignore",
     "README.md",
     "config.json",
@@ -36,6 +37,7 @@ PROJECT_FILES = {
     "trainer/trainer.py",
     "utils/__init__.py",
     "utils/checkpoint.py",
+    "utils/dist.py",
     "utils/metric_tracker.py",
     "utils/util.py",
 }

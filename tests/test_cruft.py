@@ -1,0 +1,117 @@
+"""Keeping generated projects up to date: deterministic bakes, and cruft create / update / check offline."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import describe, run_folders, run_project
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+GIT_IDENTITY |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_baking_twice_gives_identical_files(cookies) -> None:
+    answers = {"project_name": "Twice", "accelerator": "cuda", "tensorboard": False}
+    first, second = cookies.bake(extra_context=answers), cookies.bake(extra_context=answers)
+    assert first.exit_code == second.exit_code == 0
+    assert tree(Path(first.project_path)) == tree(Path(second.project_path))
+    recorded = json.loads((Path(first.project_path) / ".cookiecutter.json").read_text())
+    assert recorded["accelerator"] == "cuda" and not any(key.startswith("_") for key in recorded)
+
+
+def run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **GIT_IDENTITY, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, describe(result)
+    return result
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    """This template, committed to a local git repository (cruft works from git commits)."""
+    repo = tmp_path / "template"
+    tracked = run("git", "ls-files", "-z", cwd=TEMPLATE_ROOT).stdout.split("\0")
+    for name in filter(None, tracked):
+        if (TEMPLATE_ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(TEMPLATE_ROOT / name, repo / name)
+    run("git", "init", "-q", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "template v1", cwd=repo)
+    return repo
+
+
+@pytest.fixture
+def project(template_repo: Path, tmp_path: Path) -> Path:
+    """A project made by `cruft create` and committed, as a user would keep it."""
+    run("cruft", "create", "--no-input", str(template_repo), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    project = tmp_path / "out" / "mnist_classifier"
+    assert json.loads((project / ".cruft.json").read_text())["template"] == str(template_repo)
+    run("git", "init", "-q", cwd=project)
+    run("git", "add", "-A", cwd=project)
+    run("git", "commit", "-qm", "generated", cwd=project)
+    return project
+
+
+def test_template_update_arrives_and_user_edits_survive(template_repo: Path, project: Path, tmp_path: Path) -> None:
+    # The user edits a template-owned file, a skipped user-owned one, and a value in config.json.
+    edit(project / "train.py", '"""Train a model:', '"""Our team trains with: -d cpu. Train a model:')
+    with (project / "model" / "model.py").open("a") as handle:
+        handle.write('\n\nclass Wide(ConvNet):\n    """Our own model."""\n')
+    edit(project / "config.json", '"epochs": 12', '"epochs": 2')
+    run("git", "commit", "-qam", "our edits", cwd=project)
+
+    # The template gains a config key (validated by parse_config.py) and a change in base_trainer.py.
+    slug = template_repo / "{{cookiecutter.project_slug}}"
+    edit(slug / "config.json", '"seed": 42,', '"seed": 42,\n  "notes": "",')
+    seed_rule = '    "seed": ((int,), "an integer"),'
+    edit(slug / "parse_config.py", seed_rule, seed_rule + '\n    "notes": ((str,), "text"),')
+    edit(slug / "base" / "base_trainer.py", "CHECKPOINT_FORMAT = 1", "CHECKPOINT_FORMAT = 1  # template v2")
+    run("git", "commit", "-qam", "template v2", cwd=template_repo)
+
+    assert subprocess.run(["cruft", "check"], cwd=project, capture_output=True, check=False).returncode != 0
+    run("cruft", "update", "-y", cwd=project)
+    assert "CHECKPOINT_FORMAT = 1  # template v2" in (project / "base" / "base_trainer.py").read_text()
+    config = json.loads((project / "config.json").read_text())
+    assert config["notes"] == "" and config["trainer"]["epochs"] == 2, "new key merged, user value kept"
+    assert "Our team trains with: -d cpu." in (project / "train.py").read_text()
+    assert "class Wide(ConvNet)" in (project / "model" / "model.py").read_text()
+    run("cruft", "check", cwd=project)
+
+    save_dir = json.dumps(str(tmp_path / "saved"))
+    quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}"]
+    trained = run_project(project, "train.py", *quick)
+    assert trained.returncode == 0, describe(trained)
+    assert len(run_folders(tmp_path / "saved")) == 1
+
+
+def test_changing_an_answer_rewrites_only_what_depends_on_it(project: Path) -> None:
+    run("cruft", "update", "-y", "--variables-to-update", '{"accelerator": "cuda"}', cwd=project)
+    changed = set(run("git", "diff", "--name-only", "HEAD", cwd=project).stdout.split())
+    assert changed == {".cruft.json", ".cookiecutter.json", "config.json", "README.md"}
+    config = json.loads((project / "config.json").read_text())
+    trainer = config["trainer"]
+    assert (config["device"], trainer["amp"], trainer["compile"]) == ("cuda", "auto", "default")
+    assert config["optimizer"]["args"]["fused"] is True
+    before = run("git", "show", "HEAD:README.md", cwd=project).stdout
+    after = (project / "README.md").read_text()
+    assert before != after and outside_install(before) == outside_install(after), "only the install notes change"
+
+
+def outside_install(readme: str) -> str:
+    head, _, rest = readme.partition("## Install")
+    return head + rest.partition("## Train")[2]

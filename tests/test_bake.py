@@ -41,7 +41,10 @@ PROJECT_FILES = {
     "utils/metric_tracker.py",
     "utils/util.py",
 }
-TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|cookiecutter\.")
+COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
+ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]
+# Jinja delimiters, or a reference to an answer that escaped rendering (e.g. cookiecutter.project_slug).
+TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|\bcookiecutter\.(" + "|".join(ANSWER_NAMES) + r")\b")
 
 
 def project_files(project: Path) -> set[str]:

@@ -5,7 +5,6 @@ import shutil
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -108,16 +107,17 @@ def test_resume_at_half_time_is_bit_identical(project: Path, straight_run: Path,
 def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
     project: Path, straight_run: Path, tmp_path: Path
 ) -> None:
-    process = start_project(project, *train_args(tmp_path, 4))
-    wait_for(lambda: list(tmp_path.glob("*/*/epoch-1.pth")), what="epoch 1 to finish")
-    time.sleep(0.5)  # into epoch 2, which takes a few seconds
+    # Verbosity 2 logs every log_step (20) batches; signal as soon as epoch 2 reaches step 20 of 57.
+    process = start_project(project, *train_args(tmp_path, 4), "--set", "trainer.verbosity=2")
+    assert process.stderr is not None
+    wait_for(lambda: "epoch 2 step 20/" in process.stderr.readline(), what="epoch 2, step 20")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "resume with: python train.py -r" in stderr and "Traceback" not in stderr
     [run] = run_folders(tmp_path)
     stopped = load(run / "last.pth")
-    assert stopped["epoch"] == 1 and stopped["mid_epoch"]["epoch"] == 2 and stopped["mid_epoch"]["step"] >= 1
+    assert stopped["epoch"] == 1 and stopped["mid_epoch"]["epoch"] == 2 and stopped["mid_epoch"]["step"] >= 20
 
     resumed = run_project(project, *train_args(tmp_path, 4), "--resume", "auto")
     assert resumed.returncode == 0, describe(resumed)

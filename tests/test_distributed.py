@@ -37,6 +37,15 @@ def test_two_processes_train_one_run_that_loads_anywhere(default_project: Path, 
     assert json.loads((run / "best.test.json").read_text())["samples"] == 1000
 
 
+def test_one_process_under_torchrun_still_joins_a_process_group(default_project: Path, tmp_path: Path) -> None:
+    single = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
+    result = run_project(default_project, *single, "train.py", *QUICK, "--set", "trainer.epochs=1", *save_to(tmp_path))
+    assert result.returncode == 0, describe(result)
+    assert "Distributed: world size 1, backend gloo" in result.stderr
+    [run] = run_folders(tmp_path)
+    assert load(run / "last.pth")["epoch"] == 1
+
+
 def test_two_processes_match_one_with_the_same_global_batch(default_project: Path, tmp_path: Path) -> None:
     # No batch norm, dropout, augmentation or shuffling: then only the summation order differs.
     same = [

@@ -1,7 +1,7 @@
 """How much does the Trainer cost over a hand-written loop? python -m benchmarks.bench_trainer
 
-Both train the same model from the same seed on the same data with the same optimizer and
-precision, in this process, ``--repeats`` times each, alternating. The table gives the median
+Both train the same model from the same seed on the same data with the same optimizer,
+precision and memory format, in this process, ``--repeats`` times each, alternating. The table gives the median
 epoch time (each run's first epoch is a warm-up and not counted), samples per second, peak memory
 (CUDA: max_memory_allocated; CPU: the process's peak resident set size) and the ratios
 Trainer / hand-written. With the same seed on the CPU both also see the same per-epoch losses
@@ -81,6 +81,8 @@ def run_hand_written(config: ConfigParser, device: torch.device) -> Measurement:
     model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
     optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
     amp_dtype = resolve_amp(config["trainer"]["amp"], device)
+    memory_format = torch.channels_last if config["trainer"]["channels_last"] else torch.contiguous_format
+    model.to(memory_format=memory_format)
     reset_peak_memory(device)
     seconds, losses = [], []
     for epoch in range(1, config["trainer"]["epochs"] + 1):
@@ -90,6 +92,7 @@ def run_hand_written(config: ConfigParser, device: torch.device) -> Measurement:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for data, target in data_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            data = data.contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(data), target)

@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """torchrun sets these for every process it starts, even for a single one."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def is_distributed() -> bool:

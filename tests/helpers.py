@@ -49,3 +49,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 120, what: str = "c
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str) -> None:
+    """Read the process's stderr until a line contains ``text``, with no pause between lines, so
+    the reader does not fall behind a fast training loop."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if text in line:
+            return
+    raise AssertionError(f"the process ended (exit {process.wait()}) without printing {text!r}")

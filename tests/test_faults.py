@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import describe, run_folders, run_project, start_project, wait_for
+from helpers import describe, run_folders, run_project, start_project, wait_for, wait_for_line
 
 # Small and quick, but several dozen steps per epoch so a signal lands inside one.
 FAST = [
@@ -109,8 +109,7 @@ def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
 ) -> None:
     # Verbosity 2 logs every log_step (20) batches; signal as soon as epoch 2 reaches step 20 of 57.
     process = start_project(project, *train_args(tmp_path, 4), "--set", "trainer.verbosity=2")
-    assert process.stderr is not None
-    wait_for(lambda: "epoch 2 step 20/" in process.stderr.readline(), what="epoch 2, step 20")
+    wait_for_line(process, "epoch 2 step 20/")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr
@@ -129,8 +128,7 @@ def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
 def test_ctrl_c_saves_mid_epoch_state(project: Path, tmp_path: Path) -> None:
     slow = ["--set", 'arch={"type": "SlowConvNet", "args": {"delay": 0.5, "width": 8}}']
     process = start_project(project, *train_args(tmp_path, 1), *slow, "--resume", "auto")
-    assert process.stderr is not None
-    wait_for(lambda: "Ctrl-C or SIGTERM" in process.stderr.readline(), what="training to start")
+    wait_for_line(process, "Ctrl-C or SIGTERM")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGINT, stderr
@@ -142,10 +140,9 @@ def test_ctrl_c_saves_mid_epoch_state(project: Path, tmp_path: Path) -> None:
 def test_second_signal_stops_at_once(project: Path, tmp_path: Path) -> None:
     slow = ["--set", 'arch={"type": "SlowConvNet", "args": {"delay": 2.0, "width": 8}}']
     process = start_project(project, *train_args(tmp_path, 1), *slow)
-    assert process.stderr is not None
-    wait_for(lambda: "Ctrl-C or SIGTERM" in process.stderr.readline(), what="training to start")
+    wait_for_line(process, "Ctrl-C or SIGTERM")
     process.send_signal(signal.SIGTERM)
-    wait_for(lambda: "SIGTERM received" in process.stderr.readline(), what="the first signal to be seen")
+    wait_for_line(process, "SIGTERM received")
     process.send_signal(signal.SIGTERM)  # the step still has most of its 2 s to go
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGTERM, "the second signal ends the process without saving"

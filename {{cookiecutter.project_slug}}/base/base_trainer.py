@@ -76,8 +76,8 @@ class BaseTrainer(ABC):
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch (and validate); return the epoch's metrics by name.
 
-        Check ``self.stop_signal`` after each step and call ``save_interrupted`` when it is set;
-        start part way through when ``take_resume_point`` says so.
+        Between optimizer steps, call ``save_interrupted`` when ``stop_agreed`` says so; start part
+        way through when ``take_resume_point`` says so.
         """
 
     @abstractmethod

@@ -44,12 +44,12 @@ class Trainer(BaseTrainer):
         self.device = device
         self.data_loader = data_loader
         self.valid_data_loader = valid_data_loader
-        self.log_step: int = config["trainer"]["log_step"]
-        self.skip_nonfinite = config["trainer"]["nonfinite_loss"] == "skip"
-        self.amp_dtype = resolve_amp(config["trainer"]["amp"], device)
+        settings = config["trainer"]
+        self.log_step: int = settings["log_step"]
+        self.skip_nonfinite = settings["nonfinite_loss"] == "skip"
+        self.amp_dtype = resolve_amp(settings["amp"], device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        settings = config["trainer"]
         self.grad_accum_steps: int = settings["grad_accum_steps"]
         self.grad_clip_norm: float | None = settings["grad_clip_norm"]
         self.channels_last: bool = settings["channels_last"]

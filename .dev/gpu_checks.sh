@@ -3,12 +3,11 @@
 #
 # Here (needs cookiecutter):   bash .dev/gpu_checks.sh bake        # bakes the cuda project into .bake/
 # On the GPU machine:          bash .dev/gpu_checks.sh run         # carry .bake along
-# A dry run on a CPU:          DEVICE=cpu EPOCHS=1 REPEATS=1 bash .dev/gpu_checks.sh run
+# A dry run on a CPU:          DEVICE=cpu EPOCHS=1 bash .dev/gpu_checks.sh run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
-EPOCHS=${EPOCHS:-4}
-REPEATS=${REPEATS:-3}
+EPOCHS=${EPOCHS:-20}
 PROJECT=.bake/cuda/mnist_classifier
 
 if [ "${1:-}" = bake ]; then
@@ -50,8 +49,8 @@ MNIST60K=(--set data_loader.type=MnistDataLoader --set data_loader.args.data_dir
           --set data_loader.args.download=false --set data_loader.args.batch_size=512)
 for compile in off default; do
     echo "-- trainer.compile=$compile (config defaults otherwise: resident data, fused Adam, AMP)"
-    python -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS" --repeats "$REPEATS" "${MNIST60K[@]}" --set trainer.compile=$compile
+    python -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS" "${MNIST60K[@]}" --set trainer.compile=$compile
 done
 echo "-- the DataLoader path, for comparison"
-python -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS" --repeats "$REPEATS" "${MNIST60K[@]}" --set trainer.compile=off \
+python -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS" "${MNIST60K[@]}" --set trainer.compile=off \
     --set data_loader.args.device_resident=false --set data_loader.args.num_workers=4

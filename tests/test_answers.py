@@ -140,6 +140,21 @@ def test_cuda_project_without_gpu_says_how_to_fix_it(cuda_project: Path, tmp_pat
     assert not (tmp_path / "saved").exists()
 
 
+def test_cuda_defaults_also_run_on_the_cpu(cuda_project: Path, tmp_path: Path) -> None:
+    """torch.compile, channels_last and fused Adam, the cuda answer's speed defaults, on CI's CPU."""
+    config = json.loads((cuda_project / "config.json").read_text(encoding="utf-8"))
+    trainer = config["trainer"]
+    assert (trainer["compile"], trainer["channels_last"], config["optimizer"]["args"]["fused"]) == ("default", True, True)
+    run = short_run(cuda_project, tmp_path, "-d", "cpu")
+    assert run.returncode == 0, describe(run)
+    [folder] = run_folders(tmp_path)
+    weights = torch.load(folder / "best.pth", weights_only=True)["model"]
+    assert not any(key.startswith("_orig_mod.") for key in weights), "checkpoints hold the plain model's keys"
+    evaluate = run_project(cuda_project, "test.py", "-r", str(folder), "-d", "cpu")
+    assert evaluate.returncode == 0, describe(evaluate)
+    assert json.loads((folder / "best.test.json").read_text())["test_accuracy"] > 0.3  # chance is 0.1
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CI has none")
 def test_cuda_project_trains_on_gpu_with_amp(cuda_project: Path, tmp_path: Path) -> None:
     run = short_run(cuda_project, tmp_path)

@@ -100,7 +100,10 @@ class BaseTrainer(ABC):
             )
 
     def train(self, run_dir: Path) -> None:
-        """Train from ``start_epoch`` to ``epochs``, writing checkpoints and events to ``run_dir``."""
+        """Train from ``start_epoch`` to ``epochs``, writing checkpoints and events to ``run_dir``.
+
+        Calling it again after raising ``epochs`` trains on from the last finished epoch.
+        """
         self.run_dir = run_dir
         for stale in run_dir.glob(".*.tmp") if is_main() else ():
             logger.info("Removing %s, left by a run killed while saving", stale.name)
@@ -167,6 +170,7 @@ class BaseTrainer(ABC):
             if epoch % self.save_period == 0:
                 save_checkpoint(state, self.run_dir / f"epoch-{epoch}.pth")
                 self._prune_periodic_checkpoints()
+        self.start_epoch = epoch + 1  # so that train() with a raised self.epochs continues from here
 
         if self.stop_agreed(can_vote=True):
             self._stopped(f"after epoch {epoch}")

@@ -1,11 +1,18 @@
 """How much does the Trainer cost over a hand-written loop? python -m benchmarks.bench_trainer
 
-Both train the same model from the same seed on the same data with the same optimizer,
-precision and memory format, in this process, ``--repeats`` times each, alternating. The table gives the median
-epoch time (each run's first epoch is a warm-up and not counted), samples per second, peak memory
-(CUDA: max_memory_allocated; CPU: the process's peak resident set size) and the ratios
-Trainer / hand-written. With the same seed on the CPU both also see the same per-epoch losses
-(tests/test_parity.py checks it).
+Both train the same model from the same seed on the same data with the same optimizer, precision
+and memory format, in this process. Two passes:
+
+1. Memory: each path alone trains one epoch; the table gives that epoch's time (a warm-up that
+   includes torch.compile, when on) and the peak memory (CUDA: max_memory_allocated; CPU: the
+   process's peak resident set size).
+2. Time: both paths are built afresh and take turns, one epoch each, swapping who goes first
+   every epoch, so that both see the same machine: a busy neighbour or a clock change hits both.
+   After one warm-up epoch each, ``--epochs`` epochs are timed per path; the ratio is the median
+   of the per-pair ratios Trainer / hand-written.
+
+With the same seed on the CPU, both paths also see the same per-epoch losses when run one after
+the other (tests/test_parity.py checks it).
 """
 
 import argparse
@@ -13,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,23 +38,25 @@ PROC_STATUS = Path("/proc/self/status")
 
 
 @dataclass
-class Measurement:
-    epoch_seconds: list[float]
-    epoch_losses: list[float]
+class Epoch:
+    seconds: float
+    loss: float
     samples: int
+
+
+@dataclass
+class PathResult:
+    warmup_seconds: float
     peak_bytes: int
-
-    @property
-    def median_seconds(self) -> float:
-        return statistics.median(self.epoch_seconds[1:] or self.epoch_seconds)
+    epoch_seconds: list[float]
 
 
-def benchmark_config(config_path: Path, epochs: int, overrides: list[str]) -> ConfigParser:
+def benchmark_config(config_path: Path, overrides: list[str]) -> ConfigParser:
     """The project's config without what a plain loop lacks: validation, metrics besides the loss,
     a scheduler, early stopping; what is left is the Trainer's own overhead."""
     fixed = [
         "metrics=[]",
-        f"trainer.epochs={epochs}",
+        "trainer.epochs=1000000",  # the callers decide how many epochs to take
         "trainer.monitor=off",
         "trainer.early_stop=0",
         "trainer.save_period=1000000",
@@ -72,7 +82,7 @@ def peak_memory(device: torch.device) -> int:
     return next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:")), 0)
 
 
-def run_hand_written(config: ConfigParser, device: torch.device) -> Measurement:
+def hand_written_epochs(config: ConfigParser, device: torch.device) -> Iterator[Epoch]:
     """The loop everyone writes first, built in the same order (and so from the same seed) as build_trainer."""
     seed_everything(config["seed"])
     data_loader, _ = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader).loaders_for(
@@ -83,9 +93,9 @@ def run_hand_written(config: ConfigParser, device: torch.device) -> Measurement:
     amp_dtype = resolve_amp(config["trainer"]["amp"], device)
     memory_format = torch.channels_last if config["trainer"]["channels_last"] else torch.contiguous_format
     model.to(memory_format=memory_format)
-    reset_peak_memory(device)
-    seconds, losses = [], []
-    for epoch in range(1, config["trainer"]["epochs"] + 1):
+    epoch = 0
+    while True:
+        epoch += 1
         started = time.perf_counter()
         model.train()
         data_loader.set_epoch(epoch)
@@ -99,37 +109,63 @@ def run_hand_written(config: ConfigParser, device: torch.device) -> Measurement:
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * target.size(0)
-        losses.append(loss_sum.item() / data_loader.n_samples)
-        seconds.append(time.perf_counter() - started)
-    return Measurement(seconds, losses, data_loader.n_samples, peak_memory(device))
+        mean_loss = loss_sum.item() / data_loader.n_samples  # waits for the device, like the Trainer's epoch end
+        yield Epoch(time.perf_counter() - started, mean_loss, data_loader.n_samples)
 
 
-def run_trainer(config: ConfigParser, device: torch.device) -> Measurement:
+def trainer_epochs(config: ConfigParser, device: torch.device) -> Iterator[Epoch]:
+    """The project's Trainer, one epoch per step of the iteration (train() continues where it stopped)."""
     trainer = build_trainer(config, device)
     with tempfile.TemporaryDirectory() as run_dir:
+        for epoch in range(1, config["trainer"]["epochs"] + 1):
+            trainer.epochs = epoch
+            trainer.train(Path(run_dir))
+            yield Epoch(trainer.history[-1]["seconds"], trainer.history[-1]["loss"], trainer.data_loader.n_samples)
+
+
+PATHS = {"hand-written": hand_written_epochs, "Trainer": trainer_epochs}
+
+
+def warmup_and_memory(config: ConfigParser, device: torch.device) -> dict[str, tuple[Epoch, int]]:
+    """Each path alone for one epoch: (that epoch, the peak memory)."""
+    results = {}
+    for name, epochs in PATHS.items():
         reset_peak_memory(device)
-        trainer.train(Path(run_dir))
-        peak = peak_memory(device)
-    seconds = [epoch["seconds"] for epoch in trainer.history]
-    losses = [epoch["loss"] for epoch in trainer.history]
-    return Measurement(seconds, losses, trainer.data_loader.n_samples, peak)
+        first = next(epochs(config, device))  # the generator and all it built go when this returns
+        results[name] = (first, peak_memory(device))
+    return results
 
 
-def combine(runs: list[Measurement]) -> Measurement:
-    """Pool the timed epochs of repeated runs (each run's first epoch stays a warm-up)."""
-    seconds = [runs[0].epoch_seconds[0]] + [s for run in runs for s in run.epoch_seconds[1:]]
-    return Measurement(seconds, runs[0].epoch_losses, runs[0].samples, max(run.peak_bytes for run in runs))
+def paired_epoch_seconds(config: ConfigParser, device: torch.device, timed_epochs: int) -> dict[str, list[float]]:
+    """Both paths take turns an epoch at a time; the first epoch of each is a warm-up and not kept."""
+    running = {name: epochs(config, device) for name, epochs in PATHS.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in PATHS}
+    for turn in range(timed_epochs + 1):
+        order = list(running) if turn % 2 == 0 else list(reversed(running))
+        for name in order:
+            epoch = next(running[name])
+            if turn > 0:
+                seconds[name].append(epoch.seconds)
+    return seconds
 
 
-def table(device: torch.device, hand: Measurement, trainer: Measurement) -> str:
+def table(device: torch.device, samples: int, results: dict[str, PathResult]) -> str:
     memory = "max_memory_allocated" if device.type == "cuda" else "peak RSS"
-    rows = [f"{'path':<14} {'epoch s (median)':>17} {'samples/s':>11} {memory + ' MiB':>25}"]
-    for name, result in (("hand-written", hand), ("Trainer", trainer)):
-        rate = result.samples / result.median_seconds
-        rows.append(f"{name:<14} {result.median_seconds:>17.3f} {rate:>11.0f} {result.peak_bytes / 2**20:>25.1f}")
-    time_ratio = trainer.median_seconds / hand.median_seconds
+    rows = [f"{'path':<14} {'warm-up s':>10} {'epoch s (median)':>17} {'samples/s':>10} {memory + ' MiB':>25}"]
+    for name, result in results.items():
+        median = statistics.median(result.epoch_seconds)
+        rows.append(
+            f"{name:<14} {result.warmup_seconds:>10.3f} {median:>17.3f} {samples / median:>10.0f} "
+            f"{result.peak_bytes / 2**20:>25.1f}"
+        )
+    hand, trainer = results["hand-written"], results["Trainer"]
+    pair_ratios = [t / h for t, h in zip(trainer.epoch_seconds, hand.epoch_seconds, strict=True)]
     memory_ratio = trainer.peak_bytes / hand.peak_bytes if hand.peak_bytes else float("nan")
-    rows.append(f"ratio Trainer/hand-written: time {time_ratio:.3f}, memory {memory_ratio:.3f}")
+    rows.append(
+        f"ratio Trainer/hand-written: time {statistics.median(pair_ratios):.3f} "
+        f"(median of {len(pair_ratios)} paired epochs; range {min(pair_ratios):.3f}-{max(pair_ratios):.3f}), "
+        f"memory {memory_ratio:.3f}"
+    )
     return "\n".join(rows)
 
 
@@ -137,23 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
     parser.add_argument("-d", "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each path, alternating, to even out drift")
+    parser.add_argument("--epochs", type=int, default=8, help="timed epochs per path, after one warm-up epoch")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs {args.epochs}: time at least 1 epoch")
     try:
-        overrides = ([f"device={args.device}"] if args.device else []) + args.overrides
-        config = benchmark_config(args.config, args.epochs, overrides)
+        config = benchmark_config(args.config, ([f"device={args.device}"] if args.device else []) + args.overrides)
         device = resolve_device(config["device"])
-        runs = [(run_hand_written(config, device), run_trainer(config, device)) for _ in range(args.repeats)]
-        hand, trainer = (combine([pair[i] for pair in runs]) for i in (0, 1))
+        first_epochs = warmup_and_memory(config, device)
+        timed = paired_epoch_seconds(config, device, args.epochs)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    results = {name: PathResult(first_epochs[name][0].seconds, first_epochs[name][1], timed[name]) for name in PATHS}
+    samples = first_epochs["hand-written"][0].samples
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{config['arch']['type']}, {hand.samples} samples, batch {config['data_loader']['args']['batch_size']}, "
-          f"{args.repeats} x {args.epochs} epochs per path, {name}")  # fmt: skip
-    print(table(device, hand, trainer))
+    print(f"{config['arch']['type']}, {samples} samples, batch {config['data_loader']['args']['batch_size']}, "
+          f"1 warm-up + {args.epochs} timed epochs per path, {name}")  # fmt: skip
+    print(table(device, samples, results))
     return 0
 
 

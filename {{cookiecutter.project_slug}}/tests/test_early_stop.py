@@ -79,3 +79,13 @@ def test_keep_last_prunes_old_periodic_checkpoints(tmp_path: Path) -> None:
     ScriptedTrainer([1.0, 0.9, 0.8, 0.7, 0.6], early_stop=0, save_period=1, keep_last=2).train(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("epoch-*.pth")) == ["epoch-4.pth", "epoch-5.pth"]
     assert saved_epoch(tmp_path / "best.pth") == 5 and saved_epoch(tmp_path / "last.pth") == 5
+
+
+def test_train_again_with_more_epochs_continues(tmp_path: Path) -> None:
+    trainer = ScriptedTrainer([1.0, 0.9, 0.8, 0.7], early_stop=0)
+    trainer.epochs = 2
+    trainer.train(tmp_path)
+    trainer.epochs = 4
+    trainer.train(tmp_path)
+    assert trainer.epochs_run == [1, 2, 3, 4]
+    assert saved_epoch(tmp_path / "last.pth") == 4

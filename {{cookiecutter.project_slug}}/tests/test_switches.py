@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from parse_config import ConfigParser
@@ -65,3 +66,12 @@ def test_compile_wraps_the_forward_pass_but_checkpoints_the_plain_model() -> Non
     assert trainer.forward_model is not trainer.model
     assert isinstance(trainer.forward_model, torch._dynamo.eval_frame.OptimizedModule)
     assert not any(key.startswith("_orig_mod") for key in trainer.state_dict(0, {})["model"])
+
+
+@pytest.mark.parametrize(("amp", "scaled"), [("bf16", False), ("fp16", True)])
+def test_mixed_precision_trains_and_checkpoints_its_scaler(tmp_path: Path, amp: str, scaled: bool) -> None:
+    trainer = build_trainer(small_config(amp=amp), CPU)
+    assert trainer.grad_scaler.is_enabled() is scaled, "fp16 needs loss scaling; bf16 has fp32's range"
+    state = train_one_epoch(trainer, tmp_path)
+    assert math.isfinite(state["log"]["loss"])
+    assert bool(state["grad_scaler"]) is scaled  # a disabled scaler saves an empty state

@@ -143,8 +143,8 @@ def test_cuda_project_without_gpu_says_how_to_fix_it(cuda_project: Path, tmp_pat
 def test_cuda_defaults_also_run_on_the_cpu(cuda_project: Path, tmp_path: Path) -> None:
     """torch.compile, channels_last and fused Adam, the cuda answer's speed defaults, on CI's CPU."""
     config = json.loads((cuda_project / "config.json").read_text(encoding="utf-8"))
-    trainer = config["trainer"]
-    assert (trainer["compile"], trainer["channels_last"], config["optimizer"]["args"]["fused"]) == ("default", True, True)
+    speed = (config["trainer"]["compile"], config["trainer"]["channels_last"], config["optimizer"]["args"]["fused"])
+    assert speed == ("default", True, True)
     run = short_run(cuda_project, tmp_path, "-d", "cpu")
     assert run.returncode == 0, describe(run)
     [folder] = run_folders(tmp_path)

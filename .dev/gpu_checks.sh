@@ -3,11 +3,12 @@
 #
 # Here (needs cookiecutter):   bash .dev/gpu_checks.sh bake        # bakes the cuda project into .bake/
 # On the GPU machine:          bash .dev/gpu_checks.sh run         # carry .bake along
-# A dry run on a CPU:          DEVICE=cpu EPOCHS=1 bash .dev/gpu_checks.sh run
+# A dry run on a CPU:          DEVICE=cpu EPOCHS=1 N_TRAIN=6000 bash .dev/gpu_checks.sh run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-20}
+N_TRAIN=${N_TRAIN:-60000}  # MNIST-shaped training samples (the test split gets a sixth)
 PROJECT=.bake/cuda/mnist_classifier
 
 if [ "${1:-}" = bake ]; then
@@ -17,21 +18,23 @@ if [ "${1:-}" = bake ]; then
 fi
 
 cd "$PROJECT"
-python - <<'PY'
-# MNIST-shaped data, 60,000 train / 10,000 test, tiled from the shipped sample, as torchvision's IDX files.
+N_TRAIN=$N_TRAIN python - <<'PY'
+# MNIST-shaped data (60,000 train / 10,000 test by default), tiled from the shipped sample, as torchvision's IDX files.
+import os
 from pathlib import Path
 import numpy as np
+n_train = int(os.environ["N_TRAIN"])
 sample = np.load("data/mnist_sample.npz")
 raw = Path("/tmp/mnist60k/MNIST/raw")
 raw.mkdir(parents=True, exist_ok=True)
 def write(name, array):
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     (raw / name).write_bytes(header + array.astype(np.uint8).tobytes())
-for split, prefix, n in (("train", "train", 60000), ("test", "t10k", 10000)):
+for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_train // 6)):
     reps = -(-n // len(sample[f"{split}_labels"]))
     write(f"{prefix}-images-idx3-ubyte", np.tile(sample[f"{split}_images"], (reps, 1, 1))[:n])
     write(f"{prefix}-labels-idx1-ubyte", np.tile(sample[f"{split}_labels"], reps)[:n])
-print("wrote /tmp/mnist60k")
+print(f"wrote {n_train} training images to /tmp/mnist60k")
 PY
 python -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 SAVE=/tmp/gpu_checks_saved

@@ -19,12 +19,13 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import itertools
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,7 +52,8 @@ class Epoch:
 class PathResult:
     warmup_seconds: float
     peak_bytes: int
-    epoch_seconds: list[float]
+    samples: int
+    epoch_seconds: list[float] = field(default_factory=list)  # the timed epochs, filled in by the second pass
 
 
 def benchmark_config(config_path: Path, overrides: list[str]) -> ConfigParser:
@@ -59,7 +61,6 @@ def benchmark_config(config_path: Path, overrides: list[str]) -> ConfigParser:
     a scheduler, early stopping; what is left is the Trainer's own overhead."""
     fixed = [
         "metrics=[]",
-        "trainer.epochs=1000000",  # the callers decide how many epochs to take
         "trainer.monitor=off",
         "trainer.early_stop=0",
         "trainer.save_period=1000000",
@@ -104,9 +105,7 @@ def hand_written_epochs(config: ConfigParser, device: torch.device) -> Iterator[
     model.to(memory_format=memory_format)
     mode = config["trainer"]["compile"]
     forward = model if mode == "off" else torch.compile(model, mode=mode)
-    epoch = 0
-    while True:
-        epoch += 1
+    for epoch in itertools.count(1):
         started = time.perf_counter()
         model.train()
         data_loader.set_epoch(epoch)
@@ -128,7 +127,7 @@ def trainer_epochs(config: ConfigParser, device: torch.device) -> Iterator[Epoch
     """The project's Trainer, one epoch per step of the iteration (train() continues where it stopped)."""
     trainer = build_trainer(config, device)
     with tempfile.TemporaryDirectory() as run_dir:
-        for epoch in range(1, config["trainer"]["epochs"] + 1):
+        for epoch in itertools.count(1):
             trainer.epochs = epoch
             trainer.train(Path(run_dir))
             yield Epoch(trainer.history[-1]["seconds"], trainer.history[-1]["loss"], trainer.data_loader.n_samples)
@@ -137,13 +136,13 @@ def trainer_epochs(config: ConfigParser, device: torch.device) -> Iterator[Epoch
 PATHS = {"hand-written": hand_written_epochs, "Trainer": trainer_epochs}
 
 
-def warmup_and_memory(config: ConfigParser, device: torch.device) -> dict[str, tuple[Epoch, int]]:
-    """Each path alone for one epoch: (that epoch, the peak memory)."""
+def warmup_and_memory(config: ConfigParser, device: torch.device) -> dict[str, PathResult]:
+    """Each path alone for one epoch: its time and the peak memory."""
     results = {}
     for name, epochs in PATHS.items():
         reset_peak_memory(device)
         first = next(epochs(config, device))  # the generator and all it built go when this returns
-        results[name] = (first, peak_memory(device))
+        results[name] = PathResult(first.seconds, peak_memory(device), first.samples)
     return results
 
 
@@ -169,13 +168,13 @@ def paired_epoch_seconds(config: ConfigParser, device: torch.device, timed_epoch
     return seconds
 
 
-def table(device: torch.device, samples: int, results: dict[str, PathResult]) -> str:
+def table(device: torch.device, results: dict[str, PathResult]) -> str:
     memory = "max_memory_allocated" if device.type == "cuda" else "peak RSS"
     rows = [f"{'path':<14} {'warm-up s':>10} {'epoch s (median)':>17} {'samples/s':>10} {memory + ' MiB':>25}"]
     for name, result in results.items():
         median = statistics.median(result.epoch_seconds)
         rows.append(
-            f"{name:<14} {result.warmup_seconds:>10.3f} {median:>17.3f} {samples / median:>10.0f} "
+            f"{name:<14} {result.warmup_seconds:>10.3f} {median:>17.3f} {result.samples / median:>10.0f} "
             f"{result.peak_bytes / 2**20:>25.1f}"
         )
     hand, trainer = results["hand-written"], results["Trainer"]
@@ -201,17 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = benchmark_config(args.config, ([f"device={args.device}"] if args.device else []) + args.overrides)
         device = resolve_device(config["device"])
-        first_epochs = warmup_and_memory(config, device)
-        timed = paired_epoch_seconds(config, device, args.epochs)
+        results = warmup_and_memory(config, device)
+        for name, seconds in paired_epoch_seconds(config, device, args.epochs).items():
+            results[name].epoch_seconds = seconds
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    results = {name: PathResult(first_epochs[name][0].seconds, first_epochs[name][1], timed[name]) for name in PATHS}
-    samples = first_epochs["hand-written"][0].samples
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{config['arch']['type']}, {samples} samples, batch {config['data_loader']['args']['batch_size']}, "
-          f"1 warm-up + {args.epochs} timed epochs per path, {name}")  # fmt: skip
-    print(table(device, samples, results))
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    workload = f"{results['hand-written'].samples} samples, batch {config['data_loader']['args']['batch_size']}"
+    print(f"{config['arch']['type']}, {workload}, 1 warm-up + {args.epochs} timed epochs per path, {machine}")
+    print(table(device, results))
     return 0
 
 

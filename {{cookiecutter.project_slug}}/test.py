@@ -5,18 +5,14 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
-import data_loader.data_loaders as module_data
-import model.loss as module_loss
-import model.metric as module_metric
-import model.model as module_arch
-from base.base_data_loader import BaseDataLoader
 from logger.logger import setup_logging
-from parse_config import ConfigError, ConfigParser, shortcut_overrides
+from parse_config import Registry, load_config
+from train import PROJECT_MODULES
+from trainer.build import build_data, build_loss_and_metrics, build_model
 from trainer.trainer import evaluate
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
-from utils.util import resolve_amp, resolve_device, write_json
+from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.util import resolve_device, write_json
 
 logger = logging.getLogger("test")
 
@@ -31,31 +27,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="CHECKPOINT",
         help="a .pth file, a run folder (uses best.pth, else last.pth) or saved/<name> (newest run)",
     )
-    parser.add_argument("-d", "--device", help="auto, cpu, cuda or cuda:N (default: the checkpoint's)")
-    parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    add_override_flags(parser, lr=False)
     return parser.parse_args(argv)
 
 
-def test(args: argparse.Namespace) -> dict[str, float]:
+def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     checkpoint_path = find_checkpoint(args.resume)
     checkpoint = load_checkpoint(checkpoint_path)
-    config = ConfigParser.load(None, shortcut_overrides(args), base=checkpoint["config"])
-    setup_logging(None, config["trainer"]["verbosity"])
-    device = resolve_device(config["device"])
+    config = load_config(None, overrides_from_flags(args), recorded=checkpoint["config"])
+    setup_logging(None, config.trainer.verbosity)
+    device = resolve_device(config.device)
 
-    data_loader = config.init_obj("data_loader", module_data, training=False, seed=config["seed"], base=BaseDataLoader)
-    model = config.init_obj("arch", module_arch, base=torch.nn.Module)
+    test_loader = build_data(config, modules).test_loader(device)
+    model = build_model(config, modules)
     load_model_weights(model, checkpoint["model"], checkpoint_path)
     model.to(device)
-    criterion = config.function("loss", config["loss"], module_loss)
-    metrics = [config.function("metrics", name, module_metric) for name in config["metrics"]]
+    criterion, metrics = build_loss_and_metrics(config, modules)
+    result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device))
 
-    amp_dtype = resolve_amp(config["trainer"]["amp"], device)
-    test_loader, _ = data_loader.loaders_for(device)
-    result = evaluate(model, test_loader, criterion, metrics, device, amp_dtype)
-    report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": data_loader.n_samples}
+    report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": test_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
     out_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
     write_json(report, out_path)
@@ -65,16 +55,10 @@ def test(args: argparse.Namespace) -> dict[str, float]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
     args = parse_args(argv)
-    try:
-        test(args)
-    except ConfigError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    setup_logging(None)  # until the config says how much to log
+    return run_command(lambda: test(args, modules), args.debug)
 
 
 if __name__ == "__main__":

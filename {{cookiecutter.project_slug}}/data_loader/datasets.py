@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.util import ConfigError
+from utils.errors import UsageError
 
 SAMPLE_FILE = "mnist_sample.npz"
 
@@ -20,7 +20,7 @@ class MnistSample(Dataset):
     def __init__(self, data_dir: str | Path, train: bool = True) -> None:
         path = Path(data_dir) / SAMPLE_FILE
         if not path.is_file():
-            raise ConfigError(
+            raise UsageError(
                 f"data_loader.args.data_dir: {str(path)!r} not found; point data_dir at the folder "
                 f"holding {SAMPLE_FILE} (the project ships it in data/; run from the project root)"
             )

@@ -24,10 +24,6 @@ class TensorboardWriter:
         # purge_step drops events a crashed run wrote after its last checkpoint.
         self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
-    @property
-    def enabled(self) -> bool:
-        return self._writer is not None
-
     def add_epoch(self, epoch: int, log: dict[str, float]) -> None:
         if self._writer is None:
             return

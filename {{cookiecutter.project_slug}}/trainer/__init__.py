@@ -1,3 +1,0 @@
-from trainer.trainer import Trainer, evaluate
-
-__all__ = ["Trainer", "evaluate"]

@@ -1,159 +1,201 @@
-"""The training and evaluation loops. Read top to bottom: this is where the time goes."""
+"""The Trainer. Read it top to bottom: ``fit`` runs the epochs, ``run_epoch`` trains, validates and
+decides what to keep, ``train_epoch`` loops over batches, ``train_step`` is one batch. ``evaluate``
+(also used by test.py) is at the end."""
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from base.base_data_loader import BaseDataLoader
-from base.base_trainer import BaseTrainer
-from data_loader.resident import ResidentLoader
-from parse_config import ConfigParser
+from base.base_data_loader import Loader
+from logger.visualization import TensorboardWriter
+from trainer.checkpoint import Checkpointer
+from trainer.monitor import Monitor
+from trainer.settings import TrainerSettings
+from utils.checkpoint import load_model_weights
 from utils.dist import all_reduce, is_distributed
+from utils.errors import NonFiniteLossError, TrainingStopped, UsageError
 from utils.metric_tracker import MetricTracker
-from utils.util import NonFiniteLossError, resolve_amp
+from utils.signals import GracefulStop
+from utils.util import rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class Trainer(BaseTrainer):
-    def __init__(
-        self,
-        model: nn.Module,
-        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        metric_ftns: Sequence[Metric],
-        optimizer: torch.optim.Optimizer,
-        config: ConfigParser,
-        device: torch.device,
-        data_loader: BaseDataLoader | ResidentLoader,
-        valid_data_loader: DataLoader | ResidentLoader | None = None,
-        lr_scheduler: Any = None,
-    ) -> None:
-        super().__init__(model, optimizer, config, lr_scheduler)
-        self.criterion = criterion
-        self.metric_ftns = list(metric_ftns)
-        self.device = device
-        self.data_loader = data_loader
-        self.valid_data_loader = valid_data_loader
-        settings = config["trainer"]
-        self.log_step: int = settings["log_step"]
-        self.skip_nonfinite = settings["nonfinite_loss"] == "skip"
-        self.amp_dtype = resolve_amp(settings["amp"], device)
+class Trainer:
+    """Trains ``model`` for ``settings.epochs`` epochs; ``metrics`` maps names to metric functions;
+    ``recorded_config`` is the run's config, which every checkpoint carries so it can be rebuilt."""
+
+    def __init__(self, *, model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
+                 optimizer: torch.optim.Optimizer, lr_scheduler: Any, train_loader: Loader,
+                 valid_loader: Loader | None, settings: TrainerSettings, device: torch.device,
+                 recorded_config: dict[str, Any]) -> None:  # fmt: skip
+        self.model = model  # the plain module: its state_dict is what checkpoints hold
+        self.criterion, self.metrics = criterion, metrics
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.train_loader, self.valid_loader = train_loader, valid_loader
+        self.settings, self.device, self.recorded_config = settings, device, recorded_config
+        self.amp_dtype = settings.amp_dtype(device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self.grad_accum_steps: int = settings["grad_accum_steps"]
-        self.grad_clip_norm: float | None = settings["grad_clip_norm"]
-        self.channels_last: bool = settings["channels_last"]
-        if self.channels_last:
+        self.monitor = Monitor.parse(settings.monitor)
+        self.monitor.check(self.metric_names())
+        self._check_plateau_mode()
+        self.ddp_model, self.train_model, self.eval_model = self._wrap_model()
+        self.start_epoch = 1
+        self.resume_point: dict[str, Any] | None = None  # a checkpoint's mid_epoch record
+        self.stop = GracefulStop()
+
+    def _wrap_model(self) -> tuple[DistributedDataParallel | None, nn.Module, nn.Module]:
+        """(the DDP wrapper or None, what the training step calls, what evaluation calls)."""
+        if self.settings.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        # Under torchrun, DistributedDataParallel averages the gradients of all processes in backward.
-        self.ddp: DistributedDataParallel | None = None
+        ddp_model = None
         if is_distributed():
-            if settings["sync_batchnorm"]:
-                nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the parameters stay the same
-            self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        # Compiled for speed; self.model stays the plain module, so checkpoints hold its own keys.
-        wrapped = self.ddp or model
-        self.forward_model = (
-            wrapped if settings["compile"] == "off" else torch.compile(wrapped, mode=settings["compile"])
-        )
+            # Under torchrun, DistributedDataParallel averages the gradients of all processes in backward.
+            if self.settings.sync_batchnorm:
+                nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # in place: the parameters stay the same
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        wrapped = ddp_model or self.model
+        mode = self.settings.compile
+        train_model = wrapped if mode == "off" else torch.compile(wrapped, mode=mode)
         # Evaluation needs no gradient sync, and processes may get unequal shares of it.
-        self.eval_model = model if self.ddp is not None else self.forward_model
-        self.check_monitor()
+        eval_model = self.model if ddp_model is not None else train_model
+        return ddp_model, train_model, eval_model
 
     def metric_names(self) -> list[str]:
-        names = ["loss", *(metric.__name__ for metric in self.metric_ftns)]
-        if self.valid_data_loader is not None:
-            names += [f"val_{name}" for name in names]
-        return names
+        """Every metric an epoch reports (besides ``lr``)."""
+        names = ["loss", *self.metrics]
+        return names + [f"val_{name}" for name in names] if self.valid_loader is not None else names
 
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def fit(self, checkpoints: Checkpointer, writer: TensorboardWriter) -> None:
+        """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal."""
+        checkpoints.remove_stale_temp_files()
+        epochs = self.settings.epochs
+        if self.start_epoch > epochs:
+            logger.warning(
+                "Nothing to do: the checkpoint finished epoch %d of %d; raise the total with "
+                "--set trainer.epochs=N to train further", self.start_epoch - 1, epochs,
+            )  # fmt: skip
+            return
+        logger.info("Training epochs %d to %d; Ctrl-C or SIGTERM saves the state, then stops", self.start_epoch, epochs)
+        with self.stop:
+            for epoch in range(self.start_epoch, epochs + 1):
+                epoch_metrics, improved = self.run_epoch(epoch, checkpoints)
+                writer.add_epoch(epoch, epoch_metrics)
+                checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
+                # A signal during validation or saving ends the run here, with the epoch on disk.
+                if self.stop.agreed(can_vote=True, device=self.device):
+                    raise self._stopped(f"after epoch {epoch}", checkpoints)
+                if self.monitor.patience_exhausted(self.settings.early_stop):
+                    logger.info(
+                        "Early stop: %s has not improved for %d epochs (best %.4g); last state in %s",
+                        self.monitor.metric, self.monitor.epochs_without_improvement, self.monitor.best,
+                        checkpoints.last,
+                    )  # fmt: skip
+                    return
+
+    def run_epoch(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
+        """Train and validate one epoch, step the scheduler; returns (its metrics, whether the monitor improved)."""
+        started = time.perf_counter()
+        epoch_metrics = self.train_epoch(epoch, checkpoints)
+        if self.valid_loader is not None:
+            valid_metrics = evaluate(self.eval_model, self.valid_loader, self.criterion, self.metrics, self.amp_dtype)
+            epoch_metrics.update({f"val_{name}": value for name, value in valid_metrics.items()})
+        epoch_metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        self._step_scheduler(epoch_metrics)
+        improved = self.monitor.update(epoch_metrics)
+        shown = "  ".join(f"{name} {value:.4g}" for name, value in epoch_metrics.items())
+        seconds = time.perf_counter() - started
+        logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.settings.epochs, shown, seconds, "  *best" * improved)
+        return epoch_metrics, improved
+
+    def train_epoch(self, epoch: int, checkpoints: Checkpointer) -> dict[str, float]:
+        """One pass over the training data; returns the sample-weighted mean loss and metrics."""
         self.model.train()
-        start_step, progress_so_far = self.take_resume_point(epoch)
-        self.data_loader.set_epoch(epoch, start_step)
-        tracker = MetricTracker(["loss", *(m.__name__ for m in self.metric_ftns)], self.device)
-        if progress_so_far is not None:
-            tracker.load_state_dict(progress_so_far)
-        # The first step whose loss was not finite (-1: none yet), tracked on the device.
-        first_bad_step = torch.tensor(-1, device=self.device)
-        total = start_step + len(self.data_loader)
-        progress = tqdm(
-            self.data_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None
-        )
+        start_step, metric_sums = self._take_resume_point(epoch)
+        self.train_loader.set_epoch(epoch, start_step)
+        running = MetricTracker(["loss", *self.metrics], self.device)
+        if metric_sums is not None:
+            running.load_state_dict(metric_sums)
+        first_bad_step = torch.tensor(-1, device=self.device)  # the first non-finite loss, tracked on the device
+        total = start_step + len(self.train_loader)
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None)
         self.optimizer.zero_grad(set_to_none=True)
-        for step, (data, target) in enumerate(progress, start=start_step + 1):
-            data = data.to(self.device, non_blocking=True)
-            target = target.to(self.device, non_blocking=True)
-            if self.channels_last:
-                data = data.contiguous(memory_format=torch.channels_last)
-
-            # Gradients of grad_accum_steps batches add up before one optimizer step (and, under
-            # torchrun, one gradient all-reduce: the steps in between skip it with no_sync).
-            at_boundary = step % self.grad_accum_steps == 0 or step == total
-            skip_sync = self.ddp is not None and not at_boundary
-            with self.ddp.no_sync() if skip_sync else nullcontext():  # type: ignore[union-attr]
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    output = self.forward_model(data)
-                    loss = self.criterion(output, target)
-                if self.skip_nonfinite and not self._all_finite(loss):  # a host sync per step, only in "skip" mode
-                    logger.warning("epoch %d step %d: loss is not finite; batch skipped", epoch, step)
-                    continue
-                self.grad_scaler.scale(loss / self.grad_accum_steps).backward()
-            if at_boundary:
-                self._optimizer_step()
-
+        for step, (images, targets) in enumerate(bar, start=start_step + 1):
+            at_boundary = step % self.settings.grad_accum_steps == 0 or step == total
+            result = self.train_step(images, targets, at_boundary)
+            if result is None:
+                logger.warning("epoch %d step %d: loss is not finite; batch skipped", epoch, step)
+                continue
+            output, loss = result
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
-                tracker.update(target.size(0), [loss, *(m(output, target) for m in self.metric_ftns)])
+                running.update(targets.size(0), [loss, *(metric(output, targets) for metric in self.metrics.values())])
                 first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
-            if step % self.log_step == 0:
-                self._check_finite(first_bad_step, epoch)
-                running = tracker.result()  # host syncs happen here, every log_step batches
-                progress.set_postfix({key: f"{value:.4f}" for key, value in running.items()})
-                logger.debug("epoch %d step %d/%d  %s", epoch, step, total, running)
+            log_now = step % self.settings.log_step == 0
+            if log_now:
+                self._raise_if_nonfinite(first_bad_step, epoch)
+                self._show_progress(bar, running, epoch, step, total)  # the host syncs happen here
             # Stop only between optimizer steps (no half-accumulated gradients to lose); under
             # torchrun the processes vote at log steps, so that all stop at the same step.
-            if at_boundary and self.stop_agreed(step % self.log_step == 0 or step == total):
-                self._check_finite(first_bad_step, epoch)  # never save a state that NaNs have reached
-                self.save_interrupted(epoch, step, tracker.state_dict())
+            if at_boundary and self.stop.agreed(log_now or step == total, self.device):
+                self._raise_if_nonfinite(first_bad_step, epoch)  # never save a state that NaNs have reached
+                self._save_and_stop(epoch, step, running, checkpoints)
+        self._raise_if_nonfinite(first_bad_step, epoch)
+        return running.result()
 
-        self._check_finite(first_bad_step, epoch)
-        log = tracker.result()
-        if self.valid_data_loader is not None:
-            val_log = evaluate(
-                self.eval_model,
-                self.valid_data_loader,
-                self.criterion,
-                self.metric_ftns,
-                self.device,
-                self.amp_dtype,
-            )
-            log.update({f"val_{key}": value for key, value in val_log.items()})
-        return log
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, at_boundary: bool) -> tuple | None:
+        """Forward, loss and backward of one batch, then the optimizer step at an accumulation boundary.
+
+        Gradients of ``grad_accum_steps`` batches add up before one optimizer step (and, under
+        torchrun, one gradient all-reduce: the batches in between skip it with ``no_sync``).
+        Returns ``(output, loss)``, or None for a skipped batch (a non-finite loss in "skip" mode).
+        """
+        if self.settings.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        skip_sync = self.ddp_model is not None and not at_boundary
+        with self.ddp_model.no_sync() if skip_sync else nullcontext():  # type: ignore[union-attr]
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                output = self.train_model(images)
+                loss = self.criterion(output, targets)
+            if self.settings.nonfinite_loss == "skip" and not self._all_finite(loss):  # a host sync per step
+                return None
+            self.grad_scaler.scale(loss / self.settings.grad_accum_steps).backward()
+        if at_boundary:
+            self._optimizer_step()
+        return output, loss
 
     def _optimizer_step(self) -> None:
-        if self.grad_clip_norm is not None:
+        if self.settings.grad_clip_norm is not None:
             self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _show_progress(self, bar: tqdm, running: MetricTracker, epoch: int, step: int, total: int) -> None:
+        means = running.result()
+        bar.set_postfix({name: f"{value:.4f}" for name, value in means.items()})
+        logger.debug("epoch %d step %d/%d  %s", epoch, step, total, means)
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite in every process (so that all skip the same batches)."""
         finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
         return bool(all_reduce(finite, dist.ReduceOp.MIN).item())
 
-    def _check_finite(self, first_bad_step: torch.Tensor, epoch: int) -> None:
+    def _raise_if_nonfinite(self, first_bad_step: torch.Tensor, epoch: int) -> None:
         """Raise if any process saw a non-finite loss (every process calls this at the same steps)."""
         never = torch.iinfo(torch.long).max
         first = torch.where(first_bad_step < 0, never, first_bad_step).reshape(1)
@@ -161,28 +203,95 @@ class Trainer(BaseTrainer):
         if step != never:
             raise NonFiniteLossError(
                 f"loss became NaN or infinite at epoch {epoch}, step {step}; nothing after the last checkpoint "
-                f"was saved ({self.run_dir / 'last.pth'}). Lower the learning rate, clip gradients, or set "
+                "(last.pth) was saved. Lower the learning rate, clip gradients, or set "
                 'trainer.nonfinite_loss to "skip" to drop such batches'
             )
 
+    def _step_scheduler(self, epoch_metrics: dict[str, float]) -> None:
+        if self.lr_scheduler is None:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # It needs a metric; use the monitored one so both agree on what "better" means.
+            self.lr_scheduler.step(epoch_metrics[self.monitor.metric if self.monitor.enabled else "loss"])
+        else:
+            self.lr_scheduler.step()
+
+    def _check_plateau_mode(self) -> None:
+        """ReduceLROnPlateau is stepped with the monitored metric, so it must agree on "better"."""
+        plateau = isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau and self.lr_scheduler.mode != (self.monitor.mode if self.monitor.enabled else "min"):
+            raise UsageError(
+                f"lr_scheduler.args.mode: {self.lr_scheduler.mode!r} disagrees with trainer.monitor "
+                f"{self.settings.monitor!r}; ReduceLROnPlateau is stepped with the monitored metric, "
+                "so give it the same mode"
+            )
+
+    def _save_and_stop(self, epoch: int, step: int, running: MetricTracker, checkpoints: Checkpointer) -> NoReturn:
+        metric_sums = running.state_dict()  # every process calls this: it adds up their shares
+        checkpoints.save_mid_epoch(self.state_dict(epoch - 1, {}), epoch, step, metric_sums)
+        raise self._stopped(f"at epoch {epoch}, step {step}", checkpoints)
+
+    def _stopped(self, where: str, checkpoints: Checkpointer) -> TrainingStopped:
+        number = self.stop.signal_number or 0
+        message = f"stopped by {self.stop.name()} {where}; resume with: python train.py -r {checkpoints.last}"
+        return TrainingStopped(message, 128 + number)
+
+    def _take_resume_point(self, epoch: int) -> tuple[int, dict[str, Any] | None]:
+        """(steps already done, metric sums so far) of ``epoch``: (0, None) unless resuming inside it."""
+        point, self.resume_point = self.resume_point, None
+        if point is None or point["epoch"] != epoch:
+            return 0, None
+        return point["step"], point["metric_sums"]
+
+    def state_dict(self, epoch: int, epoch_metrics: dict[str, float]) -> dict[str, Any]:
+        """Everything needed to continue exactly: tensors and plain data only (no pickled objects)."""
+        return {
+            "arch": type(self.model).__name__,
+            "epoch": epoch,
+            "metrics": epoch_metrics,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
+            "grad_scaler": self.grad_scaler.state_dict(),
+            "monitor": self.monitor.state_dict(),
+            "config": self.recorded_config,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        """Continue from a checkpoint written by ``state_dict`` (read from ``source``)."""
+        if state["arch"] != type(self.model).__name__:
+            raise UsageError(
+                f"arch.type: the checkpoint holds a {state['arch']}, not a {type(self.model).__name__}; "
+                "resume with the checkpoint's architecture or start a new run with -c"
+            )
+        load_model_weights(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if state["grad_scaler"]:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
+        if not self.monitor.load_state_dict(state["monitor"]):
+            logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
+        set_rng_state(state["rng"])
+        self.start_epoch = state["epoch"] + 1
+        self.resume_point = state.get("mid_epoch")
+        if self.resume_point is None:
+            logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
+        else:
+            logger.info("Resumed part way through epoch %d; continuing at step %d",
+                        self.resume_point["epoch"], self.resume_point["step"] + 1)  # fmt: skip
+
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data_loader: DataLoader | ResidentLoader,
-    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    metric_ftns: Sequence[Metric],
-    device: torch.device,
-    amp_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
-    """Loss and metrics over a whole loader, weighted by sample count."""
+def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[str, Metric],
+             amp_dtype: torch.dtype | None) -> dict[str, float]:  # fmt: skip
+    """Loss and metrics over a whole loader, weighted by sample count (over every process under torchrun)."""
     model.eval()
-    tracker = MetricTracker(["loss", *(m.__name__ for m in metric_ftns)], device)
-    for data, target in data_loader:
-        data = data.to(device, non_blocking=True)
-        target = target.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = model(data)
-            loss = criterion(output, target)
-        tracker.update(target.size(0), [loss, *(m(output, target) for m in metric_ftns)])
-    return tracker.result()
+    running = MetricTracker(["loss", *metrics], loader.device)
+    for images, targets in loader:
+        with torch.autocast(loader.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            output = model(images)
+            loss = criterion(output, targets)
+        running.update(targets.size(0), [loss, *(metric(output, targets) for metric in metrics.values())])
+    return running.result()

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from utils.util import ConfigError, atomic_write
+from utils.errors import UsageError
+from utils.util import atomic_write
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -18,14 +19,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint onto the CPU; only tensors and plain Python data are accepted."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} does not exist; pass a .pth file or a run folder")
+        raise UsageError(f"checkpoint {str(path)!r} does not exist; pass a .pth file or a run folder")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"checkpoint {str(path)!r} cannot be loaded: {reason}") from err
+        raise UsageError(f"checkpoint {str(path)!r} cannot be loaded: {reason}") from err
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ConfigError(f"checkpoint {str(path)!r} was not written by this project's trainer")
+        raise UsageError(f"checkpoint {str(path)!r} was not written by this project's trainer")
     return state
 
 
@@ -44,7 +45,7 @@ def find_checkpoint(path: Path, prefer: tuple[str, ...] = ("best.pth", "last.pth
     runs = [run for run in path.iterdir() if run.is_dir() and any((run / n).is_file() for n in prefer)]
     if runs:
         return find_checkpoint(max(runs, key=_run_order), prefer)
-    raise ConfigError(f"no best.pth or last.pth found in {str(path)!r}; train first or pass a .pth file")
+    raise UsageError(f"no best.pth or last.pth found in {str(path)!r}; train first or pass a .pth file")
 
 
 def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:
@@ -63,7 +64,7 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tenso
         if keys
     ]
     if problems:
-        raise ConfigError(
+        raise UsageError(
             f"checkpoint {str(source)!r} does not fit {type(model).__name__} ({'; '.join(problems)}); "
             "use the arch and args the checkpoint was trained with"
         )

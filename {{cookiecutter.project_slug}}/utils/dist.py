@@ -5,6 +5,7 @@
 """
 
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,12 +74,15 @@ def shard(indices: Sequence[int] | torch.Tensor, pad: bool = True) -> Any:
         return indices
     padding = -len(indices) % world if pad else 0
     if padding:
-        indices = (
-            torch.cat([indices, indices[:padding]])
-            if isinstance(indices, torch.Tensor)
-            else [
-                *indices,
-                *indices[:padding],
-            ]
-        )
+        head = indices[:padding]
+        indices = torch.cat([indices, head]) if isinstance(indices, torch.Tensor) else [*indices, *head]
     return indices[rank() :: world]
+
+
+def describe_world() -> str:
+    """World size, backend and which ranks run on which host, for the first lines of the log."""
+    hosts: list[str | None] = [None] * world_size()
+    dist.all_gather_object(hosts, socket.gethostname())
+    layout = {host: [r for r, h in enumerate(hosts) if h == host] for host in dict.fromkeys(hosts)}
+    nodes = "; ".join(f"{host}: ranks {', '.join(map(str, ranks))}" for host, ranks in layout.items())
+    return f"world size {world_size()}, backend {dist.get_backend()}, {nodes}"

@@ -24,10 +24,6 @@ class MetricTracker:
         self._sums += torch.stack([value.detach().to(torch.float64) for value in values]) * batch_size
         self._count += batch_size
 
-    @property
-    def count(self) -> int:
-        return self._count
-
     def _totals(self) -> tuple[torch.Tensor, int]:
         """Sums and count over every process (under torchrun each one sees its own share)."""
         totals = torch.cat([self._sums, self._sums.new_tensor([self._count])])

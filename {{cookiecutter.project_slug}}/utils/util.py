@@ -1,4 +1,4 @@
-"""Small helpers shared by train.py, test.py and the trainer."""
+"""Small helpers: JSON files, atomic writes, seeding and random state, devices and kernels."""
 
 import json
 import os
@@ -10,21 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class ConfigError(Exception):
-    """A mistake in the config, a flag or a file the user named; the message says how to fix it."""
-
-
-class TrainingStopped(Exception):
-    """A stop signal ended the run after its state was saved; ``exit_code`` follows the shell's 128+N."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class NonFiniteLossError(Exception):
-    """The loss became NaN or infinite; the message names where and what to try."""
+from utils.errors import UsageError
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -116,40 +102,24 @@ def resolve_device(spec: str) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise ConfigError(
+        raise UsageError(
             f"device: unknown device {spec!r}; use auto, cpu, cuda or cuda:N (e.g. --device cpu)"
         ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(
+            raise UsageError(
                 f"device: {spec!r} asked for, but this machine has no usable CUDA GPU; "
                 "train on the CPU with --device cpu (or --set device=auto)"
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise ConfigError(
+            raise UsageError(
                 f"device: {spec!r} asked for, but this machine has {count} GPU(s) "
                 f"(cuda:0..cuda:{count - 1}); pick one of those with --device"
             )
     elif device.type != "cpu":
-        raise ConfigError(f"device: {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise UsageError(f"device: {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
-
-
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``trainer.amp`` on ``device``, or None for full precision.
-
-    ``auto`` means bf16 on GPUs that support it, fp16 (with a GradScaler) on older ones, and full
-    precision on the CPU, where autocast rarely pays off.
-    """
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:

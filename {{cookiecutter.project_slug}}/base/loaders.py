@@ -1,0 +1,143 @@
+"""The two ways a run feeds batches to the model; ``BaseDataLoader`` picks one per run.
+
+- ``ResidentLoader``: the whole split sits on the training device as one uint8 tensor, and each
+  batch is sliced out of it. No workers, no per-sample work, no copy per batch.
+- ``StreamingLoader``: a torch DataLoader reads samples (with workers, for files read as it goes),
+  and each batch is copied to the device.
+
+Both yield ``(images, targets)`` on the device, prepared the same way (``BatchPrep``: scale to
+[0, 1], augment when training, normalise). The order of each epoch depends only on the seed and
+the epoch, and an epoch can start part way through, so a resumed run sees exactly the batches an
+uninterrupted one would.
+"""
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from utils.dist import rank, shard, world_size
+from utils.util import seed_worker
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+# (float images in [0, 1], generator) -> augmented images of the same shape; see base/augment.py
+BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle order: the same for every run with this seed."""
+    return seed * 1_000_003 + epoch
+
+
+@dataclass
+class EpochOrder:
+    """Which samples an epoch visits, in which order, and this process's share of them."""
+
+    n_samples: int
+    seed: int
+    shuffle: bool
+    pad: bool  # training: equal shares under torchrun (or the gradient all-reduce waits forever)
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+            order = torch.randperm(self.n_samples, generator=generator)
+        else:
+            order = torch.arange(self.n_samples)
+        return shard(order, pad=self.pad)  # under torchrun: every process draws the same order, keeps its share
+
+    def share(self) -> int:
+        """How many samples this process sees per epoch (all of them outside torchrun)."""
+        world = world_size()
+        return math.ceil(self.n_samples / world) if self.pad else len(range(rank(), self.n_samples, world))
+
+
+class BatchPrep:
+    """uint8 images on the device -> float in [0, 1], augmented (training only), normalised."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], augment: BatchAugment | None, seed: int):
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.augment = augment
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def __call__(self, images: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
+        images = images.float().div_(255)
+        if self.augment is not None:
+            # Seeded per batch, so skipping batches on resume leaves the later ones unchanged.
+            generator = self._generators.setdefault(images.device, torch.Generator(device=images.device))
+            generator.manual_seed((epoch_seed(self.seed, epoch) * 100_003 + batch) * 1_009 + rank())
+            images = self.augment(images, generator)
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images - mean) / std
+
+
+class _EpochBatches:
+    """What both loaders share: the batch size, the epoch to iterate, and where in it to start."""
+
+    def __init__(self, order: EpochOrder, prep: BatchPrep, batch_size: int, device: torch.device) -> None:
+        self.order, self.prep, self.batch_size, self.device = order, prep, batch_size, device
+        self.epoch, self.start_batch = 0, 0
+        self.n_samples = order.n_samples
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate ``epoch`` next (its order depends only on seed and epoch), skipping ``start_batch`` batches."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return math.ceil(self.order.share() / self.batch_size) - self.start_batch
+
+    def index_batches(self) -> Iterator[torch.Tensor]:
+        order = self.order.indices(self.epoch)
+        for batch in range(self.start_batch, math.ceil(len(order) / self.batch_size)):
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+
+class ResidentLoader(_EpochBatches):
+    """Batches sliced out of a whole split held on the device."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, order: EpochOrder, prep: BatchPrep,
+                 batch_size: int, device: torch.device) -> None:  # fmt: skip
+        super().__init__(order, prep, batch_size, device)
+        self.images = images.to(device)  # uint8: a quarter of the float size
+        self.targets = targets.to(device)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch, index in enumerate(self.index_batches(), start=self.start_batch):
+            index = index.to(self.device, non_blocking=True)
+            yield self.prep(self.images[index], self.epoch, batch), self.targets[index]
+
+
+class StreamingLoader(_EpochBatches):
+    """Batches read by a torch DataLoader (``workers`` holds its worker and pinning options)."""
+
+    def __init__(self, dataset: Dataset, order: EpochOrder, prep: BatchPrep, batch_size: int,
+                 device: torch.device, workers: dict) -> None:  # fmt: skip
+        super().__init__(order, prep, batch_size, device)
+        self.generator = torch.Generator()
+        batches = _IndexLists(self)
+        self.loader = DataLoader(dataset, batch_sampler=batches, generator=self.generator,
+                                 worker_init_fn=seed_worker, **workers)  # fmt: skip
+        self.num_workers = self.loader.num_workers
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.generator.manual_seed(epoch_seed(self.order.seed, self.epoch))  # worker seeds, for transforms of yours
+        for batch, (images, targets) in enumerate(self.loader, start=self.start_batch):
+            images = images.to(self.device, non_blocking=True)
+            yield self.prep(images, self.epoch, batch), targets.to(self.device, non_blocking=True)
+
+
+class _IndexLists:
+    """The DataLoader's batch sampler: the current epoch's batches as lists of indices."""
+
+    def __init__(self, batches: _EpochBatches) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (index.tolist() for index in self.batches.index_batches())
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -1,0 +1,49 @@
+"""Build what config.json names, from the modules of a ``Registry``. Building writes nothing, so a
+mistake found here leaves no run folder behind."""
+
+import torch
+
+from base.base_data_loader import BaseDataLoader
+from parse_config import Config, Registry, build, lookup_function
+from trainer.trainer import Metric, Trainer
+from utils.dist import rank
+from utils.util import seed_everything
+
+
+def build_data(config: Config, registry: Registry) -> BaseDataLoader:
+    return build(config.data_loader, "data_loader", registry.data_loaders, BaseDataLoader, seed=config.seed)
+
+
+def build_model(config: Config, registry: Registry) -> torch.nn.Module:
+    return build(config.arch, "arch", registry.models, torch.nn.Module)
+
+
+def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, dict[str, Metric]]:
+    criterion = lookup_function(registry.losses, config.loss, "loss")
+    metrics = {name: lookup_function(registry.metrics, name, "metrics") for name in config.metrics}
+    return criterion, metrics
+
+
+def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:
+    """Seed, then build the data, model, loss, metrics, optimizer and scheduler, and the Trainer."""
+    seed_everything(config.seed + rank())  # own dropout masks per process; DDP syncs the weights
+    train_loader, valid_loader = build_data(config, registry).train_loaders(device)
+    model = build_model(config, registry).to(device)
+    criterion, metrics = build_loss_and_metrics(config, registry)
+    optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    lr_scheduler = None
+    if config.lr_scheduler is not None:
+        base = torch.optim.lr_scheduler.LRScheduler
+        lr_scheduler = build(config.lr_scheduler, "lr_scheduler", torch.optim.lr_scheduler, base, optimizer)
+    return Trainer(
+        model=model,
+        criterion=criterion,
+        metrics=metrics,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        train_loader=train_loader,
+        valid_loader=valid_loader,
+        settings=config.trainer,
+        device=device,
+        recorded_config=config.to_dict(),
+    )

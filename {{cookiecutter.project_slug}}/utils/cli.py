@@ -1,0 +1,64 @@
+"""What every entry point shares: the config flags and turning errors into one line and an exit code."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+import torch.distributed as dist
+
+from utils.dist import is_distributed
+from utils.errors import NonFiniteLossError, TrainingStopped, UsageError
+
+logger = logging.getLogger(__name__)
+
+
+def add_override_flags(parser: argparse.ArgumentParser, lr: bool = True) -> None:
+    """``-d``, ``--bs``, ``--set`` (and ``--lr``) and ``--debug``: the flags that change the config."""
+    parser.add_argument("-d", "--device", help="auto, cpu, cuda or cuda:N (overrides the config's device)")
+    if lr:
+        parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=LR")
+    parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any config key; VALUE is JSON (a bare word is a string); repeatable",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+
+
+def overrides_from_flags(args: argparse.Namespace) -> list[str]:
+    """``--device``, ``--lr`` and ``--bs`` as ``--set`` overrides, followed by the explicit ``--set`` ones."""
+    shortcuts = []
+    if getattr(args, "device", None) is not None:
+        shortcuts.append(f"device={args.device}")
+    if getattr(args, "lr", None) is not None:
+        shortcuts.append(f"optimizer.args.lr={args.lr!r}")
+    if getattr(args, "bs", None) is not None:
+        shortcuts.append(f"data_loader.args.batch_size={args.bs}")
+    return shortcuts + list(args.overrides)
+
+
+def run_command(command: Callable[[], None], debug: bool) -> int:
+    """Run ``command`` and return the process's exit code: 2 and one ``error:`` line for a usage
+    mistake, 1 for a non-finite loss, 128+N after a stop signal, 0 otherwise."""
+    try:
+        command()
+    except UsageError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        logger.error("error: %s", err)
+        return 1
+    except TrainingStopped as err:
+        logger.warning("%s", err)
+        return err.exit_code
+    finally:
+        if is_distributed():
+            dist.destroy_process_group()
+    return 0

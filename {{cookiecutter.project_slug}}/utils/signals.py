@@ -1,0 +1,57 @@
+"""A graceful stop on SIGINT (Ctrl-C) or SIGTERM (what a scheduler sends before preemption)."""
+
+import logging
+import signal
+from types import FrameType, TracebackType
+
+import torch
+import torch.distributed as dist
+
+from utils.dist import all_reduce, is_distributed, launched_by_torchrun
+
+logger = logging.getLogger(__name__)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class GracefulStop:
+    """Inside ``with``, the first SIGINT or SIGTERM only records a request: the training loop lets the
+    current step finish, saves, and stops (see ``agreed``). A second signal ends the process at once."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "GracefulStop":
+        self._previous = {sig: signal.signal(sig, self._request) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _request(self, signum: int, frame: FrameType | None) -> None:
+        # Restore the defaults first, so a second signal ends the process even during this handler.
+        # Under torchrun a Ctrl-C or scancel reaches every process and torchrun then forwards a
+        # SIGTERM of its own: ignore that one; torchrun kills what is left after its timeout.
+        after = signal.SIG_IGN if launched_by_torchrun() else signal.SIG_DFL
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, after)
+        self.signal_number = signum
+        again = "" if launched_by_torchrun() else " (send it again to stop at once)"
+        logger.warning("%s received: finishing the current step, then saving%s", signal.Signals(signum).name, again)
+
+    def agreed(self, can_vote: bool, device: torch.device) -> bool:
+        """Whether to stop now. Under torchrun a signal may reach the processes at different steps,
+        so they vote where ``can_vote`` (the same steps in every process) and stop together."""
+        if not is_distributed():
+            return self.signal_number is not None
+        if not can_vote:
+            return False
+        vote = torch.tensor([self.signal_number or 0], device=device)
+        signal_number = int(all_reduce(vote, dist.ReduceOp.MAX).item())
+        if signal_number:
+            self.signal_number = self.signal_number or signal_number
+        return bool(signal_number)
+
+    def name(self) -> str:
+        return signal.Signals(self.signal_number).name if self.signal_number else "no signal"

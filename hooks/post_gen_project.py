@@ -1,4 +1,4 @@
-"""Turn the answers into consistent defaults and remove what they made unused.
+"""Turn the accelerator answer into consistent config defaults, and record the answers.
 
 Deterministic on purpose: the same answers always give the same files (no probing of this
 machine, no network, no timestamps), so regenerating and ``cruft update`` stay clean. The logic is
@@ -58,14 +58,6 @@ def apply_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str
     return config
 
 
-def unused_paths(context: dict[str, Any]) -> list[str]:
-    """Files the answers made unused, relative to the project folder."""
-    paths = []
-    if not context["tensorboard"]:
-        paths.append("logger/visualization.py")
-    return paths
-
-
 def recorded_answers(context: dict[str, Any]) -> dict[str, Any]:
     """The answers as the user gave them: no private keys (paths, template location), sorted."""
     return {key: context[key] for key in sorted(context) if not key.startswith("_")}
@@ -80,8 +72,6 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     config_path = project / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     write_config(config_path, apply_defaults(config, accelerator_defaults(context["accelerator"], context["dataset"])))
-    for relative in unused_paths(context):
-        (project / relative).unlink(missing_ok=True)
     # For projects made with plain cookiecutter: what to answer again (cruft keeps its own record).
     write_config(project / ".cookiecutter.json", recorded_answers(context))
 

@@ -38,8 +38,7 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
 
-    expected = PROJECT_FILES if answers["tensorboard"] else PROJECT_FILES - {"logger/visualization.py"}
-    assert project_files(project) == expected
+    assert project_files(project) == PROJECT_FILES
     assert not unrendered_lines(project)
     lint = ruff_check(project)
     assert lint.returncode == 0, lint.stdout
@@ -56,7 +55,7 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert (config["data_loader"]["args"]["num_workers"] == 0) is in_memory
     assert config["data_loader"]["type"] == DATASET_LOADERS[answers["dataset"]]
     assert config["arch"]["args"]["in_channels"] == (3 if answers["dataset"] in {"cifar10", "image_folder"} else 1)
-    assert config["trainer"].get("tensorboard", False) is answers["tensorboard"]
+    assert config["trainer"]["tensorboard"] is answers["tensorboard"]
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
     assert ("tensorboard" in dependencies) is answers["tensorboard"]
     readme = (project / "README.md").read_text()

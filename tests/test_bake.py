@@ -16,16 +16,16 @@ PROJECT_FILES = {
     "train.py",
     "test.py",
     "base/__init__.py",
+    "base/augment.py",
     "base/base_data_loader.py",
     "base/base_model.py",
-    "base/base_trainer.py",
+    "base/loaders.py",
     "benchmarks/__init__.py",
     "benchmarks/bench_trainer.py",
     "data/mnist_sample.npz",
     "data_loader/__init__.py",
     "data_loader/data_loaders.py",
     "data_loader/datasets.py",
-    "data_loader/resident.py",
     "logger/__init__.py",
     "logger/logger.py",
     "logger/visualization.py",
@@ -34,11 +34,19 @@ PROJECT_FILES = {
     "model/metric.py",
     "model/model.py",
     "trainer/__init__.py",
+    "trainer/build.py",
+    "trainer/checkpoint.py",
+    "trainer/monitor.py",
+    "trainer/settings.py",
     "trainer/trainer.py",
     "utils/__init__.py",
     "utils/checkpoint.py",
+    "utils/cli.py",
     "utils/dist.py",
+    "utils/errors.py",
     "utils/metric_tracker.py",
+    "utils/settings.py",
+    "utils/signals.py",
     "utils/util.py",
 }
 COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
@@ -98,3 +106,33 @@ def test_default_config_values(default_project: Path) -> None:
 def test_ruff_passes_in_baked_project(default_project: Path) -> None:
     result = ruff_check(default_project)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+DEFAULTS_SCRIPT = """
+import dataclasses, json
+from base.base_data_loader import LoaderSettings
+from parse_config import Config
+from trainer.settings import TrainerSettings
+
+def defaults(cls, prefix):
+    return {prefix + f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+table = {**defaults(Config, ""), **defaults(TrainerSettings, "trainer."), **defaults(LoaderSettings, "data_loader.args.")}
+table.pop("trainer")
+print(json.dumps(table))
+"""
+
+
+def test_readme_lists_every_default_the_code_has(default_project: Path) -> None:
+    """The README's config table is the documentation of the defaults; it must match the dataclasses."""
+    result = subprocess.run(
+        [sys.executable, "-c", DEFAULTS_SCRIPT], cwd=default_project, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (default_project / "README.md").read_text(encoding="utf-8")
+    missing = [
+        f"{key} = {json.dumps(value)}"
+        for key, value in json.loads(result.stdout).items()
+        if f"| `{key}` | `{json.dumps(value)}` |" not in readme
+    ]
+    assert not missing, f"README.md's config.json table lacks or contradicts: {missing}"

@@ -75,17 +75,17 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     edit(project / "config.json", '"epochs": 12', '"epochs": 2')
     run("git", "commit", "-qam", "our edits", cwd=project)
 
-    # The template gains a config key (validated by parse_config.py) and a change in base_trainer.py.
+    # The template gains a config key (a field of parse_config.Config) and a change in trainer.py.
     slug = template_repo / "{{cookiecutter.project_slug}}"
     edit(slug / "config.json", '"seed": 42,', '"seed": 42,\n  "notes": "",')
-    seed_rule = '    "seed": ((int,), "an integer"),'
-    edit(slug / "parse_config.py", seed_rule, seed_rule + '\n    "notes": ((str,), "text"),')
-    edit(slug / "base" / "base_trainer.py", "CHECKPOINT_FORMAT = 1", "CHECKPOINT_FORMAT = 1  # template v2")
+    seed_field = '    seed: int = setting(42, "an integer")'
+    edit(slug / "parse_config.py", seed_field, seed_field + '\n    notes: str = setting("", "text")')
+    edit(slug / "trainer" / "trainer.py", "class Trainer:", "class Trainer:  # template v2")
     run("git", "commit", "-qam", "template v2", cwd=template_repo)
 
     assert subprocess.run(["cruft", "check"], cwd=project, capture_output=True, check=False).returncode != 0
     run("cruft", "update", "-y", cwd=project)
-    assert "CHECKPOINT_FORMAT = 1  # template v2" in (project / "base" / "base_trainer.py").read_text()
+    assert "class Trainer:  # template v2" in (project / "trainer" / "trainer.py").read_text()
     config = json.loads((project / "config.json").read_text())
     assert config["notes"] == "" and config["trainer"]["epochs"] == 2, "new key merged, user value kept"
     assert "Our team trains with: -d cpu." in (project / "train.py").read_text()
@@ -115,3 +115,35 @@ def test_changing_an_answer_rewrites_only_what_depends_on_it(project: Path) -> N
 def outside_install(readme: str) -> str:
     head, _, rest = readme.partition("## Install")
     return head + rest.partition("## Train")[2]
+
+
+def test_runs_from_before_an_update_still_evaluate_and_resume(template_repo: Path, project: Path, tmp_path: Path) -> None:
+    """A template update that adds a trainer setting and removes another, together with a changed
+    answer (tensorboard), must not strand the runs trained before it."""
+    save_dir = json.dumps(str(tmp_path / "saved"))
+    quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}"]
+    first = run_project(project, "train.py", *quick, "--set", "trainer.epochs=1")
+    assert first.returncode == 0, describe(first)
+    [old_run] = run_folders(tmp_path / "saved")
+
+    slug = template_repo / "{{cookiecutter.project_slug}}"
+    log_step = '    log_step: int = setting(20, "an integer >= 1", lambda v: v >= 1)'
+    edit(slug / "trainer" / "settings.py", log_step, log_step + '\n    warmup_epochs: int = setting(0, "an integer >= 0")')
+    edit(slug / "config.json", '"log_step": 20', '"log_step": 20,\n    "warmup_epochs": 0')
+    run("git", "commit", "-qam", "template v2: add trainer.warmup_epochs", cwd=template_repo)
+    edit(slug / "trainer" / "settings.py", '    keep_last: int = setting(3, "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0)\n', "")
+    edit(slug / "train.py", "settings.save_period, settings.keep_last", "settings.save_period, 0")
+    edit(slug / "config.json", '    "keep_last": 3,\n', "")
+    run("git", "commit", "-qam", "template v3: drop trainer.keep_last", cwd=template_repo)
+    run("cruft", "update", "-y", "--variables-to-update", '{"tensorboard": false}', cwd=project)
+    config = json.loads((project / "config.json").read_text())
+    assert "warmup_epochs" in config["trainer"] and "keep_last" not in config["trainer"]
+
+    evaluate = run_project(project, "test.py", "-r", str(old_run), "-d", "cpu")
+    assert evaluate.returncode == 0, describe(evaluate)
+    assert "trainer.keep_last" in evaluate.stderr, "the dropped key is named once"
+    resume = run_project(project, "train.py", "-r", str(old_run), "--set", "trainer.epochs=2")
+    assert resume.returncode == 0, describe(resume)
+    assert "continuing at epoch 2" in resume.stderr
+    recorded = json.loads((old_run / "config-resume-1.json").read_text())
+    assert recorded["trainer"]["warmup_epochs"] == 0 and "keep_last" not in recorded["trainer"]

@@ -63,7 +63,7 @@ def test_two_processes_match_one_with_the_same_global_batch(default_project: Pat
     for key, value in single["model"].items():
         torch.testing.assert_close(double["model"][key], value, rtol=0, atol=1e-5, msg=key)
     for metric in ("val_loss", "val_accuracy", "loss"):
-        assert double["log"][metric] == pytest.approx(single["log"][metric], abs=1e-5), metric
+        assert double["metrics"][metric] == pytest.approx(single["metrics"][metric], abs=1e-5), metric
 
 
 def test_sigterm_to_the_torchrun_group_saves_once_and_resumes(default_project: Path, tmp_path: Path) -> None:

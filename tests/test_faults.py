@@ -96,7 +96,7 @@ def test_resume_at_half_time_is_bit_identical(project: Path, straight_run: Path,
     second = run_project(project, "train.py", "-r", str(run / "last.pth"), "--set", "trainer.epochs=4")
     assert second.returncode == 0, describe(second)
     for epoch in range(1, 5):
-        assert load(run / f"epoch-{epoch}.pth")["log"] == load(straight_run / f"epoch-{epoch}.pth")["log"]
+        assert load(run / f"epoch-{epoch}.pth")["metrics"] == load(straight_run / f"epoch-{epoch}.pth")["metrics"]
     assert_same_weights(run / "last.pth", straight_run / "last.pth")
 
     again = run_project(project, "train.py", "-r", str(run / "last.pth"))
@@ -122,7 +122,7 @@ def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
     assert resumed.returncode == 0, describe(resumed)
     assert run_folders(tmp_path) == [run], "auto-resume continues the same run folder"
     assert_same_weights(run / "last.pth", straight_run / "last.pth")
-    assert load(run / "epoch-4.pth")["log"] == load(straight_run / "epoch-4.pth")["log"]
+    assert load(run / "epoch-4.pth")["metrics"] == load(straight_run / "epoch-4.pth")["metrics"]
 
 
 def test_ctrl_c_saves_mid_epoch_state(project: Path, tmp_path: Path) -> None:
@@ -222,7 +222,7 @@ def test_nan_loss_can_skip_the_batch_instead(project: Path, tmp_path: Path) -> N
     assert result.returncode == 0, describe(result)
     assert result.stderr.count("batch skipped") == 3
     [run] = run_folders(tmp_path)
-    assert load(run / "last.pth")["log"]["loss"] < 2.3  # finite, and it learned
+    assert load(run / "last.pth")["metrics"]["loss"] < 2.3  # finite, and it learned
 
 
 def test_pickled_object_in_checkpoint_is_refused(project: Path, tmp_path: Path) -> None:

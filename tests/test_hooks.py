@@ -86,12 +86,10 @@ def test_generate_is_idempotent(tmp_path: Path) -> None:
         "data_loader": {"args": {"pin_memory": None, "num_workers": 9}},
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "logger").mkdir()
-    (tmp_path / "logger" / "visualization.py").write_text("")
     context = {"accelerator": "cuda", "dataset": "mnist_sample", "tensorboard": False}
     post_gen.generate(tmp_path, context)
     first = (tmp_path / "config.json").read_text()
     post_gen.generate(tmp_path, context)
     assert (tmp_path / "config.json").read_text() == first
     assert json.loads(first)["device"] == "cuda"
-    assert not (tmp_path / "logger" / "visualization.py").exists()
+    assert json.loads((tmp_path / ".cookiecutter.json").read_text()) == context

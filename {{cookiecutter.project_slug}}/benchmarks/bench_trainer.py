@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import data_loader.data_loaders as module_data
-import model.model as module_arch
-from base.base_data_loader import BaseDataLoader
-from parse_config import ConfigError, ConfigParser
-from train import build_trainer
-from utils.util import resolve_amp, resolve_device, seed_everything
+from parse_config import Config, Registry, build, load_config
+from train import PROJECT_MODULES
+from trainer.build import build_data, build_model, build_trainer
+from trainer.checkpoint import Checkpointer
+from utils.errors import UsageError
+from utils.util import resolve_device, seed_everything
 
 PROC_STATUS = Path("/proc/self/status")
 
@@ -56,19 +56,16 @@ class PathResult:
     epoch_seconds: list[float] = field(default_factory=list)  # the timed epochs, filled in by the second pass
 
 
-def benchmark_config(config_path: Path, overrides: list[str]) -> ConfigParser:
+def benchmark_config(config_path: Path, overrides: list[str]) -> Config:
     """The project's config without what a plain loop lacks: validation, metrics besides the loss,
     a scheduler, early stopping; what is left is the Trainer's own overhead."""
     fixed = [
         "metrics=[]",
         "trainer.monitor=off",
-        "trainer.early_stop=0",
-        "trainer.save_period=1000000",
-        "trainer.verbosity=0",
         "lr_scheduler=null",
         "data_loader.args.validation_split=0",
     ]
-    return ConfigParser.load(config_path, [*fixed, *overrides])
+    return load_config(config_path, [*fixed, *overrides])
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -92,18 +89,16 @@ def peak_memory(device: torch.device) -> int:
     return next((int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:")), 0)
 
 
-def hand_written_epochs(config: ConfigParser, device: torch.device) -> Iterator[Epoch]:
+def hand_written_epochs(config: Config, modules: Registry, device: torch.device) -> Iterator[Epoch]:
     """The loop everyone writes first, built in the same order (and so from the same seed) as build_trainer."""
-    seed_everything(config["seed"])
-    data_loader, _ = config.init_obj("data_loader", module_data, seed=config["seed"], base=BaseDataLoader).loaders_for(
-        device
-    )
-    model = config.init_obj("arch", module_arch, base=torch.nn.Module).to(device)
-    optimizer = config.init_obj("optimizer", torch.optim, model.parameters(), base=torch.optim.Optimizer)
-    amp_dtype = resolve_amp(config["trainer"]["amp"], device)
-    memory_format = torch.channels_last if config["trainer"]["channels_last"] else torch.contiguous_format
+    seed_everything(config.seed)
+    data_loader, _ = build_data(config, modules).train_loaders(device)
+    model = build_model(config, modules).to(device)
+    optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    amp_dtype = config.trainer.amp_dtype(device)
+    memory_format = torch.channels_last if config.trainer.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    mode = config["trainer"]["compile"]
+    mode = config.trainer.compile
     forward = model if mode == "off" else torch.compile(model, mode=mode)
     for epoch in itertools.count(1):
         started = time.perf_counter()
@@ -111,7 +106,6 @@ def hand_written_epochs(config: ConfigParser, device: torch.device) -> Iterator[
         data_loader.set_epoch(epoch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for data, target in data_loader:
-            data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
             data = data.contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -123,30 +117,33 @@ def hand_written_epochs(config: ConfigParser, device: torch.device) -> Iterator[
         yield Epoch(time.perf_counter() - started, mean_loss, data_loader.n_samples)
 
 
-def trainer_epochs(config: ConfigParser, device: torch.device) -> Iterator[Epoch]:
-    """The project's Trainer, one epoch per step of the iteration (train() continues where it stopped)."""
-    trainer = build_trainer(config, device)
+def trainer_epochs(config: Config, modules: Registry, device: torch.device) -> Iterator[Epoch]:
+    """The project's Trainer, one ``train_epoch`` per step of the iteration, timed from outside."""
+    trainer = build_trainer(config, modules, device)
     with tempfile.TemporaryDirectory() as run_dir:
+        checkpoints = Checkpointer(Path(run_dir), save_period=1, keep_last=0)  # written only on a stop signal
         for epoch in itertools.count(1):
-            trainer.epochs = epoch
-            trainer.train(Path(run_dir))
-            yield Epoch(trainer.history[-1]["seconds"], trainer.history[-1]["loss"], trainer.data_loader.n_samples)
+            started = time.perf_counter()
+            epoch_metrics = trainer.train_epoch(epoch, checkpoints)  # ends with a host sync, like the loop above
+            yield Epoch(time.perf_counter() - started, epoch_metrics["loss"], trainer.train_loader.n_samples)
 
 
 PATHS = {"hand-written": hand_written_epochs, "Trainer": trainer_epochs}
 
 
-def warmup_and_memory(config: ConfigParser, device: torch.device) -> dict[str, PathResult]:
+def warmup_and_memory(config: Config, modules: Registry, device: torch.device) -> dict[str, PathResult]:
     """Each path alone for one epoch: its time and the peak memory."""
     results = {}
     for name, epochs in PATHS.items():
         reset_peak_memory(device)
-        first = next(epochs(config, device))  # the generator and all it built go when this returns
+        first = next(epochs(config, modules, device))  # the generator and all it built go when this returns
         results[name] = PathResult(first.seconds, peak_memory(device), first.samples)
     return results
 
 
-def paired_epoch_seconds(config: ConfigParser, device: torch.device, timed_epochs: int) -> dict[str, list[float]]:
+def paired_epoch_seconds(
+    config: Config, modules: Registry, device: torch.device, timed_epochs: int
+) -> dict[str, list[float]]:
     """Both paths take turns an epoch at a time; the first epoch of each is a warm-up and not kept.
 
     Half the pairs come from paths built hand-written first, half from paths built Trainer first:
@@ -157,7 +154,7 @@ def paired_epoch_seconds(config: ConfigParser, device: torch.device, timed_epoch
     for build_order, epochs in zip((list(PATHS), list(reversed(PATHS))), halves, strict=True):
         if epochs == 0:
             continue
-        running = {name: PATHS[name](config, device) for name in build_order}
+        running = {name: PATHS[name](config, modules, device) for name in build_order}
         for turn in range(epochs + 1):
             order = list(running) if turn % 2 == 0 else list(reversed(running))
             for name in order:
@@ -188,7 +185,7 @@ def table(device: torch.device, results: dict[str, PathResult]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
     parser.add_argument("-d", "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's)")
@@ -199,16 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--epochs {args.epochs}: time at least 1 epoch")
     try:
         config = benchmark_config(args.config, ([f"device={args.device}"] if args.device else []) + args.overrides)
-        device = resolve_device(config["device"])
-        results = warmup_and_memory(config, device)
-        for name, seconds in paired_epoch_seconds(config, device, args.epochs).items():
+        device = resolve_device(config.device)
+        results = warmup_and_memory(config, modules, device)
+        for name, seconds in paired_epoch_seconds(config, modules, device, args.epochs).items():
             results[name].epoch_seconds = seconds
-    except ConfigError as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    workload = f"{results['hand-written'].samples} samples, batch {config['data_loader']['args']['batch_size']}"
-    print(f"{config['arch']['type']}, {workload}, 1 warm-up + {args.epochs} timed epochs per path, {machine}")
+    batch_size = config.data_loader.args.get("batch_size", "default")
+    workload = f"{results['hand-written'].samples} samples, batch {batch_size}"
+    print(f"{config.arch.type}, {workload}, 1 warm-up + {args.epochs} timed epochs per path, {machine}")
     print(table(device, results))
     return 0
 

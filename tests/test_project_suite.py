@@ -1,0 +1,93 @@
+"""The generated project's own test suite tests the template's code, not the user's: it passes for
+every dataset answer with no data and no network, and after the user replaces the model, the
+data loader and config.json."""
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import describe, run_folders, run_project
+
+DATASETS = ["mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder"]
+
+USER_MODEL = '''
+"""Our models."""
+
+import torch
+from torch import nn
+
+from base.base_model import BaseModel
+
+
+class MLP(BaseModel):
+    def __init__(self, size: int = 12, num_classes: int = 3, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(size * size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+'''
+
+USER_LOADER = '''
+"""Our data: three classes of noisy stripes."""
+
+from typing import Any
+
+import torch
+
+from base.base_data_loader import BaseDataLoader, ImageTensors
+
+
+class StripesDataLoader(BaseDataLoader):
+    mean, std = (0.5,), (0.25,)
+
+    def __init__(self, size: int = 12, **loader_args: Any) -> None:
+        super().__init__(**loader_args)
+        self.size = size
+
+    def load_split(self, split: str) -> ImageTensors:
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        targets = torch.randint(0, 3, (300,), generator=generator)
+        images = torch.randint(0, 60, (300, 1, self.size, self.size), generator=generator)
+        for label in range(3):
+            images[targets == label, :, label * 4 : label * 4 + 4, :] += 180
+        return ImageTensors(images.to(torch.uint8), targets)
+'''
+
+
+def run_own_suite(project: Path) -> None:
+    result = run_project(project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, describe(result)
+    assert " passed" in result.stdout and " skipped" not in result.stdout, result.stdout[-500:]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_own_suite_passes_for_every_dataset_answer_without_data(cookies, dataset: str) -> None:
+    result = cookies.bake(extra_context={"dataset": dataset})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    shutil.rmtree(project / "data")  # nothing to read, nothing downloaded
+    run_own_suite(project)
+
+
+def test_own_suite_passes_after_the_user_replaces_model_loader_and_config(default_project: Path, tmp_path: Path) -> None:
+    project = tmp_path / "ours"
+    shutil.copytree(default_project, project, ignore=shutil.ignore_patterns("saved", "__pycache__"))
+    (project / "model" / "model.py").write_text(textwrap.dedent(USER_MODEL).lstrip())
+    (project / "data_loader" / "data_loaders.py").write_text(textwrap.dedent(USER_LOADER).lstrip())
+    config = json.loads((project / "config.json").read_text())
+    config["arch"] = {"type": "MLP", "args": {"num_classes": 3}}
+    config["data_loader"] = {"type": "StripesDataLoader", "args": {"batch_size": 32, "validation_split": 0.2}}
+    config["metrics"] = ["accuracy"]
+    config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"), tensorboard=False)
+    (project / "config.json").write_text(json.dumps(config, indent=2))
+    run_own_suite(project)
+
+    trained = run_project(project, "train.py", "-c", "config.json", "-d", "cpu")
+    assert trained.returncode == 0, describe(trained)
+    [run] = run_folders(tmp_path / "saved")
+    evaluate = run_project(project, "test.py", "-r", str(run), "-d", "cpu")
+    assert evaluate.returncode == 0, describe(evaluate)
+    assert json.loads((run / "best.test.json").read_text())["test_accuracy"] > 0.9

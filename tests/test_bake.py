@@ -25,7 +25,6 @@ PROJECT_FILES = {
     "data/mnist_sample.npz",
     "data_loader/__init__.py",
     "data_loader/data_loaders.py",
-    "data_loader/datasets.py",
     "logger/__init__.py",
     "logger/logger.py",
     "logger/visualization.py",

@@ -71,7 +71,7 @@ def load_config(path: Path | None, overrides: list[str], recorded: dict[str, Any
     """The config file at ``path`` (or, without one, ``recorded``: a checkpoint's config), with every
     default filled in and then ``overrides`` (``KEY.PATH=VALUE`` texts) applied."""
     if path is not None:
-        config = Config.from_dict(read_config_file(Path(path)))
+        config = Config.from_dict(read_config_file(Path(path)), strict=True)
     elif recorded is not None:
         config = Config.from_dict(recorded, strict=False)
     else:

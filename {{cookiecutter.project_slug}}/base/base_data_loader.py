@@ -103,7 +103,7 @@ class BaseDataLoader:
                 augment: BatchAugment | None = None) -> Loader:  # fmt: skip
         """One loader over ``data``: training ones (``shuffle``) pad equal shares under torchrun."""
         order = EpochOrder(len(data), self.seed, shuffle=shuffle, pad=shuffle)  # type: ignore[arg-type]
-        prep = BatchPrep(self.mean, self.std, augment, self.seed)
+        prep = BatchPrep(self.mean, self.std, augment, self.seed, device)
         batch_size = self.settings.batch_size
         if isinstance(data, ImageTensors) and self._resident(data, device):
             return ResidentLoader(data.images, data.targets, order, prep, batch_size, device)

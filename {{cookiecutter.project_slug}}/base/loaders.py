@@ -57,22 +57,21 @@ class EpochOrder:
 class BatchPrep:
     """uint8 images on the device -> float in [0, 1], augmented (training only), normalised."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], augment: BatchAugment | None, seed: int):
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], augment: BatchAugment | None, seed: int,
+                 device: torch.device) -> None:  # fmt: skip
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.augment = augment
         self.seed = seed
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self.generator = torch.Generator(device=device)
 
     def __call__(self, images: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
         images = images.float().div_(255)
         if self.augment is not None:
             # Seeded per batch, so skipping batches on resume leaves the later ones unchanged.
-            generator = self._generators.setdefault(images.device, torch.Generator(device=images.device))
-            generator.manual_seed((epoch_seed(self.seed, epoch) * 100_003 + batch) * 1_009 + rank())
-            images = self.augment(images, generator)
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images - mean) / std
+            self.generator.manual_seed((epoch_seed(self.seed, epoch) * 100_003 + batch) * 1_009 + rank())
+            images = self.augment(images, self.generator)
+        return (images - self.mean) / self.std
 
 
 class _EpochBatches:
@@ -90,8 +89,9 @@ class _EpochBatches:
     def __len__(self) -> int:
         return math.ceil(self.order.share() / self.batch_size) - self.start_batch
 
-    def index_batches(self) -> Iterator[torch.Tensor]:
-        order = self.order.indices(self.epoch)
+    def index_batches(self, device: torch.device | None = None) -> Iterator[torch.Tensor]:
+        """The current epoch's batches as index tensors (on ``device``: one copy per epoch, not per batch)."""
+        order = self.order.indices(self.epoch).to(device or "cpu")
         for batch in range(self.start_batch, math.ceil(len(order) / self.batch_size)):
             yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
@@ -106,8 +106,7 @@ class ResidentLoader(_EpochBatches):
         self.targets = targets.to(device)
 
     def __iter__(self) -> Iterator[Batch]:
-        for batch, index in enumerate(self.index_batches(), start=self.start_batch):
-            index = index.to(self.device, non_blocking=True)
+        for batch, index in enumerate(self.index_batches(self.device), start=self.start_batch):
             yield self.prep(self.images[index], self.epoch, batch), self.targets[index]
 
 

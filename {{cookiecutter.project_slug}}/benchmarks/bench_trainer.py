@@ -35,7 +35,7 @@ from parse_config import Config, Registry, build, load_config
 from train import PROJECT_MODULES
 from trainer.build import build_data, build_model, build_trainer
 from trainer.checkpoint import Checkpointer
-from utils.errors import UsageError
+from utils.cli import add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, seed_everything
 
 PROC_STATUS = Path("/proc/self/status")
@@ -185,30 +185,28 @@ def table(device: torch.device, results: dict[str, PathResult]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
-    parser.add_argument("-d", "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's)")
-    parser.add_argument("--epochs", type=int, default=8, help="timed epochs per path, after one warm-up epoch")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error(f"--epochs {args.epochs}: time at least 1 epoch")
-    try:
-        config = benchmark_config(args.config, ([f"device={args.device}"] if args.device else []) + args.overrides)
-        device = resolve_device(config.device)
-        results = warmup_and_memory(config, modules, device)
-        for name, seconds in paired_epoch_seconds(config, modules, device, args.epochs).items():
-            results[name].epoch_seconds = seconds
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace, modules: Registry) -> None:
+    config = benchmark_config(args.config, overrides_from_flags(args))
+    device = resolve_device(config.device)
+    results = warmup_and_memory(config, modules, device)
+    for name, seconds in paired_epoch_seconds(config, modules, device, args.epochs).items():
+        results[name].epoch_seconds = seconds
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     batch_size = config.data_loader.args.get("batch_size", "default")
     workload = f"{results['hand-written'].samples} samples, batch {batch_size}"
     print(f"{config.arch.type}, {workload}, 1 warm-up + {args.epochs} timed epochs per path, {machine}")
     print(table(device, results))
-    return 0
+
+
+def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
+    parser.add_argument("--epochs", type=int, default=8, help="timed epochs per path, after one warm-up epoch")
+    add_override_flags(parser)
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs {args.epochs}: time at least 1 epoch")
+    return run_command(lambda: run(args, modules), args.debug)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from ``data_loader.args`` too.
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
@@ -17,7 +18,6 @@ from torchvision.transforms import v2
 
 from base.augment import RandomAffine, RandomCropFlip
 from base.base_data_loader import BaseDataLoader, ImageTensors
-from data_loader.datasets import MnistSample
 from utils.errors import UsageError
 
 
@@ -32,8 +32,15 @@ class MnistSampleDataLoader(BaseDataLoader):
         self.data_dir = data_dir
 
     def load_split(self, split: str) -> ImageTensors:
-        sample = MnistSample(self.data_dir, train=split == "train")
-        return ImageTensors(sample.images, sample.targets)
+        path = Path(self.data_dir) / "mnist_sample.npz"  # 4,000 training and 1,000 test digits, uint8
+        if not path.is_file():
+            raise UsageError(
+                f"data_loader.args.data_dir: {str(path)!r} not found; point data_dir at the folder holding "
+                "mnist_sample.npz (the project ships it in data/; run from the project root)"
+            )
+        with np.load(path) as arrays:
+            images = torch.from_numpy(arrays[f"{split}_images"]).unsqueeze(1)  # N x 28 x 28 -> N x 1 x 28 x 28
+            return ImageTensors(images, torch.from_numpy(arrays[f"{split}_labels"]).long())
 
 
 class TorchvisionDataLoader(BaseDataLoader):
@@ -94,7 +101,6 @@ class ImageFolderDataLoader(BaseDataLoader):
     augmentation = RandomCropFlip(padding=0)  # horizontal flips only
 
     def __init__(self, data_dir: str = "data/images/", image_size: int = 64, **loader_args: Any) -> None:
-        loader_args.setdefault("device_resident", False)
         super().__init__(**loader_args)
         self.data_dir, self.image_size = Path(data_dir), image_size
 

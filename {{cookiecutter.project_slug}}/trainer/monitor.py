@@ -1,7 +1,7 @@
 """What ``trainer.monitor`` watches, the best value so far, and early stopping."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from utils.errors import UsageError
@@ -14,7 +14,7 @@ class Monitor:
 
     mode: str
     metric: str = ""
-    best: float = math.nan
+    best: float = field(init=False)
     epochs_without_improvement: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +59,9 @@ class Monitor:
     def patience_exhausted(self, early_stop: int) -> bool:
         """True after ``early_stop`` epochs in a row without improvement (0: never)."""
         return early_stop > 0 and self.epochs_without_improvement >= early_stop
+
+    def describe(self) -> str:
+        return f"{self.metric} has not improved for {self.epochs_without_improvement} epochs (best {self.best:.4g})"
 
     def state_dict(self) -> dict[str, Any]:
         return {"text": self.text(), "best": self.best, "epochs_without_improvement": self.epochs_without_improvement}

@@ -75,7 +75,6 @@ class Trainer:
         return ddp_model, train_model, eval_model
 
     def metric_names(self) -> list[str]:
-        """Every metric an epoch reports (besides ``lr``)."""
         names = ["loss", *self.metrics]
         return names + [f"val_{name}" for name in names] if self.valid_loader is not None else names
 
@@ -84,11 +83,8 @@ class Trainer:
         checkpoints.remove_stale_temp_files()
         epochs = self.settings.epochs
         if self.start_epoch > epochs:
-            logger.warning(
-                "Nothing to do: the checkpoint finished epoch %d of %d; raise the total with "
-                "--set trainer.epochs=N to train further", self.start_epoch - 1, epochs,
-            )  # fmt: skip
-            return
+            done = f"Nothing to do: the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
+            return logger.warning("%s; raise the total with --set trainer.epochs=N to train further", done)
         logger.info("Training epochs %d to %d; Ctrl-C or SIGTERM saves the state, then stops", self.start_epoch, epochs)
         with self.stop:
             for epoch in range(self.start_epoch, epochs + 1):
@@ -97,14 +93,9 @@ class Trainer:
                 checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
                 # A signal during validation or saving ends the run here, with the epoch on disk.
                 if self.stop.agreed(can_vote=True, device=self.device):
-                    raise self._stopped(f"after epoch {epoch}", checkpoints)
+                    raise self._stop_error(f"after epoch {epoch}", checkpoints)
                 if self.monitor.patience_exhausted(self.settings.early_stop):
-                    logger.info(
-                        "Early stop: %s has not improved for %d epochs (best %.4g); last state in %s",
-                        self.monitor.metric, self.monitor.epochs_without_improvement, self.monitor.best,
-                        checkpoints.last,
-                    )  # fmt: skip
-                    return
+                    return logger.info("Early stop: %s; last state in %s", self.monitor.describe(), checkpoints.last)
 
     def run_epoch(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
         """Train and validate one epoch, step the scheduler; returns (its metrics, whether the monitor improved)."""
@@ -178,6 +169,7 @@ class Trainer:
         return output, loss
 
     def _optimizer_step(self) -> None:
+        """Clip (if asked), step and update the loss scale, then clear the gradients."""
         if self.settings.grad_clip_norm is not None:
             self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip_norm)
@@ -217,7 +209,6 @@ class Trainer:
             self.lr_scheduler.step()
 
     def _check_plateau_mode(self) -> None:
-        """ReduceLROnPlateau is stepped with the monitored metric, so it must agree on "better"."""
         plateau = isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if plateau and self.lr_scheduler.mode != (self.monitor.mode if self.monitor.enabled else "min"):
             raise UsageError(
@@ -229,9 +220,9 @@ class Trainer:
     def _save_and_stop(self, epoch: int, step: int, running: MetricTracker, checkpoints: Checkpointer) -> NoReturn:
         metric_sums = running.state_dict()  # every process calls this: it adds up their shares
         checkpoints.save_mid_epoch(self.state_dict(epoch - 1, {}), epoch, step, metric_sums)
-        raise self._stopped(f"at epoch {epoch}, step {step}", checkpoints)
+        raise self._stop_error(f"at epoch {epoch}, step {step}", checkpoints)
 
-    def _stopped(self, where: str, checkpoints: Checkpointer) -> TrainingStopped:
+    def _stop_error(self, where: str, checkpoints: Checkpointer) -> TrainingStopped:
         number = self.stop.signal_number or 0
         message = f"stopped by {self.stop.name()} {where}; resume with: python train.py -r {checkpoints.last}"
         return TrainingStopped(message, 128 + number)
@@ -275,12 +266,11 @@ class Trainer:
             logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
         set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
-        self.resume_point = state.get("mid_epoch")
-        if self.resume_point is None:
+        self.resume_point = point = state.get("mid_epoch")
+        if point is None:
             logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
         else:
-            logger.info("Resumed part way through epoch %d; continuing at step %d",
-                        self.resume_point["epoch"], self.resume_point["step"] + 1)  # fmt: skip
+            logger.info("Resumed part way through epoch %d; continuing at step %d", point["epoch"], point["step"] + 1)
 
 
 @torch.no_grad()

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from parse_config import Config, Registry, build, load_config
+from parse_config import Config, Registry, build, load_config, lookup_function
 from train import PROJECT_MODULES
 from trainer.build import build_data, build_model, build_trainer
 from trainer.checkpoint import Checkpointer
@@ -79,7 +78,8 @@ def reset_peak_memory(device: torch.device) -> None:
         # starts from the same resident set instead of from what the previous path left behind.
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak RSS
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM, the peak RSS
 
 
 def peak_memory(device: torch.device) -> int:
@@ -95,6 +95,7 @@ def hand_written_epochs(config: Config, modules: Registry, device: torch.device)
     data_loader, _ = build_data(config, modules).train_loaders(device)
     model = build_model(config, modules).to(device)
     optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    criterion = lookup_function(modules.losses, config.loss, "loss")
     amp_dtype = config.trainer.amp_dtype(device)
     memory_format = torch.channels_last if config.trainer.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -109,7 +110,7 @@ def hand_written_epochs(config: Config, modules: Registry, device: torch.device)
             data = data.contiguous(memory_format=memory_format)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(forward(data), target)
+                loss = criterion(forward(data), target)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * target.size(0)

@@ -1,20 +1,71 @@
-"""Shared fixtures: the project folder and a fresh copy of its config.json."""
+"""Shared fixtures: the tiny config, trainers built from it, and a clean logging set-up per test."""
 
 import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from parse_config import Config
+from tests.tiny import TINY, tiny_config
+from trainer.build import build_trainer
+from trainer.trainer import Trainer
+
+CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="session")
-def project_root() -> Path:
-    return PROJECT_ROOT
+@contextmanager
+def root_logging_restored() -> Iterator[None]:
+    """Undo what train.main's setup_logging does to the root logger, closing the handlers it added
+    (its console handler writes to the stream of the test that called it; its file handler keeps train.log open)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    with root_logging_restored():
+        yield
+
+
+@pytest.fixture(scope="module")
+def logging_restored_after_module() -> Iterator[None]:
+    """For module-scoped fixtures that run train.main (they are set up before the per-test fixture above)."""
+    with root_logging_restored():
+        yield
 
 
 @pytest.fixture
-def config() -> dict[str, Any]:
-    """The shipped config.json, read anew for each test so a test may change it freely."""
-    return json.loads((PROJECT_ROOT / "config.json").read_text(encoding="utf-8"))
+def config(tmp_path: Path) -> dict[str, Any]:
+    """The tiny config as a dict, saving under tmp_path/saved; a test may change it freely."""
+    return tiny_config(tmp_path / "saved")
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, config: dict[str, Any]) -> Path:
+    """The ``config`` fixture written to a file, as ``-c`` takes it."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_trainer() -> Callable[[dict[str, Any]], Trainer]:
+    """Build the Trainer a config dict describes, from the tiny registry, on the CPU."""
+
+    def make(config: dict[str, Any]) -> Trainer:
+        return build_trainer(Config.from_dict(config), TINY, CPU)
+
+    return make

@@ -1,28 +1,21 @@
-"""The config layer: --set parsing and applying, validation, the monitor, building by name, run folders."""
+"""The config layer: --set parsing and applying, validation and defaults, loading, building by name."""
 
+import dataclasses
 import json
-import math
+import logging
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-import model.model as module_arch
-import parse_config
-from parse_config import (
-    ConfigError,
-    ConfigParser,
-    Monitor,
-    apply_override,
-    create_run_dir,
-    parse_override,
-    validate_config,
-)
+from parse_config import Config, ObjectSpec, apply_override, build, load_config, lookup_function, parse_override
+from tests.tiny import TINY
+from trainer.settings import TrainerSettings
+from utils.errors import UsageError
 
-DELETE = object()  # marks a key to remove in the table of broken configs
+DELETE = object()  # marks a key to remove in the tables of configs
 
 
 def set_path(config: dict[str, Any], path: str, value: Any) -> None:
@@ -34,6 +27,13 @@ def set_path(config: dict[str, Any], path: str, value: Any) -> None:
         del node[last]
     else:
         node[last] = value
+
+
+def get_path(config: dict[str, Any], path: str) -> Any:
+    node: Any = config
+    for key in path.split("."):
+        node = node[key]
+    return node
 
 
 @pytest.mark.parametrize(
@@ -73,17 +73,19 @@ def test_parse_override_reads_json_and_bare_words(text: str, expected: Any) -> N
     ],
 )
 def test_parse_override_rejects_what_it_cannot_read(text: str, key: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(key)):
+    with pytest.raises(UsageError, match=re.escape(key)):
         parse_override(text)
 
 
 def test_apply_override_sets_nested_keys_and_list_items(config: dict[str, Any]) -> None:
+    config["metrics"] = ["accuracy", "accuracy"]
     apply_override(config, "optimizer.args.lr", 0.5)
-    apply_override(config, "metrics.1", "accuracy")
-    apply_override(config, "optimizer.args.momentum", 0.9)  # a new constructor argument is allowed
-    assert config["optimizer"]["args"]["lr"] == 0.5
-    assert config["metrics"][1] == "accuracy"
-    assert config["optimizer"]["args"]["momentum"] == 0.9
+    apply_override(config, "metrics.1", "top_3_accuracy")
+    apply_override(config, "optimizer.args.betas", [0.8, 0.9])  # a new constructor argument is allowed
+    apply_override(config, "lr_scheduler", {"type": "StepLR", "args": {"step_size": 1}})
+    assert config["optimizer"]["args"] == {"lr": 0.5, "betas": [0.8, 0.9]}
+    assert config["metrics"] == ["accuracy", "top_3_accuracy"]
+    assert config["lr_scheduler"]["args"]["step_size"] == 1
 
 
 @pytest.mark.parametrize(
@@ -92,46 +94,80 @@ def test_apply_override_sets_nested_keys_and_list_items(config: dict[str, Any]) 
         ("trainer.epoch", "did you mean 'epochs'?"),
         ("nmae", "did you mean 'name'?"),
         ("trainer.new_setting", "trainer.new_setting: unknown key"),  # new keys only inside args
-        ("optimizer.args.betas.x", "optimizer.args.betas"),  # ... and only as the last key
+        ("optimizer.args.betas.x", "optimizer.args.betas.x: unknown key"),  # ... and only as the last key
         ("metrics.7", "use an index 0..1"),
         ("metrics.first", "metrics is a list"),
         ("seed.value", "has no key 'value'"),
     ],
 )
 def test_apply_override_refuses_unknown_paths(config: dict[str, Any], path: str, message: str) -> None:
+    config["metrics"] = ["accuracy", "accuracy"]
     before = json.dumps(config, sort_keys=True)
-    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+    with pytest.raises(UsageError, match=re.escape(message)) as err:
         apply_override(config, path, 1)
     assert path in str(err.value)
     assert json.dumps(config, sort_keys=True) == before
 
 
-def test_shipped_config_is_valid(config: dict[str, Any]) -> None:
-    validate_config(config)
-    assert ConfigParser(config).monitor.enabled
+def test_tiny_config_is_valid_and_complete_after_loading(config: dict[str, Any]) -> None:
+    loaded = Config.from_dict(config)
+    assert loaded.trainer.monitor == "min val_loss" and loaded.trainer.epochs == 1
+    recorded = loaded.to_dict()
+    assert set(recorded["trainer"]) == {field.name for field in dataclasses.fields(TrainerSettings)}
+    assert Config.from_dict(recorded) == loaded  # what a run records loads back to the same config
 
 
 @pytest.mark.parametrize(
     ("path", "value"),
     [
         ("lr_scheduler", None),
-        ("lr_scheduler", DELETE),
+        ("lr_scheduler", {"type": "StepLR", "args": {"step_size": 2}}),
         ("trainer.monitor", "off"),
         ("trainer.monitor", "max val_accuracy"),
         ("trainer.early_stop", 0),
+        ("trainer.grad_clip_norm", 1),  # an integer where a number belongs
+        ("data_loader.args", {}),
+        ("seed", -3),
     ],
 )
-def test_validate_config_accepts_valid_variants(config: dict[str, Any], path: str, value: Any) -> None:
+def test_config_accepts_valid_variants(config: dict[str, Any], path: str, value: Any) -> None:
     set_path(config, path, value)
-    validate_config(config)
+    assert get_path(Config.from_dict(config).to_dict(), path) == value
+
+
+TOP_LEVEL_DEFAULTS = {
+    "name": "experiment",
+    "seed": 42,
+    "device": "auto",
+    "deterministic": False,
+    "lr_scheduler": None,
+    "trainer": TrainerSettings(),
+}
+
+
+@pytest.mark.parametrize(("key", "default"), TOP_LEVEL_DEFAULTS.items(), ids=list(TOP_LEVEL_DEFAULTS))
+def test_missing_optional_key_takes_its_default(config: dict[str, Any], key: str, default: Any) -> None:
+    del config[key]
+    assert getattr(Config.from_dict(config), key) == default
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(TrainerSettings), ids=lambda field: field.name)
+def test_missing_trainer_key_takes_its_default(config: dict[str, Any], field: dataclasses.Field) -> None:
+    config["trainer"].pop(field.name, None)
+    assert getattr(Config.from_dict(config).trainer, field.name) == getattr(TrainerSettings(), field.name)
 
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
+        ("arch", DELETE, "arch: missing"),
+        ("data_loader", DELETE, "data_loader: missing"),
+        ("optimizer", DELETE, "optimizer: missing"),
         ("loss", DELETE, "loss: missing"),
-        ("trainer.save_dir", DELETE, "trainer.save_dir: missing"),
+        ("metrics", DELETE, "metrics: missing"),
+        ("arch.type", DELETE, "arch.type: missing"),
         ("seed", "42", "seed: expected an integer"),
+        ("seed", 4.0, "seed: expected an integer"),
         ("metrics", "accuracy", "metrics: expected"),
         ("metrics", ["accuracy", 3], "metrics: expected"),
         ("trainer.epochs", 0, "trainer.epochs: expected an integer >= 1, got 0"),
@@ -139,97 +175,122 @@ def test_validate_config_accepts_valid_variants(config: dict[str, Any], path: st
         ("trainer.epochs", 2.0, "trainer.epochs: expected"),
         ("trainer.verbosity", 3, "trainer.verbosity: expected"),
         ("trainer.early_stop", -1, "trainer.early_stop: expected"),
+        ("trainer.tensorboard", 1, "trainer.tensorboard: expected true or false"),
+        ("trainer.grad_clip_norm", 0, "trainer.grad_clip_norm: expected"),
+        ("trainer.amp", "fp8", "trainer.amp: expected"),
+        ("trainer.compile", True, "trainer.compile: expected"),
         ("trainer.patience", 3, "trainer.patience: unknown key"),
         ("trainer.monitor", "lowest val_loss", "trainer.monitor:"),
         ("trainer.monitor", "min", "trainer.monitor:"),
-        ("arch.type", DELETE, "arch.type: missing"),
+        ("trainer", [], "trainer: expected"),
         ("optimizer.args", [0.1], "optimizer.args: expected"),
+        ("optimizer.tpye", "Adam", "optimizer.tpye: unknown key; did you mean 'type'?"),
         ("lr_scheduler", "StepLR", "lr_scheduler: expected"),
         ("metric", ["accuracy"], "metric: unknown key; did you mean 'metrics'?"),
     ],
 )
-def test_validate_config_names_the_broken_key(config: dict[str, Any], path: str, value: Any, message: str) -> None:
+def test_config_names_the_broken_key(config: dict[str, Any], path: str, value: Any, message: str) -> None:
     set_path(config, path, value)
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        validate_config(config)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        Config.from_dict(config)
 
 
-def test_validate_config_tensorboard_is_a_bool_or_absent(config: dict[str, Any]) -> None:
-    # A project generated without TensorBoard has no such key, and then it is an unknown one.
-    message = "expected true or false" if "tensorboard" in config["trainer"] else "unknown key"
-    config["trainer"]["tensorboard"] = 1
-    with pytest.raises(ConfigError, match=f"trainer.tensorboard: {message}"):
-        validate_config(config)
+def write(path: Path, data: Any) -> Path:
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_load_config_applies_overrides(config_file: Path) -> None:
+    loaded = load_config(config_file, ["trainer.epochs=2", "device=cpu", "trainer.keep_last=5"])
+    assert (loaded.trainer.epochs, loaded.device, loaded.trainer.keep_last) == (2, "cpu", 5)
+    # Every key exists after loading, so --set reaches keys the file leaves out.
+    assert load_config(config_file, ["trainer.log_step=3"]).trainer.log_step == 3
 
 
 @pytest.mark.parametrize(
-    ("text", "mode", "metric"),
-    [("min val_loss", "min", "val_loss"), ("max  val_accuracy", "max", "val_accuracy"), ("off", "off", "")],
+    ("override", "message"),
+    [
+        ("trainer.epochs=0", "trainer.epochs: expected an integer >= 1, got 0"),
+        ("trainer.epoch=2", "did you mean 'epochs'?"),
+        ("trainer.epochs=0.0.1", "is not a JSON value"),
+    ],
 )
-def test_monitor_parse(text: str, mode: str, metric: str) -> None:
-    assert Monitor.parse(text) == Monitor(mode, metric)
+def test_load_config_checks_what_overrides_make(config_file: Path, override: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_config(config_file, [override])
 
 
-@pytest.mark.parametrize("text", ["", "min", "lowest loss", "min loss extra", "off loss"])
-def test_monitor_parse_rejects_other_text(text: str) -> None:
-    with pytest.raises(ConfigError, match="trainer.monitor"):
-        Monitor.parse(text)
-
-
-def test_monitor_improved() -> None:
-    low, high, off = Monitor.parse("min loss"), Monitor.parse("max accuracy"), Monitor.parse("off")
-    assert low.improved(0.5, 1.0) and not low.improved(1.0, 1.0) and not low.improved(2.0, 1.0)
-    assert high.improved(2.0, 1.0) and not high.improved(1.0, 1.0) and not high.improved(0.5, 1.0)
-    assert low.improved(1e9, low.worst) and high.improved(-1e9, high.worst)
-    assert not low.improved(math.nan, low.worst)
-    assert not off.enabled and not off.improved(0.0, 1.0)
-
-
-def test_init_obj_builds_with_caller_kwargs_winning(config: dict[str, Any]) -> None:
-    config["arch"]["args"] = {"in_channels": 1, "num_classes": 10, "width": 4}
-    model = ConfigParser(config).init_obj("arch", module_arch, base=torch.nn.Module, num_classes=3)
-    assert isinstance(model, module_arch.ConvNet)
-    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
-
-
-def test_init_obj_unknown_type_lists_available_names(config: dict[str, Any]) -> None:
-    config["arch"]["type"] = "ConvNett"
-    with pytest.raises(ConfigError, match=r"arch\.type: unknown name 'ConvNett'") as err:
-        ConfigParser(config).init_obj("arch", module_arch, base=torch.nn.Module)
-    assert "did you mean 'ConvNet'?" in str(err.value)
-    available = str(err.value).split("available: ")[1].split(", ")
-    assert "ConvNet" in available and "BaseModel" not in available  # an abstract class cannot be built
-
-
-def test_init_obj_unknown_argument_names_the_args(config: dict[str, Any]) -> None:
-    config["arch"]["args"]["widht"] = 8
-    with pytest.raises(ConfigError, match=r"arch\.args: ConvNet does not accept these arguments"):
-        ConfigParser(config).init_obj("arch", module_arch, base=torch.nn.Module)
-
-
-def test_load_applies_overrides_and_reports_bad_files(config: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "does not exist"), ("{", "is not valid JSON"), ([1], "config: expected a JSON object")],
+    ids=["missing", "not-json", "not-an-object"],
+)
+def test_load_config_reports_bad_files(tmp_path: Path, content: Any, message: str) -> None:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    loaded = ConfigParser.load(path, ["trainer.epochs=2", "device=cpu"])
-    assert loaded["trainer"]["epochs"] == 2 and loaded["device"] == "cpu"
-    with pytest.raises(ConfigError, match="does not exist"):
-        ConfigParser.load(tmp_path / "missing.json", [])
-    path.write_text("{", encoding="utf-8")
-    with pytest.raises(ConfigError, match="is not valid JSON"):
-        ConfigParser.load(path, [])
+    if content is not None:
+        write(path, content)
+    with pytest.raises(UsageError, match=message):
+        load_config(path, [])
 
 
-class FrozenDatetime(datetime):
-    @classmethod
-    def now(cls, tz: Any = None) -> "FrozenDatetime":
-        return cls(2024, 1, 2, 3, 4, 5)
+def test_load_config_needs_a_file_or_a_recorded_config() -> None:
+    with pytest.raises(UsageError, match="no configuration given"):
+        load_config(None, [])
 
 
-def test_create_run_dir_twice_in_one_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parse_config, "datetime", FrozenDatetime)
-    first = create_run_dir(tmp_path, "exp")
-    second = create_run_dir(tmp_path, "exp")
-    assert first != second
-    assert first.is_dir() and second.is_dir()
-    assert first.parent == second.parent == tmp_path / "exp"
-    assert (first.name, second.name) == ("20240102-030405", "20240102-030405-2")
+def test_recorded_config_drops_unknown_keys(config: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    # A checkpoint written by an older or newer version of the template still loads.
+    recorded = {**config, "future_key": 1, "trainer": {**config["trainer"], "new_switch": True}}
+    with caplog.at_level(logging.WARNING):
+        loaded = load_config(None, ["trainer.epochs=3"], recorded=recorded)
+    assert loaded == Config.from_dict({**config, "trainer": {**config["trainer"], "epochs": 3}})
+    assert "future_key" in caplog.text and "trainer.new_switch" in caplog.text
+
+
+def test_user_config_refuses_unknown_keys(config: dict[str, Any], tmp_path: Path) -> None:
+    config["trainer"]["epoch"] = 3
+    path = write(tmp_path / "config.json", config)
+    with pytest.raises(UsageError, match=re.escape("trainer.epoch: unknown key; did you mean 'epochs'?")):
+        load_config(path, [])
+
+
+def test_build_lets_caller_kwargs_win() -> None:
+    model = build(
+        ObjectSpec("TinyConvNet", {"num_classes": 10, "width": 4}), "arch", TINY.models, torch.nn.Module, num_classes=5
+    )
+    assert type(model).__name__ == "TinyConvNet"
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 5)
+
+
+def test_build_unknown_type_lists_available_names() -> None:
+    with pytest.raises(UsageError, match=r"arch\.type: unknown name 'TinyConvNett'") as err:
+        build(ObjectSpec("TinyConvNett"), "arch", TINY.models, torch.nn.Module)
+    assert "did you mean 'TinyConvNet'?" in str(err.value)
+    available = str(err.value).split("available: ")[1].split(", ")
+    assert "TinyConvNet" in available and "BaseModel" not in available  # an abstract class cannot be built
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ObjectSpec("TinyConvNet", {"widht": 8}), "arch.args: TinyConvNet does not accept these arguments"),
+        (ObjectSpec("TinyConvNet", {"width": "8"}), "arch.args: TinyConvNet rejected its arguments"),
+    ],
+    ids=["unknown-argument", "bad-value"],
+)
+def test_build_names_the_args_it_cannot_use(spec: ObjectSpec, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        build(spec, "arch", TINY.models, torch.nn.Module)
+
+
+def test_build_names_what_a_torch_class_rejects() -> None:
+    parameters = torch.nn.Linear(2, 2).parameters()
+    with pytest.raises(UsageError, match=r"optimizer\.args: Adam rejected its arguments: Invalid learning rate"):
+        build(ObjectSpec("Adam", {"lr": -1}), "optimizer", torch.optim, torch.optim.Optimizer, parameters)
+
+
+def test_lookup_function_offers_the_functions_defined_in_the_module() -> None:
+    assert lookup_function(TINY.losses, "cross_entropy", "loss").__name__ == "cross_entropy"
+    with pytest.raises(UsageError, match=r"metrics: unknown name 'acuracy'; did you mean 'accuracy'\?") as err:
+        lookup_function(TINY.metrics, "acuracy", "metrics")
+    assert str(err.value).endswith("available: accuracy")  # not what the module imports (torch, ...)

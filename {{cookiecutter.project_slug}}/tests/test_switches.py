@@ -1,77 +1,98 @@
-"""The speed switches in config.json's trainer section do what they say."""
+"""The speed and precision switches in config.json's trainer section do what they say."""
 
-import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from parse_config import ConfigParser
-from train import build_trainer
+from logger.visualization import TensorboardWriter
+from tests.tiny import tiny_config
+from trainer.checkpoint import Checkpointer
+from trainer.settings import TrainerSettings
 from trainer.trainer import Trainer
+from utils.checkpoint import load_checkpoint
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
+MakeTrainer = Callable[[dict[str, Any]], Trainer]
 
 
-def small_config(**trainer_settings: Any) -> ConfigParser:
-    config = json.loads((PROJECT_ROOT / "config.json").read_text())
-    config.update(device="cpu", lr_scheduler=None, metrics=["accuracy"])
-    config["arch"] = {"type": "ConvNet", "args": {"in_channels": 1, "num_classes": 10, "width": 4}}
-    config["data_loader"] = {
-        "type": "MnistSampleDataLoader",
-        "args": {"data_dir": str(PROJECT_ROOT / "data"), "batch_size": 64, "validation_split": 0, "augment": False},
-    }
-    config["trainer"].update({"epochs": 1, "monitor": "off", "verbosity": 0, **trainer_settings})
-    if "tensorboard" in config["trainer"]:  # a key only where the project was generated with TensorBoard
-        config["trainer"]["tensorboard"] = False
-    return ConfigParser(config)
+def plain_config(tmp_path: Path, **trainer_settings: Any) -> dict[str, Any]:
+    """One epoch of 8 batches (240 samples, 32 a batch), no validation, no augmentation."""
+    config = tiny_config(tmp_path / "saved", monitor="off", **trainer_settings)
+    config["data_loader"]["args"].update(validation_split=0, augment=False)
+    return config
 
 
 def train_one_epoch(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
-    trainer.train(run_dir)
-    return torch.load(run_dir / "last.pth", weights_only=True)
+    trainer.fit(Checkpointer(run_dir, save_period=100, keep_last=0), TensorboardWriter(run_dir, enabled=False))
+    return load_checkpoint(run_dir / "last.pth")
 
 
-def test_gradient_accumulation_steps_once_per_group(tmp_path: Path) -> None:
-    trainer = build_trainer(small_config(grad_accum_steps=2), CPU)
-    batches = len(trainer.data_loader)
+@pytest.mark.parametrize(("grad_accum_steps", "optimizer_steps"), [(1, 8), (3, 3), (8, 1)])
+def test_gradient_accumulation_steps_once_per_group(
+    make_trainer: MakeTrainer, tmp_path: Path, grad_accum_steps: int, optimizer_steps: int
+) -> None:
+    trainer = make_trainer(plain_config(tmp_path, grad_accum_steps=grad_accum_steps))
+    assert len(trainer.train_loader) == 8
     state = train_one_epoch(trainer, tmp_path)
     adam_steps = {int(param_state["step"]) for param_state in state["optimizer"]["state"].values()}
-    assert adam_steps == {math.ceil(batches / 2)}
+    assert adam_steps == {optimizer_steps}  # the last, shorter group (batches 7 and 8 of 3) steps too
 
 
-def test_gradient_clipping_bounds_each_update(tmp_path: Path) -> None:
-    config = small_config(grad_clip_norm=1e-6)
-    config.config["optimizer"] = {"type": "SGD", "args": {"lr": 1.0}}
-    trainer = build_trainer(config, CPU)
+@pytest.mark.parametrize("amp", ["off", "fp16"])
+def test_gradient_clipping_bounds_each_update(make_trainer: MakeTrainer, tmp_path: Path, amp: str) -> None:
+    config = plain_config(tmp_path, grad_clip_norm=1e-3, amp=amp)
+    config["optimizer"] = {"type": "SGD", "args": {"lr": 1.0}}
+    trainer = make_trainer(config)
+    trainer.train_loader.set_epoch(1)
+    images, targets = next(iter(trainer.train_loader))
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    train_one_epoch(trainer, tmp_path)
+    trainer.train_step(images, targets, at_boundary=True)
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before, strict=True)])
-    # SGD with lr 1 moves by the clipped gradient: at most 1e-6 per step.
-    assert 0 < moved.norm() <= 1e-6 * len(trainer.data_loader) * 1.01
+    # SGD with lr 1 moves by the clipped gradient: by the clip norm, since the gradient is larger.
+    # With fp16 the clipping must see the true gradient, not the loss-scaled one.
+    assert moved.norm().item() == pytest.approx(1e-3, rel=1e-3)
 
 
-def test_channels_last_converts_the_model_and_trains(tmp_path: Path) -> None:
-    trainer = build_trainer(small_config(channels_last=True), CPU)
-    first_conv = trainer.model.features[0][0].weight
-    assert first_conv.is_contiguous(memory_format=torch.channels_last)
-    assert math.isfinite(train_one_epoch(trainer, tmp_path)["log"]["loss"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_converts_the_model_and_trains(
+    make_trainer: MakeTrainer, tmp_path: Path, channels_last: bool
+) -> None:
+    trainer = make_trainer(plain_config(tmp_path, channels_last=channels_last))
+    second_conv = trainer.model.features[3].weight  # the first has one input channel: contiguous either way
+    assert second_conv.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert math.isfinite(train_one_epoch(trainer, tmp_path)["metrics"]["loss"])
 
 
-def test_compile_wraps_the_forward_pass_but_checkpoints_the_plain_model() -> None:
-    trainer = build_trainer(small_config(compile="reduce-overhead"), CPU)
-    assert trainer.forward_model is not trainer.model
-    assert isinstance(trainer.forward_model, torch._dynamo.eval_frame.OptimizedModule)
-    assert not any(key.startswith("_orig_mod") for key in trainer.state_dict(0, {})["model"])
+def test_compile_wraps_the_forward_pass_but_checkpoints_the_plain_model(
+    make_trainer: MakeTrainer, tmp_path: Path
+) -> None:
+    plain = make_trainer(plain_config(tmp_path))
+    assert plain.train_model is plain.model and plain.eval_model is plain.model
+    trainer = make_trainer(plain_config(tmp_path, compile="reduce-overhead"))
+    assert isinstance(trainer.train_model, torch._dynamo.eval_frame.OptimizedModule)
+    assert trainer.train_model._orig_mod is trainer.model and trainer.eval_model is trainer.train_model
+    keys = trainer.state_dict(0, {})["model"].keys()
+    assert keys == plain.state_dict(0, {})["model"].keys()
+    assert not any(key.startswith("_orig_mod") for key in keys)
 
 
-@pytest.mark.parametrize(("amp", "scaled"), [("bf16", False), ("fp16", True)])
-def test_mixed_precision_trains_and_checkpoints_its_scaler(tmp_path: Path, amp: str, scaled: bool) -> None:
-    trainer = build_trainer(small_config(amp=amp), CPU)
+@pytest.mark.parametrize(("amp", "dtype"), [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_mixed_precision_trains_and_checkpoints_its_scaler(
+    make_trainer: MakeTrainer, tmp_path: Path, amp: str, dtype: torch.dtype
+) -> None:
+    trainer = make_trainer(plain_config(tmp_path, amp=amp))
+    scaled = dtype == torch.float16
+    assert trainer.amp_dtype == dtype
     assert trainer.grad_scaler.is_enabled() is scaled, "fp16 needs loss scaling; bf16 has fp32's range"
     state = train_one_epoch(trainer, tmp_path)
-    assert math.isfinite(state["log"]["loss"])
+    assert math.isfinite(state["metrics"]["loss"])
     assert bool(state["grad_scaler"]) is scaled  # a disabled scaler saves an empty state
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [("auto", None), ("off", None), ("bf16", torch.bfloat16)])
+def test_amp_on_the_cpu_is_off_unless_asked_for(amp: str, dtype: torch.dtype | None) -> None:
+    assert TrainerSettings(amp=amp).amp_dtype(CPU) == dtype

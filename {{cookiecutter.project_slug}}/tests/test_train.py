@@ -1,128 +1,98 @@
-"""End to end: train.py and test.py as a user runs them, on the shipped MNIST sample, for one short epoch."""
+"""End to end: train.py and test.py as a user runs them (in this process, on the tiny setup)."""
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 
-# Always the shipped sample, whichever dataset the project was generated for, so this runs offline.
-SAMPLE_LOADER = {
-    "type": "MnistSampleDataLoader",
-    "args": {
-        "data_dir": "data/",
-        "batch_size": 128,
-        "shuffle": True,
-        "validation_split": 200,
-        "num_workers": 0,
-        "pin_memory": False,
-    },
-}
+import test as test_script  # the project's test.py
+import train
+from parse_config import load_config
+from tests.tiny import TINY, tiny_config
+from utils.checkpoint import load_checkpoint
+
 RUN_FILES = ("last.pth", "best.pth", "config.json", "train.log")
-Run = tuple[subprocess.CompletedProcess[str], Path]  # a finished script and the folder it was told to save in
+OVERRIDES = ["-d", "cpu", "--lr", "0.01", "--set", "trainer.epochs=1", "--set", "arch.args.width=6"]
 # Each must stop train.py before it writes anything; the value is what its error line must say.
 BAD_OVERRIDES = {
     "trainer.epoch=1": "did you mean 'epochs'?",
     "trainer.epochs=0.0.1": "'0.0.1' is not a JSON value",
-    "arch.type=ConvNett": "did you mean 'ConvNet'?",  # found only after the data is loaded
+    "arch.type=TinyConvNett": "did you mean 'TinyConvNet'?",  # found only after the data is loaded
 }
 
 
-def start_script(root: Path, script: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    pipe = subprocess.PIPE
-    return subprocess.Popen([sys.executable, script, *args], cwd=root, env=env, stdout=pipe, stderr=pipe, text=True)
-
-
-def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
-    try:
-        stdout, stderr = process.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def run_script(root: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return finish(start_script(root, script, *args))
-
-
-def write_config(root: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
-    """A copy of config.json that trains on the sample and saves under ``folder/saved``."""
-    config = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    config["data_loader"] = SAMPLE_LOADER
-    config["arch"]["args"] = {"in_channels": 1, "num_classes": 10}
-    config["trainer"]["save_dir"] = str(folder / "saved")
-    if "tensorboard" in config["trainer"]:  # a key only where the project was generated with TensorBoard
-        config["trainer"]["tensorboard"] = False
-    folder.mkdir(exist_ok=True)
+def write_config(folder: Path) -> Path:
+    """The tiny config, for 2 epochs on any device, in ``folder/config.json``, saving under ``folder/saved``."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path, config
+    path.write_text(json.dumps({**tiny_config(folder / "saved", epochs=2), "device": "auto"}), encoding="utf-8")
+    return path
+
+
+def only_run(save_dir: Path) -> Path:
+    runs = list((save_dir / "tiny").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
 
 
 @pytest.fixture(scope="module")
-def trained(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """Train once for the module; returns the run folder and the config file's contents."""
-    folder = tmp_path_factory.mktemp("train")
-    path, config = write_config(project_root, folder / "unused")
-    save_dir = folder / "saved"
-    overrides = [f"trainer.save_dir={save_dir}", "trainer.epochs=1", "arch.args.width=8"]
-    args = ["-c", str(path), "-d", "cpu", *(arg for text in overrides for arg in ("--set", text))]
-    result = run_script(project_root, "train.py", *args)
-    assert result.returncode == 0, result.stderr
-    assert not (folder / "unused" / "saved").exists()
-    runs = list((save_dir / config["name"]).iterdir())
-    assert len(runs) == 1, runs
-    return runs[0], config
+def trained(tmp_path_factory: pytest.TempPathFactory, logging_restored_after_module: None) -> tuple[Path, Path]:
+    """Train once for the module; returns the config file and the run folder."""
+    path = write_config(tmp_path_factory.mktemp("train"))
+    assert train.main(["-c", str(path), *OVERRIDES], modules=TINY) == 0
+    return path, only_run(path.parent / "saved")
 
 
-def test_train_writes_a_complete_run_folder(trained: tuple[Path, dict[str, Any]]) -> None:
-    run_dir, config = trained
+def test_train_writes_a_complete_run_folder(trained: tuple[Path, Path]) -> None:
+    config_path, run_dir = trained
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
-    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    assert saved["trainer"]["epochs"] == 1 and saved["device"] == "cpu"  # the overrides are recorded
-    assert saved["arch"]["args"]["width"] == 8
-    assert saved["name"] == config["name"]
-    state = torch.load(run_dir / "last.pth", weights_only=True)
-    assert state["epoch"] == 1 and state["config"] == saved
-    assert set(state["log"]) >= {"loss", "val_loss", "val_accuracy"}
+    recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    overrides = ["device=cpu", "optimizer.args.lr=0.01", "trainer.epochs=1", "arch.args.width=6"]
+    assert recorded == load_config(config_path, overrides).to_dict()  # every key, defaults and overrides included
+    assert recorded["device"] == "cpu" and recorded["trainer"]["epochs"] == 1
+    assert "grad_accum_steps" not in json.loads(config_path.read_text(encoding="utf-8"))["trainer"]
+    assert recorded["trainer"]["grad_accum_steps"] == 1
+    state = load_checkpoint(run_dir / "last.pth")
+    assert state["epoch"] == 1 and state["config"] == recorded
+    assert set(state["metrics"]) >= {"loss", "val_loss", "val_accuracy"}
     assert "epoch 1/1" in (run_dir / "train.log").read_text(encoding="utf-8")
 
 
-def test_test_py_evaluates_the_run(project_root: Path, trained: tuple[Path, dict[str, Any]]) -> None:
-    run_dir, _ = trained
-    result = run_script(project_root, "test.py", "-r", str(run_dir), "-d", "cpu")
-    assert result.returncode == 0, result.stderr
-    assert "test_accuracy" in result.stdout
+def test_test_py_evaluates_the_run(trained: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, run_dir = trained
+    assert test_script.main(["-r", str(run_dir), "-d", "cpu"], modules=TINY) == 0
+    assert "test_accuracy" in capsys.readouterr().out
     report = json.loads((run_dir / "best.test.json").read_text(encoding="utf-8"))
-    assert report["checkpoint"] == "best.pth" and report["epoch"] == 1 and report["samples"] == 1000
-    assert 0.0 <= report["test_accuracy"] <= 1.0
+    assert report["checkpoint"] == "best.pth" and report["epoch"] == 1 and report["samples"] == 60
+    assert 0.0 <= report["test_accuracy"] <= 1.0 and report["test_loss"] > 0
 
 
-@pytest.fixture(scope="module")
-def rejected(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """Run train.py once per bad override, all at the same time (each only starts up and fails)."""
-    started = {}
-    for override in BAD_OVERRIDES:
-        folder = tmp_path_factory.mktemp("rejected")
-        path, _ = write_config(project_root, folder)
-        args = ("-c", str(path), "-d", "cpu", "--set", override)
-        started[override] = (start_script(project_root, "train.py", *args), folder)
-    return {override: (finish(process), folder) for override, (process, folder) in started.items()}
+def test_resume_continues_in_the_same_run_folder(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(trained[1], tmp_path / "run"))
+    assert train.main(["-r", str(run_dir), "--set", "trainer.epochs=2"], modules=TINY) == 0
+    assert load_checkpoint(run_dir / "last.pth")["epoch"] == 2
+    assert "epoch 2/2" in (run_dir / "train.log").read_text(encoding="utf-8")
+    resumed_config = json.loads((run_dir / "config-resume-1.json").read_text(encoding="utf-8"))
+    assert resumed_config["trainer"]["epochs"] == 2  # the changed config is recorded beside the first
+    assert json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["trainer"]["epochs"] == 1
 
 
 @pytest.mark.parametrize(("override", "message"), BAD_OVERRIDES.items(), ids=list(BAD_OVERRIDES))
-def test_bad_override_fails_with_one_line(rejected: dict[str, Run], override: str, message: str) -> None:
-    result, folder = rejected[override]
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
+def test_bad_override_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, message: str
+) -> None:
+    path = write_config(tmp_path)
+    assert train.main(["-c", str(path), "-d", "cpu", "--set", override], modules=TINY) == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
     assert override.partition("=")[0] in errors[0] and message in errors[0]
-    assert not (folder / "saved").exists()
+    assert not (tmp_path / "saved").exists()
+
+
+def test_test_py_reports_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert test_script.main(["-r", str(tmp_path / "nothing.pth")], modules=TINY) == 2
+    assert capsys.readouterr().err.startswith("error: checkpoint")

@@ -1,0 +1,25 @@
+"""The tiny model: two 3x3 convolutions (so channels_last means something), global max pooling, a linear
+head, and optional dropout (so that training draws from the global RNG)."""
+
+import torch
+from torch import nn
+
+from base.base_model import BaseModel  # abstract: the registry must not offer it
+
+
+class TinyConvNet(BaseModel):
+    def __init__(self, in_channels: int = 1, num_classes: int = 3, width: int = 8, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -30,6 +30,10 @@ _JSON_START = re.compile(r'[-0-9\[{"]')
 _OBJECT = 'an object {"type": ..., "args": {...}}'
 
 
+def _is_folder_name(name: str) -> bool:
+    return name not in ("", ".", "..") and not any(char in name for char in "/\\\0")
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     """A class to build by name and its keyword arguments: ``{"type": "Adam", "args": {"lr": 0.003}}``."""
@@ -42,8 +46,8 @@ class ObjectSpec:
 class Config:
     """The whole configuration of one run, validated; ``to_dict()`` is what the run records."""
 
-    name: str = setting("experiment", "a run name")
-    seed: int = setting(42, "an integer")
+    name: str = setting("experiment", "a plain folder name (no / or \\, not '.' or '..')", _is_folder_name)
+    seed: int = setting(42, "an integer from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32)
     device: str = setting("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
     deterministic: bool = setting(False, "true (reproducible kernels, slower) or false")
     arch: ObjectSpec = setting(REQUIRED, _OBJECT)
@@ -91,6 +95,12 @@ def read_config_file(path: Path) -> Any:
         return read_json(path)
     except json.JSONDecodeError as err:
         raise UsageError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {str(path)!r} is not UTF-8 text; save it as UTF-8") from None
+    except RecursionError:
+        raise UsageError(f"config file {str(path)!r} is nested too deeply to be a config") from None
+    except OSError as err:
+        raise UsageError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -157,8 +167,9 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
         pass  # some builtins have no signature to check against
     try:
         return factory(*args, **arguments)
-    except (TypeError, ValueError) as err:
-        raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {err}") from None
+    except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {reason}") from None
 
 
 def lookup_function(module: ModuleType, name: str, key: str) -> Any:

@@ -9,7 +9,7 @@ from logger.logger import setup_logging
 from parse_config import Registry, load_config
 from train import PROJECT_MODULES
 from trainer.build import build_data, build_loss_and_metrics, build_model
-from trainer.trainer import evaluate
+from trainer.trainer import check_model_fits, evaluate
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, write_json
@@ -43,14 +43,16 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     load_model_weights(model, checkpoint["model"], checkpoint_path)
     model.to(device)
     criterion, metrics = build_loss_and_metrics(config, modules)
+    check_model_fits(model, criterion, *next(iter(test_loader)))
+    logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, checkpoint["epoch"])
     result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device))
 
     report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": test_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
+    for key, value in report.items():  # printed first, so a folder that cannot be written loses nothing
+        print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
     out_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
     write_json(report, out_path)
-    for key, value in report.items():
-        print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
     logger.info("Wrote %s", out_path)
     return result
 

@@ -1,9 +1,11 @@
 """Train a model: python train.py -c config.json [overrides]. See README.md for every flag."""
 
 import argparse
-import json
 import logging
+import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,15 @@ import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
 from logger.visualization import TensorboardWriter
-from parse_config import Config, ObjectSpec, Registry, load_config
+from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
-from trainer.checkpoint import Checkpointer, create_run_dir
+from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
+from trainer.resume import apply_overrides, changed_keys, check_changes
 from trainer.trainer import Trainer
-from utils.checkpoint import find_checkpoint, load_checkpoint
+from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import add_override_flags, overrides_from_flags, run_command
 from utils.dist import broadcast, describe_world, init_distributed, is_distributed, is_main, launched_by_torchrun, rank
 from utils.errors import UsageError
-from utils.settings import from_dict
 from utils.util import configure_backends, resolve_device, write_json
 
 logger = logging.getLogger("train")
@@ -38,58 +40,114 @@ PROJECT_MODULES = Registry(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-c", "--config", type=Path, help="config file (default: config.json, or the checkpoint's)")
-    parser.add_argument(
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
         "-r",
         "--resume",
         metavar="CHECKPOINT",
         help="continue from a .pth file or run folder; 'auto' continues the newest run of this config if any",
     )
+    start.add_argument("--init-from", metavar="CHECKPOINT", type=Path, help="a new run from a checkpoint's weights")
     add_override_flags(parser)
     return parser.parse_args(argv)
 
 
-def load_run(args: argparse.Namespace) -> tuple[Config, Path | None, dict[str, Any] | None]:
-    """The run's config and, when resuming, the checkpoint's path and contents.
+@dataclass
+class RunStart:
+    """Where a run starts: its config, and the checkpoint it continues (or takes its weights) from."""
 
-    Resuming takes the checkpoint's config unless ``-c`` names a file; overrides apply on top.
-    """
+    config: Config
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_path: Path | None = None
+    continue_in: Path | None = None  # the run folder to continue in; None: a new folder
+    weights_only: bool = False  # --init-from: the checkpoint's weights, nothing else
+
+
+def plan_start(args: argparse.Namespace) -> RunStart:
     overrides = overrides_from_flags(args)
+    if args.init_from is not None:
+        path = find_checkpoint(args.init_from)
+        checkpoint = load_checkpoint(path)
+        config = load_config(args.config or Path("config.json"), overrides)
+        return RunStart(config, checkpoint, path, weights_only=True)
     if args.resume is not None and args.resume != "auto":
         path = find_checkpoint(Path(args.resume), prefer=("last.pth", "best.pth"))
-        checkpoint = load_checkpoint(path)
-        return load_config(args.config, overrides, recorded=checkpoint["config"]), path, checkpoint
+        checkpoint = load_checkpoint(path, resume=True)
+        config = load_config(args.config, overrides, recorded=checkpoint["config"])
+        newest = path.parent / "last.pth"
+        # Continuing from an older state in its own folder would overwrite the newer ones: start a new folder.
+        rewinds = path.name != "last.pth" and newest.is_file()
+        return RunStart(config, checkpoint, path, continue_in=None if rewinds else path.parent)
     config = load_config(args.config or Path("config.json"), overrides)
-    if args.resume == "auto":
-        # A requeued job runs the same command again: find its newest run where this config saves them.
-        path = newest_checkpoint(Path(config.trainer.save_dir) / config.name)
-        if path is not None:
-            checkpoint = load_checkpoint(path)
-            if args.config is None:
-                config = load_config(None, overrides, recorded=checkpoint["config"])
-            return config, path, checkpoint
-        logger.info("--resume auto: no earlier run of %r to continue; starting a new one", config.name)
-    return config, None, None
+    return plan_auto_resume(config) if args.resume == "auto" else RunStart(config)
 
 
-def newest_checkpoint(experiment: Path) -> Path | None:
+def plan_auto_resume(config: Config) -> RunStart:
+    """``--resume auto``: continue the newest run of this config's name if it ran this same config
+    (a requeued job runs the same command again); otherwise start a new run."""
     try:
-        return find_checkpoint(experiment, prefer=("last.pth",)) if experiment.is_dir() else None
+        path = find_checkpoint(Path(config.trainer.save_dir) / config.name, prefer=("last.pth",))
     except UsageError:
-        return None
+        path = None
+    if path is None or not path.is_file():
+        logger.info("--resume auto: no earlier run of %r to continue; starting a new one", config.name)
+        return RunStart(config)
+    checkpoint = load_checkpoint(path, resume=True)
+    recorded = Config.from_dict(checkpoint["config"], strict=False)
+    differences = changed_keys(recorded.to_dict(), config.to_dict())
+    if differences:
+        logger.info("--resume auto: %s ran with other settings (%s); starting a new run", path.parent,
+                    ", ".join(differences[:5]))  # fmt: skip
+        return RunStart(config)
+    return RunStart(config, checkpoint, path, continue_in=path.parent)
 
 
-def open_run_dir(config: Config, checkpoint_path: Path | None, checkpoint: dict[str, Any] | None) -> Path:
-    """The resumed run's own folder, or a new one made by rank 0; records the config either way."""
-    if checkpoint_path is not None and checkpoint is not None:
-        run_dir = checkpoint_path.parent
-        if checkpoint["config"] != config.to_dict() and is_main():
-            write_json(config.to_dict(), unused_path(run_dir / f"config-resume-{checkpoint['epoch']}.json"))
-        return run_dir
-    run_dir = None
+def restore(trainer: Trainer, start: RunStart) -> None:
+    """Load what ``start`` says into the freshly built trainer."""
+    checkpoint, path = start.checkpoint, start.checkpoint_path
+    if checkpoint is None or path is None:
+        return
+    if start.weights_only:
+        load_model_weights(trainer.model, checkpoint["model"], path)
+        logger.info("Starting from the weights of %s (epoch %d)", path, checkpoint["epoch"])
+        return
+    recorded = Config.from_dict(checkpoint["config"], strict=False)
+    check_changes(recorded, start.config, checkpoint.get("mid_epoch"))
+    trainer.load_state_dict(checkpoint, path)
+    apply_overrides(trainer, recorded, start.config)
+
+
+def on_rank_0(action: Callable[[], Any]) -> Any:
+    """Run ``action`` on rank 0 only and hand its result, or its refusal, to every process."""
+    result, refusal = None, None
     if is_main():
-        run_dir = create_run_dir(Path(config.trainer.save_dir), config.name)
-        write_json(config.to_dict(), run_dir / "config.json")
-    return broadcast(run_dir)  # one run folder, made by rank 0
+        try:
+            result = action()
+        except UsageError as err:
+            refusal = str(err)
+    result, refusal = broadcast((result, refusal))
+    if refusal is not None:
+        raise UsageError(refusal)
+    return result
+
+
+def new_run_dir(start: RunStart) -> Path:
+    """A new run folder, locked, with the run's config (and, when it starts from a checkpoint, its origin)."""
+    config, checkpoint = start.config, start.checkpoint
+    run_dir = create_run_dir(Path(config.trainer.save_dir), config.name)
+    RunLock(run_dir).acquire()
+    write_json(config.to_dict(), run_dir / "config.json")
+    if checkpoint is not None:
+        origin = {"from": str(start.checkpoint_path), "epoch": checkpoint["epoch"], "weights_only": start.weights_only}
+        write_json(origin, run_dir / "origin.json")
+    return run_dir
+
+
+def record_resume_config(start: RunStart) -> None:
+    """A resume that changes settings records what it runs with; config.json stays the original."""
+    checkpoint, run_dir = start.checkpoint, start.continue_in
+    if checkpoint is not None and run_dir is not None and checkpoint["config"] != start.config.to_dict():
+        write_json(start.config.to_dict(), unused_path(run_dir / f"config-resume-{checkpoint['epoch']}.json"))
 
 
 def unused_path(path: Path) -> Path:
@@ -99,17 +157,6 @@ def unused_path(path: Path) -> Path:
         number += 1
         candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
     return candidate
-
-
-def check_arch_unchanged(config: Config, checkpoint: dict[str, Any] | None) -> None:
-    if checkpoint is None:
-        return
-    recorded = checkpoint["config"].get("arch")
-    if from_dict(ObjectSpec, recorded, "arch", strict=False) != config.arch:
-        raise UsageError(
-            f"arch: cannot change when resuming (the checkpoint has {json.dumps(recorded)}); "
-            "keep the checkpoint's arch, or start a new run with -c and no -r"
-        )
 
 
 def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:
@@ -127,29 +174,44 @@ def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:
 
 
 def train(args: argparse.Namespace, modules: Registry) -> None:
-    config, checkpoint_path, checkpoint = load_run(args)
-    check_arch_unchanged(config, checkpoint)
+    start = plan_start(args)
+    config = start.config
     device = resolve_device(config.device)
     if launched_by_torchrun():
         device = init_distributed(device)
     setup_logging(None, config.trainer.verbosity, rank())  # console only until the run folder exists
-    configure_backends(device, config.deterministic)
-    # Build everything before creating the run folder, so a mistake leaves nothing on disk.
-    trainer = build_trainer(config, modules, device)
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint, checkpoint_path)
-    run_dir = open_run_dir(config, checkpoint_path, checkpoint)
-    del checkpoint
-    setup_logging(run_dir / "train.log", config.trainer.verbosity, rank())
-    logger.info("Run folder: %s", run_dir)
-    log_setup(config, trainer, device)
+    if start.continue_in is not None:
+        on_rank_0(RunLock(start.continue_in).acquire)  # a run that is live elsewhere: refused before anything else
+    run_dir = start.continue_in
+    try:
+        configure_backends(device, config.deterministic)
+        # Build and check everything before creating the run folder, so a mistake leaves nothing on disk.
+        trainer = build_trainer(config, modules, device)
+        restore(trainer, start)
+        trainer.check_one_batch()
+        run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
+        on_rank_0(lambda: record_resume_config(start))
+        setup_logging(run_dir / "train.log", config.trainer.verbosity, rank())
+        logger.info("Run folder: %s", run_dir)
+        log_setup(config, trainer, device)
+        fit(trainer, config, run_dir)
+    except KeyboardInterrupt:  # before the signal handlers were installed: nothing was trained
+        if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if run_dir is not None:
+            RunLock(run_dir).release()
+    logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
+
+
+def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
     settings = config.trainer
     writer = TensorboardWriter(run_dir, settings.tensorboard and is_main(), purge_step=trainer.start_epoch)
     try:
         trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), writer)
     finally:
         writer.close()
-    logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

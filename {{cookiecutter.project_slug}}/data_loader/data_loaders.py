@@ -53,13 +53,17 @@ class TorchvisionDataLoader(BaseDataLoader):
         self.data_dir, self.download = data_dir, download
 
     def load_split(self, split: str) -> ImageTensors:
+        name = self.dataset_class.__name__
         try:
             dataset = self.dataset_class(root=self.data_dir, train=split == "train", download=self.download)
-        except RuntimeError as err:
+        except OSError as err:  # no network: urllib's URLError is an OSError
             raise UsageError(
-                f"data_loader.args.data_dir: {self.dataset_class.__name__} not found under {self.data_dir!r} "
-                f"({err}); set data_loader.args.download to true, or point data_dir at a copy"
+                f"data_loader.args.download: {name} could not be downloaded ({err}); check the network, or copy "
+                f"the dataset under {self.data_dir!r} and set data_loader.args.download to false"
             ) from None
+        except RuntimeError:
+            fix = "point data_dir at a copy" if self.download else "set data_loader.args.download to true"
+            raise UsageError(f"data_loader.args.data_dir: {name} not found under {self.data_dir!r}; {fix}") from None
         images = torch.as_tensor(dataset.data)
         # MNIST-like data is N x H x W, CIFAR-10's N x H x W x C: both become N x C x H x W.
         images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)

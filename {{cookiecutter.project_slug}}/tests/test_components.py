@@ -1,6 +1,7 @@
 """The pieces the trainer is made of: metric tracking, checkpoint files and RNG state."""
 
 import math
+import os
 import random
 from pathlib import Path
 
@@ -40,10 +41,15 @@ def test_metric_tracker_continues_from_its_state() -> None:
 
 def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     model = TinyConvNet()
-    state = {"model": model.state_dict(), "config": {"name": "x", "lr": 0.1}, "epoch": 3}
+    config = {"arch": {"type": "TinyConvNet"}, "data_loader": {"type": "TinyTensorLoader"}}
+    state = {"arch": "TinyConvNet", "model": model.state_dict(), "config": config, "epoch": 3}
     path = tmp_path / "last.pth"
     save_checkpoint(state, path)
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left behind
+    assert len(torch.load(path, weights_only=True)["digest"]) == 64, "a SHA-256 digest travels with the state"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "readable by the team, as the umask says"
     loaded = load_checkpoint(path)
     assert loaded.keys() == state.keys()
     assert loaded["epoch"] == 3 and loaded["config"] == state["config"]
@@ -129,5 +135,5 @@ def test_rng_state_roundtrip_through_a_checkpoint(tmp_path: Path) -> None:
     save_checkpoint({"model": {}, "config": {}, "rng": rng_state()}, tmp_path / "c.pth")
     expected = draws()
     draws()
-    set_rng_state(load_checkpoint(tmp_path / "c.pth")["rng"])
+    set_rng_state(torch.load(tmp_path / "c.pth", weights_only=True)["rng"])
     assert draws() == expected

@@ -127,7 +127,9 @@ def test_tiny_config_is_valid_and_complete_after_loading(config: dict[str, Any])
         ("trainer.early_stop", 0),
         ("trainer.grad_clip_norm", 1),  # an integer where a number belongs
         ("data_loader.args", {}),
-        ("seed", -3),
+        ("seed", 0),
+        ("seed", 2**32 - 1),
+        ("name", "two words-and_more"),
     ],
 )
 def test_config_accepts_valid_variants(config: dict[str, Any], path: str, value: Any) -> None:
@@ -168,6 +170,12 @@ def test_missing_trainer_key_takes_its_default(config: dict[str, Any], field: da
         ("arch.type", DELETE, "arch.type: missing"),
         ("seed", "42", "seed: expected an integer"),
         ("seed", 4.0, "seed: expected an integer"),
+        ("seed", -3, "seed: expected an integer from 0 to 2**32 - 1, got -3"),
+        ("seed", 10**30, "seed: expected an integer from 0"),
+        ("name", "", "name: expected a plain folder name"),
+        ("name", "..", "name: expected a plain folder name"),
+        ("name", "../../x", "name: expected a plain folder name"),
+        ("name", "/tmp/x", "name: expected a plain folder name"),
         ("metrics", "accuracy", "metrics: expected"),
         ("metrics", ["accuracy", 3], "metrics: expected"),
         ("trainer.epochs", 0, "trainer.epochs: expected an integer >= 1, got 0"),

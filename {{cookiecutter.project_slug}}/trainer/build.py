@@ -2,11 +2,13 @@
 mistake found here leaves no run folder behind."""
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from base.base_data_loader import BaseDataLoader
-from parse_config import Config, Registry, build, lookup_function
+from parse_config import Config, ObjectSpec, Registry, build, lookup_function
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
+from utils.errors import UsageError
 from utils.util import seed_everything
 
 
@@ -24,6 +26,19 @@ def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, 
     return criterion, metrics
 
 
+def check_schedule_steps(spec: ObjectSpec) -> None:
+    """Step the schedule twice on a throwaway optimizer: arguments that fail only when stepped
+    (``step_size`` 0, an abstract class) then fail before anything is trained or written."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = build(spec, "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, optimizer)
+    try:
+        for _ in range(2):
+            optimizer.step()
+            scheduler.step(0.0) if isinstance(scheduler, ReduceLROnPlateau) else scheduler.step()
+    except Exception as err:
+        raise UsageError(f"lr_scheduler.args: {spec.type} fails when stepped ({err})") from None
+
+
 def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:
     """Seed, then build the data, model, loss, metrics, optimizer and scheduler, and the Trainer."""
     seed_everything(config.seed + rank())  # own dropout masks per process; DDP syncs the weights
@@ -33,8 +48,8 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
     optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
     lr_scheduler = None
     if config.lr_scheduler is not None:
-        base = torch.optim.lr_scheduler.LRScheduler
-        lr_scheduler = build(config.lr_scheduler, "lr_scheduler", torch.optim.lr_scheduler, base, optimizer)
+        check_schedule_steps(config.lr_scheduler)
+        lr_scheduler = build(config.lr_scheduler, "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, optimizer)
     return Trainer(
         model=model,
         criterion=criterion,

@@ -6,7 +6,10 @@ through an epoch, ``last.pth`` records where (``mid_epoch``), so a resumed run c
 exactly. Writing is atomic (utils/checkpoint.py); only rank 0 writes.
 """
 
+import json
 import logging
+import os
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,12 +55,14 @@ class Checkpointer:
         """The end of an epoch: last.pth, best.pth if it ``improved``, epoch-N.pth every save_period epochs."""
         if not is_main():  # the other processes hold the same weights; one copy on disk is enough
             return
-        save_checkpoint(state, self.last)
+        # last.pth goes last: it is what a resume starts from, so a kill before it only replays this
+        # epoch, which rewrites best.pth and epoch-N.pth the same way.
         if improved:
             save_checkpoint(state, self.run_dir / "best.pth")
         if epoch % self.save_period == 0:
             save_checkpoint(state, self.run_dir / f"epoch-{epoch}.pth")
-            self._prune_periodic()
+        save_checkpoint(state, self.last)
+        self._prune_periodic()
 
     def save_mid_epoch(self, state: dict[str, Any], epoch: int, step: int, metric_sums: dict[str, Any]) -> None:
         """last.pth part way through ``epoch``: ``state`` is the model after ``step`` steps, ``metric_sums``
@@ -71,6 +76,69 @@ class Checkpointer:
         """Keep the newest ``keep_last`` epoch-N.pth files (0 keeps all), so long runs do not fill the disk."""
         if self.keep_last == 0:
             return
-        periodic = sorted(self.run_dir.glob("epoch-*.pth"), key=lambda path: int(path.stem.split("-")[1]))
+        periodic = [path for path in self.run_dir.glob("epoch-*.pth") if path.stem[6:].isdigit()]  # not yours
+        periodic.sort(key=lambda path: int(path.stem[6:]))
         for old in periodic[: -self.keep_last]:
             old.unlink()
+
+
+class RunLock:
+    """``run.lock`` in a run folder: one training process (or torchrun group, through rank 0) at a time.
+
+    A second process is refused with one line naming the holder; a lock left by a process that died on
+    this host is taken over. Locks held on another host are trusted until removed by hand.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "run.lock"
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now().isoformat(timespec="seconds")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()  # raises while the holder is alive
+                continue
+            except OSError as err:
+                raise UsageError(f"cannot write {str(self.path)!r}: {err.strerror}; fix its permissions") from None
+            with os.fdopen(fd, "w") as handle:
+                json.dump(me, handle)
+            return
+        raise UsageError(f"run folder {str(self.path.parent)!r} was locked by another process just now; try again")
+
+    def _holder(self) -> tuple[int, str, str]:
+        """(pid, host, since) of the process holding the lock; an unreadable lock counts as left behind."""
+        try:
+            holder = json.loads(self.path.read_text())
+            return int(holder["pid"]), str(holder["host"]), str(holder.get("since", "?"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1, socket.gethostname(), "?"
+
+    def _take_over_if_stale(self) -> None:
+        pid, host, since = self._holder()
+        if host == socket.gethostname() and not _alive(pid):
+            logger.warning("Taking over %s, left by process %s that is no longer running", self.path, pid)
+            self.path.unlink(missing_ok=True)
+            return
+        raise UsageError(
+            f"run folder {str(self.path.parent)!r} is in use by process {pid} on {host} (since {since}); "
+            f"wait for it to finish or stop it (if it is gone, delete {str(self.path)!r})"
+        )
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it (any process may call this)."""
+        if self.path.is_file() and self._holder()[:2] == (os.getpid(), socket.gethostname()):
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

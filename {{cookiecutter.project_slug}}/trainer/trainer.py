@@ -74,6 +74,13 @@ class Trainer:
         eval_model = self.model if ddp_model is not None else train_model
         return ddp_model, train_model, eval_model
 
+    def check_one_batch(self) -> None:
+        """Pass one training batch through the model and the loss (no update) before anything is
+        written, so a model that does not fit the data is one line instead of a crash in epoch 1."""
+        self.train_loader.set_epoch(self.start_epoch)
+        images, targets = next(iter(self.train_loader))
+        check_model_fits(self.model, self.criterion, images, targets)
+
     def metric_names(self) -> list[str]:
         names = ["loss", *self.metrics]
         return names + [f"val_{name}" for name in names] if self.valid_loader is not None else names
@@ -257,14 +264,18 @@ class Trainer:
                 "resume with the checkpoint's architecture or start a new run with -c"
             )
         load_model_weights(self.model, state["model"], source)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if state["grad_scaler"]:
-            self.grad_scaler.load_state_dict(state["grad_scaler"])
-        if not self.monitor.load_state_dict(state["monitor"]):
-            logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
-        set_rng_state(state["rng"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
+                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            if state["grad_scaler"]:
+                self.grad_scaler.load_state_dict(state["grad_scaler"])
+            if not self.monitor.load_state_dict(state["monitor"]):
+                logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
+            set_rng_state(state["rng"])
+        except Exception as err:  # a state that does not fit this optimizer, scheduler or RNG
+            reason = _first_line(err)
+            raise UsageError(f"checkpoint {str(source)!r} cannot be restored ({reason}); use another") from None
         self.start_epoch = state["epoch"] + 1
         self.resume_point = point = state.get("mid_epoch")
         if point is None:
@@ -285,3 +296,33 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
             loss = criterion(output, targets)
         running.update(targets.size(0), [loss, *(metric(output, targets) for metric in metrics.values())])
     return running.result()
+
+
+@torch.no_grad()
+def check_model_fits(model: nn.Module, criterion: Metric, images: torch.Tensor, targets: torch.Tensor) -> None:
+    """Raise a one-line UsageError when ``model`` cannot take a batch or its output does not fit the labels."""
+    name, was_training = type(model).__name__, model.training
+    model.eval()
+    try:
+        output = model(images)
+    except Exception as err:  # whatever the model raises on a wrong input shape
+        raise UsageError(
+            f"arch: {name} cannot take the data's batches of shape {tuple(images.shape)} ({_first_line(err)}); "
+            "check arch.args (in_channels, input size) against the data loader"
+        ) from None
+    finally:
+        model.train(was_training)
+    if output.dim() == 2 and targets.dim() == 1 and int(targets.max()) >= output.size(1):
+        raise UsageError(
+            f"arch.args.num_classes: {name} outputs {output.size(1)} classes, but the data has label "
+            f"{int(targets.max())}; set num_classes to the number of classes in the data"
+        )
+    try:
+        criterion(output.float(), targets)
+    except Exception as err:
+        raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

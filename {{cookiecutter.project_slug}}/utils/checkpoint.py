@@ -1,7 +1,10 @@
-"""Writing and reading checkpoints: atomic on write, ``weights_only`` on read."""
+"""Writing and reading checkpoints: atomic on write; on read ``weights_only``, a digest check and a
+schema check, so a corrupt, forged or foreign file is refused with one line instead of being used."""
 
+import hashlib
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +14,83 @@ from utils.errors import UsageError
 from utils.util import atomic_write
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _has(*keys: str) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, dict) and set(keys) <= value.keys()
+
+
+# What test.py needs of a checkpoint, and what resuming needs besides: key -> (check, what it should hold).
+EVALUATE_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "arch": (lambda value: isinstance(value, str), "the model's class name"),
+    "epoch": (_is_count, "the number of finished epochs"),
+    "config": (_has("arch", "data_loader"), "the run's config"),
+    "model": (lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()), "tensors"),
+}
+RESUME_SCHEMA = {
+    **EVALUATE_SCHEMA,
+    "optimizer": (_has("state", "param_groups"), "an optimizer state_dict"),
+    "lr_scheduler": (lambda value: value is None or isinstance(value, dict), "a scheduler state_dict or null"),
+    "grad_scaler": (lambda value: isinstance(value, dict), "a GradScaler state_dict"),
+    "monitor": (_has("text", "best", "epochs_without_improvement"), "the monitor's state"),
+    "rng": (_has("python", "numpy", "torch", "cuda"), "the random number generators' states"),
+}
+MID_EPOCH_SCHEMA = (_has("epoch", "step", "metric_sums"), "where an interrupted epoch stopped")
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    atomic_write(path, lambda handle: torch.save(state, handle))
+    atomic_write(path, lambda handle: torch.save({**state, "digest": digest(state)}, handle))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU; only tensors and plain Python data are accepted."""
+def digest(state: Any) -> str:
+    """SHA-256 over every tensor's bytes and every other value: one flipped bit anywhere changes it."""
+    hasher = hashlib.sha256()
+    _feed(hasher, state)
+    return hasher.hexdigest()
+
+
+def _feed(hasher: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        hasher.update(f"tensor {tensor.dtype} {tuple(value.shape)}".encode())
+        hasher.update(tensor.view(torch.uint8).numpy().data)
+    elif isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            hasher.update(f"key {key!r}".encode())
+            _feed(hasher, value[key])
+    elif isinstance(value, list | tuple):
+        hasher.update(f"sequence {len(value)}".encode())
+        for item in value:
+            _feed(hasher, item)
+    else:
+        hasher.update(f"value {value!r}".encode())
+
+
+def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU: only tensors and plain data, its digest verified, and the keys
+    test.py needs (or, with ``resume``, everything training needs to continue) present and well-formed."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint {str(path)!r} does not exist; pass a .pth file or a run folder")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"checkpoint {str(path)!r} cannot be loaded: {reason}") from err
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UsageError(f"checkpoint {str(path)!r} was not written by this project's trainer")
+    recorded = state.pop("digest", None)  # checkpoints from before digests were added have none
+    if recorded is not None and recorded != digest(state):
+        raise UsageError(f"checkpoint {str(path)!r} is corrupt: its contents do not match their digest; use another")
+    schema = dict(RESUME_SCHEMA if resume else EVALUATE_SCHEMA)
+    if resume and "mid_epoch" in state:
+        schema["mid_epoch"] = MID_EPOCH_SCHEMA
+    for key, (valid, expected) in schema.items():
+        if key not in state or not valid(state[key]):
+            problem = "lacks" if key not in state else "has a malformed"
+            raise UsageError(f"checkpoint {str(path)!r} {problem} {key!r} (expected {expected}); use another")
     return state
 
 

@@ -58,6 +58,9 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
     except TrainingStopped as err:
         logger.warning("%s", err)
         return err.exit_code
+    except KeyboardInterrupt:  # Ctrl-C while starting up, before training could save anything
+        print("error: interrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
     finally:
         if is_distributed():
             dist.destroy_process_group()

@@ -22,18 +22,45 @@ def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(file_object)`` on a temporary file, fsync it, then rename it over ``path``.
 
     The rename is atomic, so a crash leaves either the old file or the new one, never half of one.
+    The file gets the usual permissions (0644 under umask 022), so teammates can read it.
+    A full disk, a read-only folder or missing permissions become one ``UsageError`` naming the path.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise storage_error(path, err) from None
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it 0600
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(err, OSError | RuntimeError) and _os_error(err) is not None:
+            raise storage_error(path, err) from None
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind ``err`` (torch.save reports a full disk as a RuntimeError caused by one)."""
+    while err is not None and not isinstance(err, OSError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def storage_error(path: Path, err: BaseException) -> UsageError:
+    cause = _os_error(err)
+    reason = cause.strerror or str(cause) if cause is not None else str(err)
+    return UsageError(f"cannot write {str(path)!r}: {reason}; free some space or fix the folder's permissions")
 
 
 def write_json(data: Any, path: Path) -> None:

@@ -1,5 +1,7 @@
-"""Fixtures: bake the template once per session."""
+"""Fixtures: bake the template once per session, and a copy of it with test-only models."""
 
+import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,3 +13,46 @@ def default_project(cookies_session) -> Path:
     result = cookies_session.bake()
     assert result.exit_code == 0, result.exception
     return Path(result.project_path)
+
+
+@pytest.fixture(scope="module")
+def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the default project with test-only models: NaN logits on chosen steps, or slow steps."""
+    copy = tmp_path_factory.mktemp("faults") / "project"
+    shutil.copytree(default_project, copy, ignore=shutil.ignore_patterns("saved", "__pycache__"))
+    with (copy / "model" / "model.py").open("a", encoding="utf-8") as handle:
+        handle.write(
+            textwrap.dedent('''
+
+            import time
+
+            class NaNOnSteps(ConvNet):
+                """Test-only: NaN logits on training forward passes first..last (counting from 1)."""
+
+                def __init__(self, first: int, last: int, **kwargs: int) -> None:
+                    super().__init__(**kwargs)
+                    self.first, self.last, self.calls = first, last, 0
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    out = super().forward(x)
+                    if self.training:
+                        self.calls += 1
+                        if self.first <= self.calls <= self.last:
+                            return out * float("nan")
+                    return out
+
+
+            class SlowConvNet(ConvNet):
+                """Test-only: each training step takes at least ``delay`` seconds."""
+
+                def __init__(self, delay: float, **kwargs: int) -> None:
+                    super().__init__(**kwargs)
+                    self.delay = delay
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    if self.training:
+                        time.sleep(self.delay)
+                    return super().forward(x)
+            ''')
+        )
+    return copy

@@ -116,7 +116,8 @@ from trainer.settings import TrainerSettings
 def defaults(cls, prefix):
     return {prefix + f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
-table = {**defaults(Config, ""), **defaults(TrainerSettings, "trainer."), **defaults(LoaderSettings, "data_loader.args.")}
+table = {**defaults(Config, ""), **defaults(TrainerSettings, "trainer.")}
+table.update(defaults(LoaderSettings, "data_loader.args."))
 table.pop("trainer")
 print(json.dumps(table))
 """

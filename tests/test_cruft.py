@@ -117,7 +117,9 @@ def outside_install(readme: str) -> str:
     return head + rest.partition("## Train")[2]
 
 
-def test_runs_from_before_an_update_still_evaluate_and_resume(template_repo: Path, project: Path, tmp_path: Path) -> None:
+def test_runs_from_before_an_update_still_evaluate_and_resume(
+    template_repo: Path, project: Path, tmp_path: Path
+) -> None:
     """A template update that adds a trainer setting and removes another, together with a changed
     answer (tensorboard), must not strand the runs trained before it."""
     save_dir = json.dumps(str(tmp_path / "saved"))
@@ -128,10 +130,18 @@ def test_runs_from_before_an_update_still_evaluate_and_resume(template_repo: Pat
 
     slug = template_repo / "{{cookiecutter.project_slug}}"
     log_step = '    log_step: int = setting(20, "an integer >= 1", lambda v: v >= 1)'
-    edit(slug / "trainer" / "settings.py", log_step, log_step + '\n    warmup_epochs: int = setting(0, "an integer >= 0")')
+    edit(
+        slug / "trainer" / "settings.py",
+        log_step,
+        log_step + '\n    warmup_epochs: int = setting(0, "an integer >= 0")',
+    )
     edit(slug / "config.json", '"log_step": 20', '"log_step": 20,\n    "warmup_epochs": 0')
     run("git", "commit", "-qam", "template v2: add trainer.warmup_epochs", cwd=template_repo)
-    edit(slug / "trainer" / "settings.py", '    keep_last: int = setting(3, "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0)\n', "")
+    edit(
+        slug / "trainer" / "settings.py",
+        '    keep_last: int = setting(3, "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0)\n',
+        "",
+    )
     edit(slug / "train.py", "settings.save_period, settings.keep_last", "settings.save_period, 0")
     edit(slug / "config.json", '    "keep_last": 3,\n', "")
     run("git", "commit", "-qam", "template v3: drop trainer.keep_last", cwd=template_repo)

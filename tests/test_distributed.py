@@ -83,7 +83,10 @@ def test_sigterm_to_the_torchrun_group_saves_once_and_resumes(default_project: P
     stopped = load(run / "last.pth")
     assert stopped["epoch"] >= 1 and not list(run.glob(".*.tmp"))
 
-    resumed = run_project(default_project, *TORCHRUN, "train.py", *QUICK, "--resume", "auto", *save_to(tmp_path))
+    # A requeued job runs the same command again; --resume auto continues only a run of the same config.
+    resumed = run_project(
+        default_project, *TORCHRUN, "train.py", *QUICK, *settings, "--resume", "auto", *save_to(tmp_path)
+    )
     assert resumed.returncode == 0, describe(resumed)
     assert run_folders(tmp_path) == [run]
     assert "Resumed" in resumed.stderr

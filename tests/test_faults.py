@@ -4,7 +4,6 @@ import json
 import shutil
 import signal
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -34,49 +33,6 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert first.keys() == second.keys()
     different = [key for key in first if not torch.equal(first[key], second[key])]
     assert not different, f"weights differ in {different}"
-
-
-@pytest.fixture(scope="module")
-def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the default project with test-only models: NaN logits on chosen steps, or slow steps."""
-    copy = tmp_path_factory.mktemp("faults") / "project"
-    shutil.copytree(default_project, copy, ignore=shutil.ignore_patterns("saved", "__pycache__"))
-    with (copy / "model" / "model.py").open("a", encoding="utf-8") as handle:
-        handle.write(
-            textwrap.dedent('''
-
-            import time
-
-            class NaNOnSteps(ConvNet):
-                """Test-only: NaN logits on training forward passes first..last (counting from 1)."""
-
-                def __init__(self, first: int, last: int, **kwargs: int) -> None:
-                    super().__init__(**kwargs)
-                    self.first, self.last, self.calls = first, last, 0
-
-                def forward(self, x: torch.Tensor) -> torch.Tensor:
-                    out = super().forward(x)
-                    if self.training:
-                        self.calls += 1
-                        if self.first <= self.calls <= self.last:
-                            return out * float("nan")
-                    return out
-
-
-            class SlowConvNet(ConvNet):
-                """Test-only: each training step takes at least ``delay`` seconds."""
-
-                def __init__(self, delay: float, **kwargs: int) -> None:
-                    super().__init__(**kwargs)
-                    self.delay = delay
-
-                def forward(self, x: torch.Tensor) -> torch.Tensor:
-                    if self.training:
-                        time.sleep(self.delay)
-                    return super().forward(x)
-            ''')
-        )
-    return copy
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +74,7 @@ def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
     stopped = load(run / "last.pth")
     assert stopped["epoch"] == 1 and stopped["mid_epoch"]["epoch"] == 2 and stopped["mid_epoch"]["step"] >= 20
 
-    resumed = run_project(project, *train_args(tmp_path, 4), "--resume", "auto")
+    resumed = run_project(project, *train_args(tmp_path, 4), "--set", "trainer.verbosity=2", "--resume", "auto")
     assert resumed.returncode == 0, describe(resumed)
     assert run_folders(tmp_path) == [run], "auto-resume continues the same run folder"
     assert_same_weights(run / "last.pth", straight_run / "last.pth")

@@ -24,7 +24,8 @@ from base.base_model import BaseModel
 class MLP(BaseModel):
     def __init__(self, size: int = 12, num_classes: int = 3, hidden: int = 32) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(size * size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        layers = [nn.Flatten(), nn.Linear(size * size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -72,7 +73,9 @@ def test_own_suite_passes_for_every_dataset_answer_without_data(cookies, dataset
     run_own_suite(project)
 
 
-def test_own_suite_passes_after_the_user_replaces_model_loader_and_config(default_project: Path, tmp_path: Path) -> None:
+def test_own_suite_passes_after_the_user_replaces_model_loader_and_config(
+    default_project: Path, tmp_path: Path
+) -> None:
     project = tmp_path / "ours"
     shutil.copytree(default_project, project, ignore=shutil.ignore_patterns("saved", "__pycache__"))
     (project / "model" / "model.py").write_text(textwrap.dedent(USER_MODEL).lstrip())

@@ -15,7 +15,9 @@ def python_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-@pytest.mark.parametrize("path", python_files(TEMPLATE_PROJECT), ids=lambda p: p.relative_to(TEMPLATE_PROJECT).as_posix())
+@pytest.mark.parametrize(
+    "path", python_files(TEMPLATE_PROJECT), ids=lambda p: p.relative_to(TEMPLATE_PROJECT).as_posix()
+)
 def test_every_template_python_file_is_python(path: Path) -> None:
     """Answers reach code through config.json, pyproject.toml and the README, never Jinja in a .py file."""
     ast.parse(path.read_text(encoding="utf-8"), filename=str(path))

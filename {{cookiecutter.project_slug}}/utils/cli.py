@@ -51,6 +51,7 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
+        log_to_files(f"error: {err}")
         return 2
     except NonFiniteLossError as err:
         logger.error("error: %s", err)
@@ -65,3 +66,11 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
         if is_distributed():
             dist.destroy_process_group()
     return 0
+
+
+def log_to_files(message: str) -> None:
+    """Write ``message`` to the run's train.log, if one is open (the console already has it)."""
+    record = logging.LogRecord("error", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

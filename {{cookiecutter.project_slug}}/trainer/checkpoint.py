@@ -24,15 +24,19 @@ logger = logging.getLogger(__name__)
 def create_run_dir(save_dir: Path, name: str) -> Path:
     """Make ``save_dir/name/<timestamp>``; a run started in the same second gets ``-2``, ``-3``, ..."""
     experiment = Path(save_dir) / name
-    experiment.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for attempt in range(1, 1000):
-        run_dir = experiment / (stamp if attempt == 1 else f"{stamp}-{attempt}")
-        try:
-            run_dir.mkdir()  # atomic: exactly one process wins each name
-        except FileExistsError:
-            continue
-        return run_dir
+    try:
+        experiment.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            run_dir = experiment / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+            try:
+                run_dir.mkdir()  # atomic: exactly one process wins each name
+            except FileExistsError:
+                continue
+            return run_dir
+    except OSError as err:  # save_dir is a file, read-only, full, not ours...
+        reason = err.strerror or str(err)
+        raise UsageError(f"trainer.save_dir: cannot create a run folder in {str(experiment)!r}: {reason}") from None
     raise UsageError(f"trainer.save_dir: could not create a new run folder in {str(experiment)!r}")
 
 

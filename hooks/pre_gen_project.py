@@ -20,7 +20,13 @@ PROJECT_IMPORTS = frozenset(
     }
 )  # fmt: skip
 SLUG_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
+# The slug names a folder (and runs under saved/), so it stays well inside every file system's limits.
+MAX_SLUG_LENGTH = 64
 FREE_TEXT_FIELDS = ("project_name", "author", "description")
+# Written into one-line package metadata fields: a line break there makes setuptools warn (Summary) or
+# cuts the METADATA headers short, so an installed project loses its Requires-Dist (Author).
+ONE_LINE_FIELDS = ("author", "description")
+LINE_BREAKS = "\n\x85\u2028\u2029"  # the ones free text may otherwise hold (the rest are control characters)
 
 
 def suggest_slug(text: str) -> str:
@@ -31,6 +37,9 @@ def suggest_slug(text: str) -> str:
 
 def slug_problem(slug: str) -> str | None:
     """Why ``slug`` cannot name the project folder, or None when it can."""
+    if len(slug) > MAX_SLUG_LENGTH:
+        shown = slug[:20] + "..."
+        return f"project_slug {shown!r} is {len(slug)} characters long; answer a name of at most {MAX_SLUG_LENGTH}"
     if not SLUG_PATTERN.fullmatch(slug):
         return (
             f"project_slug {slug!r} is not a lowercase Python identifier (a-z, 0-9 and _, not starting "
@@ -44,11 +53,16 @@ def slug_problem(slug: str) -> str | None:
 
 
 def free_text_problem(field: str, value: Any) -> str | None:
-    """Free text may hold quotes, backslashes and unicode (it is written as escaped data), but not nothing."""
+    """Free text may hold quotes, backslashes and any Unicode (it is written as escaped data), but not nothing."""
     if not isinstance(value, str) or not value.strip():
         return f"{field} is empty; answer some text"
     if any(ord(char) < 32 and char not in "\n\t" for char in value):
         return f"{field} contains control characters; answer plain text"
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
+        # Lone surrogates (e.g. undecodable bytes on the command line) cannot be written as UTF-8.
+        return f"{field} contains lone surrogates, which are not Unicode text; answer plain text"
+    if field in ONE_LINE_FIELDS and any(char in LINE_BREAKS for char in value):
+        return f"{field} must be one line (it goes into the package metadata); answer it without line breaks"
     return None
 
 

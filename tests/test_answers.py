@@ -1,8 +1,11 @@
 """Every supported answer combination bakes right; every refused answer is refused cleanly."""
 
 import ast
+import importlib.metadata
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,12 +77,24 @@ UNSUPPORTED = [
     ({"project_slug": "test"}, "would shadow the module 'test'"),
     ({"project_slug": "logging"}, "would shadow the module 'logging'"),
     ({"author": "  "}, "author is empty"),
+    # Slugs that would not name one fresh folder: cookiecutter creates the folder before the hook runs.
+    ({"project_slug": ""}, "project_slug '' is not"),
+    ({"project_slug": "."}, "project_slug '.' is not"),
+    ({"project_slug": ".."}, "project_slug '..' is not"),
+    ({"project_slug": "a/b"}, "project_slug 'a/b' is not"),
+    ({"project_slug": "a" * 300}, "300 characters long"),
+    ({"project_name": "😀"}, "project_slug '' is not"),  # the slug derived from it is empty
+    ({"description": "undecodable \udcff byte"}, "description contains lone surrogates"),
+    ({"author": "Ada\nLovelace"}, "author must be one line"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("answers", "message"), UNSUPPORTED, ids=[next(iter(a.values())).strip() or "blank-author" for a, _ in UNSUPPORTED]
-)
+def refusal_id(answers: dict) -> str:
+    [(key, value)] = answers.items()
+    return f"{key}={ascii(value)[1:-1][:24]}"
+
+
+@pytest.mark.parametrize(("answers", "message"), UNSUPPORTED, ids=[refusal_id(a) for a, _ in UNSUPPORTED])
 def test_refused_answers_leave_nothing_behind(cookies, capfd, tmp_path: Path, answers: dict, message: str) -> None:
     result = cookies.bake(extra_context=answers)
     assert result.exit_code != 0
@@ -91,19 +106,52 @@ def test_refused_answers_leave_nothing_behind(cookies, capfd, tmp_path: Path, an
     assert not any(output_dir.iterdir()), f"a refused bake left {list(output_dir.iterdir())}"
 
 
-def test_free_text_is_treated_as_data(cookies) -> None:
-    awkward = "Quote \" apostrophe ' backslash \\ brace {x} — Ünïcødé 数字\nsecond line"
-    answers = {"project_name": awkward, "author": awkward, "description": awkward, "project_slug": "awkward"}
+# Free text that breaks naive quoting: quotes, backslashes (also before a u, as in a JSON escape), braces,
+# tabs, DEL, a byte-order mark and characters outside the Basic Multilingual Plane (emoji, a ZWJ
+# sequence, a flag, math letters, CJK extension B, the last code point), which JSON writes as a
+# surrogate pair that TOML forbids.
+AWKWARD_LINE = (
+    "Quote \" apostrophe ' triple \"\"\" ''' backslash \\ \\u0041 \\ud83d brace {x} — Ünïcødé 数字 tab\tdel\x7f "
+    "bom\ufeff emoji 😀 👩\u200d🔬 🇺🇳 astral 𝔘𝔫𝔦 𠀀 \U0010ffff"
+)
+AWKWARD = AWKWARD_LINE + "\nsecond line\u2028third\x85fourth"  # only the project name may span lines
+
+
+def test_free_text_is_treated_as_data(cookies, tmp_path: Path) -> None:
+    answers = {"project_name": AWKWARD, "author": AWKWARD_LINE, "description": AWKWARD_LINE, "project_slug": "awkward"}
     result = cookies.bake(extra_context=answers)
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert pyproject["description"] == awkward
-    assert pyproject["authors"] == [{"name": awkward}]
+    assert pyproject["description"] == AWKWARD_LINE
+    assert pyproject["authors"] == [{"name": AWKWARD_LINE}]
+    recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert {key: recorded[key] for key in answers} == answers, "the hooks read the answers back exactly"
     json.loads((project / "config.json").read_text(encoding="utf-8"))
+    assert (project / "README.md").read_text(encoding="utf-8").startswith(f"# {AWKWARD}\n")
     for source in project.rglob("*.py"):
         ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     assert ruff_check(project).returncode == 0
+    # What `pip install -e .` does first, offline: setuptools reads pyproject.toml into package metadata.
+    metadata_dir = tmp_path / "metadata"
+    metadata_dir.mkdir()
+    build = f"from setuptools import build_meta; build_meta.prepare_metadata_for_build_editable({str(metadata_dir)!r})"
+    built = subprocess.run([sys.executable, "-c", build], cwd=project, capture_output=True, text=True, check=False)
+    assert built.returncode == 0, describe(built)
+    [dist_info] = metadata_dir.glob("*.dist-info")
+    metadata = importlib.metadata.PathDistribution(dist_info).metadata
+    assert (metadata["Summary"], metadata["Author"]) == (AWKWARD_LINE, AWKWARD_LINE)
+    assert "torch>=2.4" in metadata.get_all("Requires-Dist")
+
+
+def test_answers_are_rendered_as_jinja(cookies) -> None:
+    """cookiecutter renders answers as Jinja before the hooks see them, as the top-level README warns."""
+    answers = {"project_name": "{{ 7*7 }} digits", "description": "{{ 7*7 }}", "project_slug": "jinja_answers"}
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    assert (project / "README.md").read_text(encoding="utf-8").startswith("# 49 digits\n")
+    assert tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["description"] == "49"
 
 
 def short_run(project: Path, save_dir: Path, *extra: str):

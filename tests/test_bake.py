@@ -36,6 +36,7 @@ PROJECT_FILES = {
     "trainer/build.py",
     "trainer/checkpoint.py",
     "trainer/monitor.py",
+    "trainer/resume.py",
     "trainer/settings.py",
     "trainer/trainer.py",
     "utils/__init__.py",

@@ -78,7 +78,7 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     # The template gains a config key (a field of parse_config.Config) and a change in trainer.py.
     slug = template_repo / "{{cookiecutter.project_slug}}"
     edit(slug / "config.json", '"seed": 42,', '"seed": 42,\n  "notes": "",')
-    seed_field = '    seed: int = setting(42, "an integer")'
+    seed_field = '    seed: int = setting(42, "an integer from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32)'
     edit(slug / "parse_config.py", seed_field, seed_field + '\n    notes: str = setting("", "text")')
     edit(slug / "trainer" / "trainer.py", "class Trainer:", "class Trainer:  # template v2")
     run("git", "commit", "-qam", "template v2", cwd=template_repo)

@@ -1,4 +1,4 @@
-"""Unit tests of the hook functions, imported straight from hooks/ (their Jinja lives only in main)."""
+"""Unit tests of the hook functions (their Jinja lives only in main) and of local_extensions.py."""
 
 import importlib.util
 import json
@@ -6,23 +6,29 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import tomllib
+from jinja2 import Environment
 
-HOOKS = Path(__file__).resolve().parents[1] / "hooks"
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_hook(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, HOOKS / f"{name}.py")
+def load_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
+pre_gen = load_module(TEMPLATE_ROOT / "hooks" / "pre_gen_project.py")
+post_gen = load_module(TEMPLATE_ROOT / "hooks" / "post_gen_project.py")
+extensions = load_module(TEMPLATE_ROOT / "local_extensions.py")
 
 
-@pytest.mark.parametrize("slug", ["mnist_classifier", "my_project2", "_private", "cifar"])
+GOOD_SLUGS = ["mnist_classifier", "my_project2", "_private", "cifar", "a" * 64]
+
+
+@pytest.mark.parametrize("slug", GOOD_SLUGS)
 def test_good_slugs_pass(slug: str) -> None:
     assert pre_gen.slug_problem(slug) is None
 
@@ -41,6 +47,12 @@ def test_good_slugs_pass(slug: str) -> None:
         ("test", "shadow"),
         ("json", "shadow"),
         ("utils", "shadow"),
+        (".", "'my_project'"),
+        ("..", "'my_project'"),
+        ("a/b", "'a_b'"),
+        ("a\0b", "'a_b'"),
+        ("a" * 65, "65 characters long; answer a name of at most 64"),
+        ("a" * 300, "300 characters long"),
     ],
 )
 def test_bad_slugs_name_the_problem_and_a_fix(slug: str, fragment: str) -> None:
@@ -50,9 +62,72 @@ def test_bad_slugs_name_the_problem_and_a_fix(slug: str, fragment: str) -> None:
 
 
 def test_free_text_may_hold_quotes_but_not_be_empty() -> None:
-    assert pre_gen.free_text_problem("author", 'O\'Brien "Q" \\ Ünïcødé') is None
+    assert pre_gen.free_text_problem("author", 'O\'Brien "Q" \\ Ünïcødé 😀 𝔘 \U0010ffff\tdel\x7f') is None
+    assert pre_gen.free_text_problem("project_name", "Two\nlines") is None
     assert "empty" in pre_gen.free_text_problem("author", "   ")
     assert "control" in pre_gen.free_text_problem("description", "bell\x07")
+    assert "lone surrogates" in pre_gen.free_text_problem("description", "undecodable \udcff byte")
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\x85", "\u2028", "\u2029"])
+@pytest.mark.parametrize("field", ["author", "description"])
+def test_metadata_fields_are_one_line(field: str, line_break: str) -> None:
+    problem = pre_gen.free_text_problem(field, f"first{line_break}second")
+    assert problem is not None and problem.startswith(f"{field} must be one line")
+
+
+ASTRAL = "😀 👩\u200d🔬 🇺🇳 𝔘𝔫𝔦 𠀀 \U0001f9ea \U0010ffff"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ASTRAL,
+        "quote \" apostrophe ' triple \"\"\" ''' backslash \\ \\u0041 \\ud83d \\",
+        "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000))),  # the whole BMP
+        "".join(map(chr, range(0x10000, 0x110000, 97))),  # a spread of astral characters
+    ],
+    ids=["empty", "emoji", "quotes-and-backslashes", "bmp", "astral"],
+)
+def test_toml_string_reads_back_exactly(text: str) -> None:
+    written = extensions.toml_string(text)
+    assert tomllib.loads(f"value = {written}\n")["value"] == text
+    assert "\n" not in written, "a basic string is one line"
+
+
+def test_toml_string_keeps_astral_characters_literal() -> None:
+    assert extensions.toml_string(ASTRAL) == f'"{ASTRAL}"'
+
+
+def test_toml_string_refuses_lone_surrogates() -> None:
+    with pytest.raises(ValueError, match="surrogate"):
+        extensions.toml_string("\udcff")
+
+
+@pytest.mark.parametrize("slug", GOOD_SLUGS)
+def test_project_folder_is_named_after_an_accepted_slug(slug: str) -> None:
+    assert extensions.project_dir_name(slug) == slug
+
+
+@pytest.mark.parametrize("slug", ["", ".", "..", "a/b", "/tmp/x", "a\0b", "a" * 300, "class", "torch", "My Project"])
+def test_refused_slug_gets_a_placeholder_folder(slug: str) -> None:
+    """cookiecutter creates the project folder before the hook refuses: it must be one fresh, plain folder."""
+    assert extensions.project_dir_name(slug) == extensions.REFUSED_PROJECT_DIR
+
+
+def test_placeholder_folder_is_itself_refused() -> None:
+    assert pre_gen.slug_problem(extensions.REFUSED_PROJECT_DIR) is not None
+
+
+@pytest.mark.parametrize(("slug", "folder"), [("my_project", "my_project"), ("..", "refused-project-slug")])
+def test_extension_names_the_template_folder_through_the_check(slug: str, folder: str) -> None:
+    assert (TEMPLATE_ROOT / extensions.PROJECT_DIR).is_dir(), "the template folder was renamed"
+    env = Environment(extensions=[extensions.TemplateExtension])
+    context = {"cookiecutter": {"project_slug": slug, "description": "x 😀"}}
+    assert env.from_string(extensions.PROJECT_DIR).render(**context) == folder
+    assert env.from_string("in text: {{cookiecutter.project_slug}}").render(**context) == f"in text: {slug}"
+    assert env.from_string("{{ cookiecutter.description | toml_string }}").render(**context) == '"x 😀"'
 
 
 @pytest.mark.parametrize("dataset", ["mnist_sample", "cifar10"])

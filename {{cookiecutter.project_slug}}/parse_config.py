@@ -31,7 +31,11 @@ _OBJECT = 'an object {"type": ..., "args": {...}}'
 
 
 def _is_folder_name(name: str) -> bool:
-    return name not in ("", ".", "..") and not any(char in name for char in "/\\\0")
+    try:
+        size = len(name.encode("utf-8"))  # a lone surrogate ("\ud800" in JSON) has no encoding
+    except UnicodeEncodeError:
+        return False
+    return name not in ("", ".", "..") and not any(char in name for char in "/\\\0") and size <= 255
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,9 @@ class ObjectSpec:
 class Config:
     """The whole configuration of one run, validated; ``to_dict()`` is what the run records."""
 
-    name: str = setting("experiment", "a plain folder name (no / or \\, not '.' or '..')", _is_folder_name)
+    name: str = setting(
+        "experiment", "a plain folder name (no / or \\, not '.' or '..', at most 255 bytes)", _is_folder_name
+    )
     seed: int = setting(42, "an integer from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32)
     device: str = setting("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
     deterministic: bool = setting(False, "true (reproducible kernels, slower) or false")
@@ -183,7 +189,8 @@ def _available(module: ModuleType, base: type | None) -> list[str]:
         if name.startswith("_"):
             continue
         if base is not None:
-            if inspect.isclass(value) and issubclass(value, base) and not inspect.isabstract(value):
+            buildable = inspect.isclass(value) and issubclass(value, base) and not inspect.isabstract(value)
+            if buildable and value is not base:  # not the base class itself (BaseDataLoader, Optimizer, LRScheduler)
                 names.append(name)
         elif inspect.isfunction(value) and value.__module__ == module.__name__:
             names.append(name)

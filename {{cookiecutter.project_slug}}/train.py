@@ -135,11 +135,19 @@ def new_run_dir(start: RunStart) -> Path:
     """A new run folder, locked, with the run's config (and, when it starts from a checkpoint, its origin)."""
     config, checkpoint = start.config, start.checkpoint
     run_dir = create_run_dir(Path(config.trainer.save_dir), config.name)
-    RunLock(run_dir).acquire()
-    write_json(config.to_dict(), run_dir / "config.json")
-    if checkpoint is not None:
-        origin = {"from": str(start.checkpoint_path), "epoch": checkpoint["epoch"], "weights_only": start.weights_only}
-        write_json(origin, run_dir / "origin.json")
+    try:
+        RunLock(run_dir).acquire()
+        write_json(config.to_dict(), run_dir / "config.json")
+        if checkpoint is not None:
+            origin = {
+                "from": str(start.checkpoint_path),
+                "epoch": checkpoint["epoch"],
+                "weights_only": start.weights_only,
+            }
+            write_json(origin, run_dir / "origin.json")
+    except BaseException:  # a full disk or a Ctrl-C: leave no half-made run folder (and no lock) behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir
 
 

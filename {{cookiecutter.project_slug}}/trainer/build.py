@@ -1,6 +1,8 @@
 """Build what config.json names, from the modules of a ``Registry``. Building writes nothing, so a
 mistake found here leaves no run folder behind."""
 
+import inspect
+
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
@@ -39,6 +41,16 @@ def check_schedule_steps(spec: ObjectSpec) -> None:
         raise UsageError(f"lr_scheduler.args: {spec.type} fails when stepped ({err})") from None
 
 
+def check_optimizer_steps(optimizer: torch.optim.Optimizer) -> None:
+    """The training step calls ``optimizer.step()`` without arguments: refuse an optimizer that needs a closure."""
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise UsageError(
+            f"optimizer.type: {type(optimizer).__name__} needs a closure in step(), which this trainer does not "
+            "pass; choose another optimizer (Adam, AdamW, SGD...)"
+        )
+
+
 def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:
     """Seed, then build the data, model, loss, metrics, optimizer and scheduler, and the Trainer."""
     seed_everything(config.seed + rank())  # own dropout masks per process; DDP syncs the weights
@@ -46,6 +58,7 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
     model = build_model(config, registry).to(device)
     criterion, metrics = build_loss_and_metrics(config, registry)
     optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    check_optimizer_steps(optimizer)
     lr_scheduler = None
     if config.lr_scheduler is not None:
         check_schedule_steps(config.lr_scheduler)

@@ -234,6 +234,14 @@ class Trainer:
         message = f"stopped by {self.stop.name()} {where}; resume with: python train.py -r {checkpoints.last}"
         return TrainingStopped(message, 128 + number)
 
+    def _fits_resume_point(self, point: dict[str, Any], epoch: int) -> bool:
+        """Whether a checkpoint's ``mid_epoch`` can continue here: the epoch after ``epoch``, a step within it,
+        the sums of this run's metrics."""
+        self.train_loader.set_epoch(epoch + 1)
+        steps = len(self.train_loader)
+        names = point["metric_sums"]["names"]
+        return point["epoch"] == epoch + 1 and 1 <= point["step"] <= steps and names == ["loss", *self.metrics]
+
     def _take_resume_point(self, epoch: int) -> tuple[int, dict[str, Any] | None]:
         """(steps already done, metric sums so far) of ``epoch``: (0, None) unless resuming inside it."""
         point, self.resume_point = self.resume_point, None
@@ -262,6 +270,12 @@ class Trainer:
             raise UsageError(
                 f"arch.type: the checkpoint holds a {state['arch']}, not a {type(self.model).__name__}; "
                 "resume with the checkpoint's architecture or start a new run with -c"
+            )
+        point = state.get("mid_epoch")
+        if point is not None and not self._fits_resume_point(point, state["epoch"]):
+            raise UsageError(
+                f"checkpoint {str(source)!r} has a malformed 'mid_epoch' (not a step of epoch {state['epoch'] + 1} "
+                "with this run's metrics); use another"
             )
         load_model_weights(self.model, state["model"], source)
         try:

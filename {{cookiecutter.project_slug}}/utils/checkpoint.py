@@ -2,7 +2,6 @@
 schema check, so a corrupt, forged or foreign file is refused with one line instead of being used."""
 
 import hashlib
-import pickle
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,34 @@ def _has(*keys: str) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, dict) and set(keys) <= value.keys()
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_monitor_state(value: Any) -> bool:
+    return (
+        _has("text", "best", "epochs_without_improvement")(value)
+        and isinstance(value["text"], str)
+        and _is_number(value["best"])
+        and _is_count(value["epochs_without_improvement"])
+    )
+
+
+def _is_mid_epoch(value: Any) -> bool:
+    """Where an interrupted epoch stopped: its number, the steps done in it, and the metric totals so far."""
+    if not _has("epoch", "step", "metric_sums")(value) or not _has("names", "sums", "count")(value["metric_sums"]):
+        return False
+    sums = value["metric_sums"]
+    return (
+        _is_count(value["epoch"])
+        and _is_count(value["step"])
+        and isinstance(sums["names"], list)
+        and isinstance(sums["sums"], torch.Tensor)
+        and tuple(sums["sums"].shape) == (len(sums["names"]),)
+        and _is_count(sums["count"])
+    )
+
+
 # What test.py needs of a checkpoint, and what resuming needs besides: key -> (check, what it should hold).
 EVALUATE_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "arch": (lambda value: isinstance(value, str), "the model's class name"),
@@ -34,10 +61,10 @@ RESUME_SCHEMA = {
     "optimizer": (_has("state", "param_groups"), "an optimizer state_dict"),
     "lr_scheduler": (lambda value: value is None or isinstance(value, dict), "a scheduler state_dict or null"),
     "grad_scaler": (lambda value: isinstance(value, dict), "a GradScaler state_dict"),
-    "monitor": (_has("text", "best", "epochs_without_improvement"), "the monitor's state"),
+    "monitor": (_is_monitor_state, "the monitor's state"),
     "rng": (_has("python", "numpy", "torch", "cuda"), "the random number generators' states"),
 }
-MID_EPOCH_SCHEMA = (_has("epoch", "step", "metric_sums"), "where an interrupted epoch stopped")
+MID_EPOCH_SCHEMA = (_is_mid_epoch, "where an interrupted epoch stopped")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -76,7 +103,7 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
         raise UsageError(f"checkpoint {str(path)!r} does not exist; pass a .pth file or a run folder")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError) as err:
+    except Exception as err:  # on a file that is not a checkpoint torch.load raises almost anything (KeyError...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"checkpoint {str(path)!r} cannot be loaded: {reason}") from err
     if not isinstance(state, dict) or "model" not in state or "config" not in state:

@@ -1,0 +1,240 @@
+"""Helpers for the hostile-use tests (test_kill_points.py, test_resume_contract.py, test_refusals.py,
+test_file_modes.py): small configs, running train.py and test.py in this process, snapshots of what is on
+disk, a stand-in for ``kill -9`` while a file is saved, and a registry with a few more names than ``TINY``.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import test as test_script  # the project's test.py
+import train
+from parse_config import Registry
+from tests.tiny import TINY, tiny_config
+from tests.tiny.models import TinyConvNet
+from utils.checkpoint import _run_order
+
+# --- configs -------------------------------------------------------------------------------------------
+
+
+def small_config(save_dir: Path, **trainer_settings: Any) -> dict[str, Any]:
+    """The tiny config on fewer samples: 64 training samples (2 batches of 32), 16 for validation, 20 for test."""
+    config = tiny_config(save_dir, **trainer_settings)
+    config["data_loader"]["args"].update(n_train=80, n_test=20)
+    return config
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def set_path(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """``config[a][b][c] = value`` for ``a.b.c`` (a missing last key is added)."""
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+# --- running the entry points ---------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    err: str
+    out: str
+
+    def error_line(self) -> str:
+        """The one ``error:`` line of a refusal; fails unless there is exactly one and no traceback."""
+        assert "Traceback" not in self.err, self.err
+        errors = [line for line in self.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, f"expected exactly one error: line, got {len(errors)}:\n{self.err}"
+        return errors[0]
+
+
+def run_train(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
+    capsys.readouterr()  # start from empty buffers
+    code = train.main([str(arg) for arg in argv], modules=modules)
+    captured = capsys.readouterr()
+    return Result(code, captured.err, captured.out)
+
+
+def run_test(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
+    capsys.readouterr()
+    code = test_script.main([str(arg) for arg in argv], modules=modules)
+    captured = capsys.readouterr()
+    return Result(code, captured.err, captured.out)
+
+
+def run_dirs(save_dir: Path, name: str = "tiny") -> list[Path]:
+    """The run folders of experiment ``name``, oldest first."""
+    experiment = Path(save_dir) / name
+    if not experiment.is_dir():
+        return []
+    return sorted((path for path in experiment.iterdir() if path.is_dir()), key=_run_order)
+
+
+def only_run(save_dir: Path, name: str = "tiny") -> Path:
+    runs = run_dirs(save_dir, name)
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+# --- what is on disk ------------------------------------------------------------------------------------
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``roots`` with its size and mtime (folders with (-1, -1), so new ones show up)."""
+    state: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")):
+            if path.is_dir():
+                state[str(path)] = (-1, -1)
+            else:
+                stat = path.stat()
+                state[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    return state
+
+
+def assert_unchanged(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> None:
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(path for path in set(before) & set(after) if before[path] != after[path])
+    assert not (added or removed or changed), f"added {added}, removed {removed}, changed {changed}"
+
+
+def assert_no_lock(save_dir: Path) -> None:
+    locks = sorted(Path(save_dir).rglob("run.lock"))
+    assert not locks, f"run.lock left behind: {locks}"
+
+
+def assert_same_weights(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], what: str) -> None:
+    assert got.keys() == expected.keys(), what
+    different = [key for key, value in expected.items() if not torch.equal(got[key], value)]
+    assert not different, f"{what}: tensors differ: {different}"
+
+
+# --- locks ----------------------------------------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The id of a process of this host that has finished (and been reaped)."""
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(process.stdout)
+
+
+def write_lock(run_dir: Path, pid: int, host: str | None = None) -> Path:
+    path = run_dir / "run.lock"
+    holder = {"pid": pid, "host": host or socket.gethostname(), "since": "2024-01-02T03:04:05"}
+    path.write_text(json.dumps(holder), encoding="utf-8")
+    return path
+
+
+# --- a kill while saving --------------------------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """Stands in for ``kill -9``: a BaseException, so nothing that handles Exceptions can swallow it."""
+
+
+@contextmanager
+def atomic_renames(kill_at: int | None = None, error: BaseException | None = None) -> Iterator[list[Path]]:
+    """Record every ``os.replace`` (the rename that ends ``utils.util.atomic_write``). With ``kill_at``, the
+    ``kill_at``-th one raises ``error`` instead of renaming, or by default ``Killed``, leaving a copy of the
+    temporary file behind as a real kill would (atomic_write removes its own on the way out)."""
+    real_replace = os.replace
+    targets: list[Path] = []
+
+    def replace(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        targets.append(Path(target))
+        if len(targets) == kill_at:
+            if error is not None:
+                raise error
+            os.link(source, f"{source}.killed.tmp")
+            raise Killed(f"killed before renaming {Path(target).name} into place")
+        real_replace(source, target, *args, **kwargs)
+
+    os.replace = replace  # type: ignore[assignment]
+    try:
+        yield targets
+    finally:
+        os.replace = real_replace
+
+
+# --- a registry with more names than TINY ---------------------------------------------------------------
+
+
+class InterruptingNet(TinyConvNet):
+    """TinyConvNet that sends this process SIGINT during its ``interrupt_at``-th forward pass in training
+    mode (evaluation and the one-batch check run in eval mode and are not counted): a Ctrl-C that arrives
+    part way through an epoch, at a step the test chooses. The trainer's handler turns it into a save."""
+
+    interrupt_at: int | None = None
+    forwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and InterruptingNet.interrupt_at is not None:
+            InterruptingNet.forwards += 1
+            if InterruptingNet.forwards == InterruptingNet.interrupt_at:
+                os.kill(os.getpid(), signal.SIGINT)
+        return super().forward(x)
+
+
+@contextmanager
+def interrupt_on_forward(number: int) -> Iterator[None]:
+    InterruptingNet.interrupt_at, InterruptingNet.forwards = number, 0
+    try:
+        yield
+    finally:
+        InterruptingNet.interrupt_at, InterruptingNet.forwards = None, 0
+
+
+def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(output, target)
+
+
+def smoothed_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(output, target, label_smoothing=0.1)
+
+
+def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output.argmax(dim=1) == target).float().mean()
+
+
+def error_rate(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output.argmax(dim=1) != target).float().mean()
+
+
+def _namespace(*members: Callable[..., Any] | type) -> types.ModuleType:
+    """A module holding ``members``; named like this one, since the registry offers only the functions
+    defined in the module it looks at."""
+    module = types.ModuleType(__name__)
+    for member in members:
+        setattr(module, member.__name__, member)
+    return module
+
+
+# Two losses and two metrics (so that a resume can change them), and a model that interrupts itself.
+EXTRA = Registry(
+    models=_namespace(TinyConvNet, InterruptingNet),
+    data_loaders=TINY.data_loaders,
+    losses=_namespace(cross_entropy, smoothed_cross_entropy),
+    metrics=_namespace(accuracy, error_rate),
+)

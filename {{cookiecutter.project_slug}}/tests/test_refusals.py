@@ -1,0 +1,567 @@
+"""Hostile input is refused with one line: a table of config mistakes (through train.py) and a table of
+malformed checkpoints (through train.py -r and, where evaluating needs what is broken, test.py -r).
+
+Each case must exit with 2, print exactly one stderr line starting ``error:`` that names the key or the
+file, print no traceback, and leave every file and folder as it was.
+"""
+
+import copy
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import train
+from tests.hostile import (
+    assert_no_lock,
+    assert_unchanged,
+    only_run,
+    run_test,
+    run_train,
+    set_path,
+    small_config,
+    snapshot,
+    write_config,
+)
+from tests.tiny import TINY
+from tests.tiny.models import TinyConvNet
+from utils.checkpoint import digest, save_checkpoint
+
+DELETE = object()  # in ``changes``: remove the key
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+
+
+@dataclass
+class Mistake:
+    """A config mistake: ``changes`` to the small config (dotted keys; DELETE removes one), extra command
+    line ``args``, or ``raw`` bytes for the whole file (None: no file at all). ``expect`` must appear in the
+    error line; ``<config>`` in it stands for the config file's path. ``<tmp>`` in a value stands for the
+    test's folder, where a file named ``occupied`` exists."""
+
+    expect: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    raw: bytes | None | str = "json"
+
+
+def case(case_id: str, expect: str, marks: Any = (), **kwargs: Any) -> Any:
+    return pytest.param(Mistake(expect, **kwargs), id=case_id, marks=marks)
+
+
+TRAINER_WRONG_TYPES = {
+    "epochs": "3",
+    "save_dir": 5,
+    "save_period": 1.5,
+    "keep_last": True,
+    "verbosity": "1",
+    "monitor": 1,
+    "early_stop": None,
+    "nonfinite_loss": 0,
+    "amp": True,
+    "compile": False,
+    "channels_last": "yes",
+    "sync_batchnorm": 1,
+    "grad_accum_steps": 2.0,
+    "grad_clip_norm": "1",
+    "tensorboard": "false",
+    "log_step": [],
+}
+TRAINER_OUT_OF_RANGE = {
+    "epochs": 0,
+    "save_period": 0,
+    "keep_last": -1,
+    "verbosity": 3,
+    "early_stop": -1,
+    "grad_accum_steps": 0,
+    "grad_clip_norm": 0,
+    "log_step": 0,
+    "nonfinite_loss": "ignore",
+    "amp": "fp8",
+    "compile": "fast",
+}
+STEP_LR = {"type": "StepLR", "args": {"step_size": 1}}
+
+CONFIG_MISTAKES = [
+    # unknown keys, at every level, with a did-you-mean where one is close
+    case("unknown-top-level-key", "nmae: unknown key; did you mean 'name'?", changes={"nmae": "x"}),
+    case("unknown-trainer-key", "trainer.epoch: unknown key; did you mean 'epochs'?", changes={"trainer.epoch": 3}),
+    case("unknown-arch-key", "arch.typ: unknown key; did you mean 'type'?", changes={"arch.typ": "TinyConvNet"}),
+    case(
+        "unknown-data_loader-key", "data_loader.arg: unknown key; did you mean 'args'?", changes={"data_loader.arg": {}}
+    ),
+    case(
+        "unknown-optimizer-key", "optimizer.tpye: unknown key; did you mean 'type'?", changes={"optimizer.tpye": "SGD"}
+    ),
+    case(
+        "unknown-lr_scheduler-key",
+        "lr_scheduler.gama: unknown key",
+        changes={"lr_scheduler": {**STEP_LR, "gama": 0.5}},
+    ),
+    case("unknown-metrics-key", "metric: unknown key; did you mean 'metrics'?", changes={"metric": ["accuracy"]}),
+    case(
+        "unknown-loader-arg",
+        "data_loader.args.batchsize: unknown key; did you mean 'batch_size'?",
+        changes={"data_loader.args.batchsize": 16},
+    ),
+    case("unknown-optimizer-arg", "optimizer.args: Adam does not accept", changes={"optimizer.args.lrr": 0.1}),
+    case("unknown-arch-arg", "arch.args: TinyConvNet does not accept", changes={"arch.args.num_class": 3}),
+    case(
+        "unknown-scheduler-arg",
+        "lr_scheduler.args: StepLR does not accept",
+        changes={"lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gama": 0.5}}},
+    ),
+    case("unknown-set-path", "trainer.nope: unknown key", args=["--set", "trainer.nope=1"]),
+    case("unknown-set-nested-path", "--set trainer.nope.x: unknown key", args=["--set", "trainer.nope.x=1"]),
+    # wrong types, for every trainer key
+    *(
+        case(f"type-trainer.{key}", f"trainer.{key}: expected", changes={f"trainer.{key}": value})
+        for key, value in TRAINER_WRONG_TYPES.items()
+    ),
+    # out of range
+    *(
+        case(f"range-trainer.{key}", f"trainer.{key}: expected", changes={f"trainer.{key}": value})
+        for key, value in TRAINER_OUT_OF_RANGE.items()
+    ),
+    # monitor text
+    case("monitor-unknown-mode", "trainer.monitor:", changes={"trainer.monitor": "lowest val_loss"}),
+    case("monitor-no-metric", "trainer.monitor:", changes={"trainer.monitor": "min"}),
+    case("monitor-extra-word", "trainer.monitor:", changes={"trainer.monitor": "min val_loss extra"}),
+    case("monitor-empty", "trainer.monitor:", changes={"trainer.monitor": ""}),
+    case(
+        "monitor-not-measured",
+        "trainer.monitor: 'val_nothing' is not measured",
+        changes={"trainer.monitor": "max val_nothing"},
+    ),
+    case(
+        "monitor-val-without-split",
+        "trainer.monitor: 'val_loss' is not measured",
+        changes={"data_loader.args.validation_split": 0},
+    ),
+    # names of classes and functions
+    case(
+        "unknown-arch",
+        "arch.type: unknown name 'TinyConvNett'; did you mean 'TinyConvNet'?",
+        changes={"arch.type": "TinyConvNett"},
+    ),
+    case("abstract-arch", "arch.type: unknown name 'BaseModel'", changes={"arch.type": "BaseModel"}),
+    case(
+        "unknown-data_loader",
+        "data_loader.type: unknown name 'TinyTensorLoadr'",
+        changes={"data_loader.type": "TinyTensorLoadr"},
+    ),
+    case(
+        "base-data_loader",
+        "data_loader.type",
+        changes={"data_loader.type": "BaseDataLoader", "data_loader.args": {"batch_size": 32, "validation_split": 0.2}},
+    ),
+    case(
+        "unknown-optimizer",
+        "optimizer.type: unknown name 'Adamm'; did you mean 'Adam'?",
+        changes={"optimizer.type": "Adamm"},
+    ),
+    case("base-optimizer", "optimizer", changes={"optimizer.type": "Optimizer"}),
+    case("closure-optimizer", "optimizer.type: LBFGS", changes={"optimizer.type": "LBFGS"}),
+    case(
+        "unknown-scheduler",
+        "lr_scheduler.type: unknown name 'StepLr'",
+        changes={"lr_scheduler": {"type": "StepLr", "args": {"step_size": 1}}},
+    ),
+    case("abstract-scheduler", "lr_scheduler", changes={"lr_scheduler": {"type": "LRScheduler", "args": {}}}),
+    case("unknown-loss", "loss: unknown name 'crossentropy'", changes={"loss": "crossentropy"}),
+    case(
+        "unknown-metric", "metrics: unknown name 'acuracy'; did you mean 'accuracy'?", changes={"metrics": ["acuracy"]}
+    ),
+    case("loss-as-metric", "metrics: unknown name 'cross_entropy'", changes={"metrics": ["cross_entropy"]}),
+    # constructor arguments
+    case("adam-one-beta", "optimizer.args: Adam rejected its arguments", changes={"optimizer.args.betas": [0.9]}),
+    case(
+        "adam-beta-above-1", "optimizer.args: Adam rejected its arguments", changes={"optimizer.args.betas": [0.9, 1.5]}
+    ),
+    case("adam-negative-lr", "optimizer.args: Adam rejected its arguments: Invalid learning rate", args=["--lr", "-1"]),
+    case(
+        "steplr-step_size-0",
+        "lr_scheduler.args: StepLR fails when stepped",
+        changes={"lr_scheduler": {"type": "StepLR", "args": {"step_size": 0}}},
+    ),
+    case(
+        "steplr-gamma-text",
+        "lr_scheduler.args: StepLR",
+        changes={"lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gamma": "x"}}},
+    ),
+    case(
+        "cosine-T_max-0",
+        "lr_scheduler.args: CosineAnnealingLR fails when stepped",
+        changes={"lr_scheduler": {"type": "CosineAnnealingLR", "args": {"T_max": 0}}},
+    ),
+    case(
+        "onecycle-too-few-steps",
+        "lr_scheduler.args: OneCycleLR fails when stepped",
+        changes={"lr_scheduler": {"type": "OneCycleLR", "args": {"max_lr": 0.1, "total_steps": 1}}},
+    ),
+    case(
+        "plateau-mode-against-monitor",
+        "lr_scheduler.args.mode: 'max' disagrees with trainer.monitor",
+        changes={"lr_scheduler": {"type": "ReduceLROnPlateau", "args": {"mode": "max"}}},
+    ),
+    case(
+        "sequential-without-schedulers",
+        "lr_scheduler.args: SequentialLR does not accept",
+        changes={"lr_scheduler": {"type": "SequentialLR", "args": {}}},
+    ),
+    case("dropout-above-1", "arch.args: TinyConvNet rejected its arguments", changes={"arch.args.dropout": 2}),
+    case("width-text", "arch.args: TinyConvNet rejected its arguments", changes={"arch.args.width": "8"}),
+    case("batch_size-0", "data_loader.args.batch_size: expected an integer >= 1, got 0", args=["--bs", "0"]),
+    case(
+        "validation_split-all",
+        "data_loader.args.validation_split: 1.0 leaves no training data",
+        changes={"data_loader.args.validation_split": 1.0},
+    ),
+    case(
+        "validation_split-negative",
+        "data_loader.args.validation_split: expected",
+        changes={"data_loader.args.validation_split": -0.1},
+    ),
+    case(
+        "num_workers-negative", "data_loader.args.num_workers: expected", changes={"data_loader.args.num_workers": -1}
+    ),
+    case(
+        "device_resident-yes",
+        "data_loader.args.device_resident: expected",
+        changes={"data_loader.args.device_resident": "yes"},
+    ),
+    case("loader-args-list", "data_loader.args: expected an object", changes={"data_loader.args": []}),
+    # the model against the data
+    case(
+        "num_classes-too-small",
+        "arch.args.num_classes: TinyConvNet outputs 2 classes",
+        changes={"arch.args.num_classes": 2},
+    ),
+    case("in_channels-wrong", "arch: TinyConvNet cannot take the data's batches", changes={"arch.args.in_channels": 3}),
+    # name, seed and the other top-level keys
+    case("name-empty", "name: expected a plain folder name", changes={"name": ""}),
+    case("name-dot", "name: expected a plain folder name", changes={"name": "."}),
+    case("name-dotdot", "name: expected a plain folder name", changes={"name": ".."}),
+    case("name-escapes", "name: expected a plain folder name", changes={"name": "../../x"}),
+    case("name-absolute", "name: expected a plain folder name", changes={"name": "/abs"}),
+    case("name-backslash", "name: expected a plain folder name", changes={"name": "a\\b"}),
+    case("name-too-long", "name: expected a plain folder name", changes={"name": "x" * 300}),
+    case(
+        "name-too-long-in-bytes",
+        "name: expected a plain folder name",
+        changes={"name": "é" * 130},
+    ),
+    case("name-lone-surrogate", "name: expected a plain folder name", changes={"name": "\ud800"}),
+    case("seed-negative", "seed: expected an integer from 0 to 2**32 - 1, got -1", changes={"seed": -1}),
+    case("seed-huge", "seed: expected an integer from 0 to 2**32 - 1", changes={"seed": 10**30}),
+    case("seed-text", "seed: expected", changes={"seed": "1"}),
+    case("seed-bool", "seed: expected", changes={"seed": True}),
+    case("seed-float", "seed: expected", changes={"seed": 1.5}),
+    case("deterministic-text", "deterministic: expected", changes={"deterministic": "yes"}),
+    case("device-number", "device: expected", changes={"device": 5}),
+    case("arch-missing", "arch: missing", changes={"arch": DELETE}),
+    case("loss-missing", "loss: missing", changes={"loss": DELETE}),
+    case("metrics-text", "metrics: expected", changes={"metrics": "accuracy"}),
+    case("lr_scheduler-text", "lr_scheduler: expected", changes={"lr_scheduler": "StepLR"}),
+    case("trainer-list", "trainer: expected", changes={"trainer": []}),
+    case(
+        "save_dir-is-a-file",
+        "trainer.save_dir: cannot create a run folder",
+        changes={"trainer.save_dir": "<tmp>/occupied"},
+    ),
+    # the file itself
+    case("file-missing", "config file '<config>' does not exist", raw=None),
+    case("file-not-utf8", "config file '<config>' is not UTF-8", raw='{"name": "caf\xe9"}'.encode("latin-1")),
+    case("file-not-json", "config file '<config>' is not valid JSON", raw=b'{"name": "tiny",}'),
+    case("file-empty", "config file '<config>' is not valid JSON", raw=b""),
+    case("file-nested-100000", "config file '<config>' is nested too deeply", raw=b"[" * 100_000 + b"]" * 100_000),
+    case("file-top-level-list", "config: expected a JSON object", raw=b"[1, 2]"),
+    # --set and the other flags
+    case("set-bad-json", "--set 'trainer.epochs=[1,': '[1,' is not a JSON value", args=["--set", "trainer.epochs=[1,"]),
+    case("set-without-value", "--set 'trainer.epochs': expected KEY.PATH=VALUE", args=["--set", "trainer.epochs"]),
+    case("set-list-index", "--set metrics.3: metrics is a list of 1", args=["--set", "metrics.3=accuracy"]),
+    case("set-into-a-number", "--set seed.value: seed holds 1", args=["--set", "seed.value=1"]),
+    case("device-tpu", "device: unknown device 'tpu'", args=["-d", "tpu"]),
+    case("device-mps", "device: 'mps' is not supported", args=["-d", "mps"]),
+    case("device-cuda-7", "device: 'cuda:7' asked for", args=["-d", "cuda:7"]),
+    case(
+        "device-cuda",
+        "device: 'cuda' asked for, but this machine has no usable CUDA GPU",
+        args=["-d", "cuda"],
+        marks=NO_GPU,
+    ),
+]
+
+
+def prepare_config(tmp_path: Path, mistake: Mistake) -> Path:
+    path = tmp_path / "config.json"
+    (tmp_path / "occupied").write_text("a file where a folder should be\n", encoding="utf-8")
+    if mistake.raw is None:
+        return path
+    if isinstance(mistake.raw, bytes):
+        path.write_bytes(mistake.raw)
+        return path
+    config = small_config(tmp_path / "saved")
+    for key, value in mistake.changes.items():
+        if value is DELETE:
+            *parents, last = key.split(".")
+            node = config
+            for part in parents:
+                node = node[part]
+            del node[last]
+        else:
+            value = copy.deepcopy(value)
+            set_path(config, key, value.replace("<tmp>", str(tmp_path)) if isinstance(value, str) else value)
+    return write_config(path, config)
+
+
+def test_the_config_table_is_big_enough() -> None:
+    assert len(CONFIG_MISTAKES) >= 60
+
+
+@pytest.mark.parametrize("mistake", CONFIG_MISTAKES)
+def test_config_mistake_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], mistake: Mistake) -> None:
+    path = prepare_config(tmp_path, mistake)
+    before = snapshot(tmp_path)
+    result = run_train(capsys, "-c", path, *mistake.args)
+    assert result.code == 2, result.err
+    line = result.error_line()
+    assert mistake.expect.replace("<config>", str(path)) in line, line
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+# --- malformed checkpoints ------------------------------------------------------------------------------
+
+
+@dataclass
+class Good:
+    """A real checkpoint: the run folder, its state (digest removed) and its bytes."""
+
+    run_dir: Path
+    state: dict[str, Any]
+    data: bytes
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory, logging_restored_after_module: None) -> Good:
+    folder = tmp_path_factory.mktemp("good")
+    config = write_config(folder / "config.json", small_config(folder / "saved", epochs=1))
+    assert train.main(["-c", str(config)], modules=TINY) == 0
+    run_dir = only_run(folder / "saved")
+    data = (run_dir / "last.pth").read_bytes()
+    state = torch.load(run_dir / "last.pth", weights_only=True)
+    del state["digest"]
+    return Good(run_dir, state, data)
+
+
+Maker = Callable[[Path, Good], None]  # writes the checkpoint at the path it is given
+
+
+def saved(change: Callable[[dict[str, Any]], dict[str, Any]]) -> Maker:
+    """The good state, changed, saved as the trainer saves (with a digest that matches the change)."""
+    return lambda path, good: save_checkpoint(change(copy.deepcopy(good.state)), path)
+
+
+def without(key: str) -> Maker:
+    return saved(lambda state: {name: value for name, value in state.items() if name != key})
+
+
+def with_value(key: str, value: Any) -> Maker:
+    return saved(lambda state: {**state, key: value})
+
+
+def raw_bytes(data: bytes) -> Maker:
+    return lambda path, good: path.write_bytes(data)
+
+
+def make_folder(path: Path, good: Good) -> None:
+    path.mkdir()
+
+
+def make_truncated(path: Path, good: Good) -> None:
+    path.write_bytes(good.data[: len(good.data) // 2])
+
+
+class Planted:
+    """Pickled by torch.save as a call to os.mkdir: a weights_only load must refuse to make it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return os.mkdir, (str(self.marker),)
+
+
+def make_pickled_object(path: Path, good: Good) -> None:
+    torch.save({**good.state, "model": Planted(path.parent / "planted")}, path)
+
+
+def make_foreign_optimizer(path: Path, good: Good) -> None:
+    other = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
+    save_checkpoint({**good.state, "optimizer": other.state_dict()}, path)
+
+
+def make_changed_weight_old_digest(path: Path, good: Good) -> None:
+    state = copy.deepcopy(good.state)
+    state["model"]["head.1.weight"][0, 0] += 1
+    torch.save({**state, "digest": digest(good.state)}, path)
+
+
+def make_flipped_byte(path: Path, good: Good) -> None:
+    """One bit flipped inside the stored bytes of a weight tensor (found by its contents in the file)."""
+    tensor = good.state["model"]["head.1.weight"].contiguous().numpy().tobytes()
+    data = bytearray(good.data)
+    start = data.find(tensor)
+    assert start > 0 and data.count(tensor) == 1
+    data[start + len(tensor) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def make_other_width(path: Path, good: Good) -> None:
+    save_checkpoint({**good.state, "model": TinyConvNet(width=6).state_dict()}, path)
+
+
+def rng_with(name: str, value: Any) -> Maker:
+    return saved(lambda state: {**state, "rng": {**state["rng"], name: value}})
+
+
+def mid_epoch(**point: Any) -> Maker:
+    sums = {"names": ["loss", "accuracy"], "sums": torch.zeros(2, dtype=torch.float64), "count": 0}
+    return saved(lambda state: {**state, "mid_epoch": {"epoch": 2, "step": 1, "metric_sums": sums, **point}})
+
+
+def monitor_with(**values: Any) -> Maker:
+    return saved(lambda state: {**state, "monitor": {**state["monitor"], **values}})
+
+
+@dataclass
+class Broken:
+    """A malformed checkpoint: how to make it, what the error line names (``<path>``: the file), and
+    whether test.py must refuse it too (it needs only arch, epoch, config and model)."""
+
+    make: Maker
+    expect: str = "<path>"
+    evaluation_refuses: bool = True
+
+
+def broken(case_id: str, make: Maker, expect: str = "<path>", evaluation_refuses: bool = True, marks: Any = ()) -> Any:
+    return pytest.param(Broken(make, expect, evaluation_refuses), id=case_id, marks=marks)
+
+
+MALFORMED_CHECKPOINTS = [
+    broken("no-such-file", lambda path, good: None),
+    broken("a-folder", make_folder),
+    broken("text-file", raw_bytes(b"hello, I am not a checkpoint\n")),
+    broken("three-bytes", raw_bytes(b"abc")),
+    broken("empty-file", raw_bytes(b"")),
+    broken("zeros", raw_bytes(bytes(4096))),
+    broken("truncated", make_truncated),
+    broken("pickled-object", make_pickled_object),
+    broken("top-level-list", lambda path, good: torch.save([1, 2, 3], path)),
+    *(broken(f"missing-{key}", without(key)) for key in ("arch", "epoch", "model", "config")),
+    *(
+        broken(f"missing-{key}", without(key), evaluation_refuses=False)
+        for key in ("optimizer", "lr_scheduler", "grad_scaler", "monitor", "rng")
+    ),
+    broken("model-is-a-list", saved(lambda state: {**state, "model": list(state["model"].values())})),
+    broken("model-holds-a-number", saved(lambda state: {**state, "model": {**state["model"], "extra": 1}})),
+    broken("epoch-is-text", with_value("epoch", "1")),
+    broken("epoch-negative", with_value("epoch", -1)),
+    broken("epoch-is-bool", with_value("epoch", True)),
+    broken("config-is-a-list", with_value("config", [1])),
+    broken(
+        "config-without-arch", saved(lambda state: {**state, "config": {"data_loader": state["config"]["data_loader"]}})
+    ),
+    broken("config-invalid-seed", saved(lambda state: {**state, "config": {**state["config"], "seed": -1}}), "seed:"),
+    broken(
+        "another-projects-architecture",
+        saved(lambda state: {**state, "config": {**state["config"], "arch": {"type": "ResNet18", "args": {}}}}),
+        "arch.type: unknown name 'ResNet18'",
+    ),
+    broken("weights-of-another-width", make_other_width),
+    broken("arch-name-mismatch", with_value("arch", "ResNet18"), "arch.type", evaluation_refuses=False),
+    broken("optimizer-is-text", with_value("optimizer", "adam"), evaluation_refuses=False),
+    broken("optimizer-of-another-model", make_foreign_optimizer, evaluation_refuses=False),
+    broken("lr_scheduler-is-text", with_value("lr_scheduler", "StepLR"), evaluation_refuses=False),
+    broken("rng-torch-wrong-shape", rng_with("torch", torch.zeros(3, dtype=torch.uint8)), evaluation_refuses=False),
+    broken(
+        "rng-numpy-wrong-length",
+        rng_with("numpy", {"key": [1, 2], "pos": 0, "has_gauss": 0, "gauss": 0.0}),
+        evaluation_refuses=False,
+    ),
+    broken("rng-python-wrong-version", rng_with("python", [1, 2]), evaluation_refuses=False),
+    broken("monitor-incomplete", with_value("monitor", {"text": "min val_loss"}), evaluation_refuses=False),
+    broken("monitor-best-is-text", monitor_with(best="low"), evaluation_refuses=False),
+    broken("digest-wrong", lambda path, good: torch.save({**good.state, "digest": "0" * 64}, path)),
+    broken("weight-changed-old-digest", make_changed_weight_old_digest),
+    broken("byte-flipped-in-file", make_flipped_byte),
+    broken(
+        "mid_epoch-without-step", saved(lambda state: {**state, "mid_epoch": {"epoch": 2}}), evaluation_refuses=False
+    ),
+    broken("mid_epoch-step-is-text", mid_epoch(step="1"), evaluation_refuses=False),
+    broken("mid_epoch-step-past-the-end", mid_epoch(step=99), evaluation_refuses=False),
+    broken(
+        "mid_epoch-sums-of-other-metrics",
+        mid_epoch(metric_sums={"names": ["x"], "sums": torch.zeros(1, dtype=torch.float64), "count": 0}),
+        evaluation_refuses=False,
+    ),
+]
+
+
+def test_the_checkpoint_table_is_big_enough() -> None:
+    assert len(MALFORMED_CHECKPOINTS) >= 20
+
+
+@pytest.mark.parametrize("bad", MALFORMED_CHECKPOINTS)
+def test_malformed_checkpoint_is_one_line(
+    good: Good, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: Broken
+) -> None:
+    path = tmp_path / "bad.pth"
+    bad.make(path, good)
+    expect = bad.expect.replace("<path>", str(path))
+    before = snapshot(tmp_path, good.run_dir)
+
+    result = run_train(capsys, "-r", path, "--set", "trainer.epochs=2")
+    assert result.code == 2, result.err
+    assert expect in result.error_line(), result.err
+    assert_unchanged(before, snapshot(tmp_path, good.run_dir))
+    assert_no_lock(tmp_path)
+    if bad.evaluation_refuses:
+        result = run_test(capsys, "-r", path)
+        assert result.code == 2, result.err
+        assert expect in result.error_line(), result.err
+        assert_unchanged(before, snapshot(tmp_path, good.run_dir))
+
+
+def test_test_py_refuses_weights_that_do_not_fit_the_asked_architecture(
+    good: Good, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(good.run_dir)
+    result = run_test(capsys, "-r", good.run_dir / "last.pth", "--set", "arch.args.width=6")
+    assert result.code == 2
+    line = result.error_line()
+    assert str(good.run_dir / "last.pth") in line and "does not fit TinyConvNet" in line, line
+    assert_unchanged(before, snapshot(good.run_dir))
+
+
+def test_a_checkpoint_that_cannot_be_read_is_one_line(
+    good: Good, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permissions cannot stop root, so the read itself fails here."""
+    path = tmp_path / "last.pth"
+    path.write_bytes(good.data)
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(torch, "load", unreadable)
+    before = snapshot(tmp_path)
+    for run in (run_train, run_test):
+        result = run(capsys, "-r", path)
+        assert result.code == 2
+        assert str(path) in result.error_line() and "Permission denied" in result.error_line()
+    assert_unchanged(before, snapshot(tmp_path))

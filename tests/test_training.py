@@ -194,3 +194,42 @@ def test_benchmark_command_prints_the_table(default_project: Path) -> None:
     assert [row.split()[0] for row in rows] == ["hand-written", "Trainer"]
     assert all(float(row.split()[1]) > 0 for row in rows)
     assert ratio.startswith("ratio Trainer/hand-written: time ")
+
+
+OFFLINE_RUN = """
+import sys, urllib.error, urllib.request
+
+def no_network(*args, **kwargs):
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+urllib.request.urlopen = no_network  # what torchvision downloads with
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("dataset", "download", "message"),
+    [
+        ("cifar10", "true", "data_loader.args.download: CIFAR10 could not be downloaded"),
+        ("fashion_mnist", "true", "data_loader.args.download: FashionMNIST could not be downloaded"),
+        ("mnist", "true", "data_loader.args.download: MNIST could not be downloaded"),
+        ("mnist", "false", "data_loader.args.data_dir: MNIST not found under"),
+    ],
+)
+def test_a_dataset_that_cannot_be_downloaded_is_one_line(
+    cookies, tmp_path: Path, dataset: str, download: str, message: str
+) -> None:
+    project = Path(cookies.bake(extra_context={"dataset": dataset}).project_path)
+    data_dir = json.dumps(str(tmp_path / "data"))
+    save_dir = json.dumps(str(tmp_path / "s"))
+    result = run_project(
+        project, "-c", OFFLINE_RUN, "-d", "cpu", "--set", f"data_loader.args.data_dir={data_dir}",
+        "--set", f"data_loader.args.download={download}", "--set", f"trainer.save_dir={save_dir}",
+    )  # fmt: skip
+    assert result.returncode == 2, describe(result)
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}") and "Traceback" not in result.stderr
+    fix = "set data_loader.args.download to false" if download == "true" else "set data_loader.args.download to true"
+    assert fix in line
+    assert not (tmp_path / "s").exists()

@@ -56,14 +56,16 @@ class TorchvisionDataLoader(BaseDataLoader):
         name = self.dataset_class.__name__
         try:
             dataset = self.dataset_class(root=self.data_dir, train=split == "train", download=self.download)
-        except OSError as err:  # no network: urllib's URLError is an OSError
+        except (OSError, RuntimeError) as err:  # no network (urllib's URLError is an OSError), or no files
+            if self.download:
+                raise UsageError(
+                    f"data_loader.args.download: {name} could not be downloaded into {self.data_dir!r} ({err}); "
+                    "check the network, or copy the dataset there and set data_loader.args.download to false"
+                ) from None
             raise UsageError(
-                f"data_loader.args.download: {name} could not be downloaded ({err}); check the network, or copy "
-                f"the dataset under {self.data_dir!r} and set data_loader.args.download to false"
+                f"data_loader.args.data_dir: {name} not found under {self.data_dir!r}; "
+                "set data_loader.args.download to true, or point data_dir at a copy"
             ) from None
-        except RuntimeError:
-            fix = "point data_dir at a copy" if self.download else "set data_loader.args.download to true"
-            raise UsageError(f"data_loader.args.data_dir: {name} not found under {self.data_dir!r}; {fix}") from None
         images = torch.as_tensor(dataset.data)
         # MNIST-like data is N x H x W, CIFAR-10's N x H x W x C: both become N x C x H x W.
         images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)

@@ -50,8 +50,9 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
     except UsageError as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
-        log_to_files(f"error: {err}")
+        message = "error: " + " ".join(str(err).split())  # one line, whatever the cause's text holds
+        print(message, file=sys.stderr)
+        log_to_files(message)
         return 2
     except NonFiniteLossError as err:
         logger.error("error: %s", err)

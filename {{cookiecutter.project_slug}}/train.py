@@ -182,12 +182,13 @@ def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:
 
 
 def train(args: argparse.Namespace, modules: Registry) -> None:
+    earlier = setup_logging(None)  # until the config says how much to log; kept for train.log
     start = plan_start(args)
     config = start.config
     device = resolve_device(config.device)
     if launched_by_torchrun():
         device = init_distributed(device)
-    setup_logging(None, config.trainer.verbosity, rank())  # console only until the run folder exists
+    earlier = setup_logging(None, config.trainer.verbosity, rank(), earlier)  # train.log does not exist yet
     if start.continue_in is not None:
         on_rank_0(RunLock(start.continue_in).acquire)  # a run that is live elsewhere: refused before anything else
     run_dir = start.continue_in
@@ -199,7 +200,7 @@ def train(args: argparse.Namespace, modules: Registry) -> None:
         trainer.check_one_batch()
         run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
         on_rank_0(lambda: record_resume_config(start))
-        setup_logging(run_dir / "train.log", config.trainer.verbosity, rank())
+        setup_logging(run_dir / "train.log", config.trainer.verbosity, rank(), earlier)
         logger.info("Run folder: %s", run_dir)
         log_setup(config, trainer, device)
         fit(trainer, config, run_dir)
@@ -224,7 +225,6 @@ def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
     args = parse_args(argv)
-    setup_logging(None)  # until the config says how much to log
     return run_command(lambda: train(args, modules), args.debug)
 
 

@@ -108,6 +108,7 @@ def test_resume_overrides_of_optimizer_and_scheduler_args_take_effect(
         "lr_scheduler.args.gamma: 0.5 -> 0.1 (override)",
     ):
         assert line in result.err, result.err
+        assert line in (run_dir / "train.log").read_text(encoding="utf-8"), "train.log tells what changed too"
     last = load_checkpoint(run_dir / "last.pth", resume=True)
     assert last["epoch"] == 3
     assert last["metrics"]["lr"] == 0.003, "epoch 3 trained with the new learning rate"

@@ -37,6 +37,7 @@ PROJECT_FILES = {
     "trainer/checkpoint.py",
     "trainer/monitor.py",
     "trainer/resume.py",
+    "trainer/schedule.py",
     "trainer/settings.py",
     "trainer/trainer.py",
     "utils/__init__.py",

@@ -46,6 +46,16 @@ class ObjectSpec:
     args: dict = setting({}, "an object of keyword arguments")
 
 
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """``lr_scheduler``: a class in torch.optim.lr_scheduler, its arguments, how it is stepped (trainer/schedule.py)."""
+
+    type: str = setting(REQUIRED, "the name of a class in torch.optim.lr_scheduler")
+    args: dict = setting({}, "an object of keyword arguments")
+    interval: str | None = setting(None, "null, 'epoch' or 'step'", lambda v: v in ("epoch", "step"))
+    warmup_steps: int = setting(0, "an integer >= 0 (optimizer steps of linear warmup)", lambda v: v >= 0)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration of one run, validated; ``to_dict()`` is what the run records."""
@@ -61,7 +71,7 @@ class Config:
     optimizer: ObjectSpec = setting(REQUIRED, _OBJECT)
     loss: str = setting(REQUIRED, "the name of a function in model/loss.py")
     metrics: list[str] = setting(REQUIRED, "a list of function names from model/metric.py")
-    lr_scheduler: ObjectSpec | None = setting(None, f"null or {_OBJECT}")
+    lr_scheduler: SchedulerSpec | None = setting(None, f"null or {_OBJECT}")
     trainer: TrainerSettings = setting(TrainerSettings(), "an object of trainer settings")
 
     @classmethod

@@ -121,7 +121,8 @@ def test_tiny_config_is_valid_and_complete_after_loading(config: dict[str, Any])
     ("path", "value"),
     [
         ("lr_scheduler", None),
-        ("lr_scheduler", {"type": "StepLR", "args": {"step_size": 2}}),
+        ("lr_scheduler", {"type": "StepLR", "args": {"step_size": 2}, "interval": None, "warmup_steps": 0}),
+        ("lr_scheduler", {"type": "CosineAnnealingLR", "args": {}, "interval": "step", "warmup_steps": 10}),
         ("trainer.monitor", "off"),
         ("trainer.monitor", "max val_accuracy"),
         ("trainer.early_stop", 0),

@@ -199,8 +199,23 @@ CONFIG_MISTAKES = [
         changes={"lr_scheduler": {"type": "CosineAnnealingLR", "args": {"T_max": 0}}},
     ),
     case(
+        "schedule-interval-unknown",
+        "lr_scheduler.interval: expected null, 'epoch' or 'step'",
+        changes={"lr_scheduler": {"type": "StepLR", "args": {"step_size": 1}, "interval": "hour"}},
+    ),
+    case(
+        "warmup-stepped-per-epoch",
+        "lr_scheduler.interval: a warmup is stepped per optimizer step",
+        changes={"lr_scheduler": {"type": "StepLR", "args": {"step_size": 1}, "interval": "epoch", "warmup_steps": 3}},
+    ),
+    case(
+        "warmup-before-plateau",
+        "lr_scheduler.warmup_steps: ReduceLROnPlateau cannot follow a warmup",
+        changes={"lr_scheduler": {"type": "ReduceLROnPlateau", "args": {}, "warmup_steps": 3}},
+    ),
+    case(
         "onecycle-too-few-steps",
-        "lr_scheduler.args: OneCycleLR fails when stepped",
+        "lr_scheduler.args.total_steps: 1 is fewer than the run's",
         changes={"lr_scheduler": {"type": "OneCycleLR", "args": {"max_lr": 0.1, "total_steps": 1}}},
     ),
     case(

@@ -2,12 +2,13 @@
 mistake found here leaves no run folder behind."""
 
 import inspect
+import math
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from base.base_data_loader import BaseDataLoader
-from parse_config import Config, ObjectSpec, Registry, build, lookup_function
+from parse_config import Config, Registry, build, lookup_function
+from trainer.schedule import build_schedule, check_schedule_steps, is_per_step
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
 from utils.errors import UsageError
@@ -28,19 +29,6 @@ def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, 
     return criterion, metrics
 
 
-def check_schedule_steps(spec: ObjectSpec) -> None:
-    """Step the schedule twice on a throwaway optimizer: arguments that fail only when stepped
-    (``step_size`` 0, an abstract class) then fail before anything is trained or written."""
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    scheduler = build(spec, "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, optimizer)
-    try:
-        for _ in range(2):
-            optimizer.step()
-            scheduler.step(0.0) if isinstance(scheduler, ReduceLROnPlateau) else scheduler.step()
-    except Exception as err:
-        raise UsageError(f"lr_scheduler.args: {spec.type} fails when stepped ({err})") from None
-
-
 def check_optimizer_steps(optimizer: torch.optim.Optimizer) -> None:
     """The training step calls ``optimizer.step()`` without arguments: refuse an optimizer that needs a closure."""
     closure = inspect.signature(optimizer.step).parameters.get("closure")
@@ -59,16 +47,18 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
     criterion, metrics = build_loss_and_metrics(config, registry)
     optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
     check_optimizer_steps(optimizer)
-    lr_scheduler = None
-    if config.lr_scheduler is not None:
-        check_schedule_steps(config.lr_scheduler)
-        lr_scheduler = build(config.lr_scheduler, "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, optimizer)
+    lr_scheduler, spec = None, config.lr_scheduler
+    steps_per_epoch = math.ceil(len(train_loader) / config.trainer.grad_accum_steps)
+    if spec is not None:
+        check_schedule_steps(spec, config.trainer.epochs, steps_per_epoch)
+        lr_scheduler = build_schedule(spec, optimizer, config.trainer.epochs, steps_per_epoch)
     return Trainer(
         model=model,
         criterion=criterion,
         metrics=metrics,
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
+        schedule_per_step=spec is not None and is_per_step(spec),
         train_loader=train_loader,
         valid_loader=valid_loader,
         settings=config.trainer,

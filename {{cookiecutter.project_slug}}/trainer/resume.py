@@ -19,12 +19,16 @@ import logging
 from typing import Any
 
 from parse_config import Config
+from trainer.schedule import is_per_step, main_schedule
 from trainer.trainer import Trainer
 from utils.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-FIXED = ("arch", "seed", "data_loader.type", "data_loader.args.validation_split", "optimizer.type", "lr_scheduler.type")
+FIXED = ("arch", "seed", "data_loader.type", "data_loader.args.validation_split", "optimizer.type", "lr_scheduler.type",
+         "lr_scheduler.interval", "lr_scheduler.warmup_steps")  # fmt: skip
+# A schedule stepped per optimizer step was laid out over the run's steps: its length stays.
+FIXED_PER_STEP = ("trainer.epochs", "trainer.grad_accum_steps", "data_loader.args.batch_size")
 FIXED_WITHIN_AN_EPOCH = ("data_loader", "loss", "metrics", "trainer.grad_accum_steps")
 
 
@@ -56,6 +60,11 @@ def check_changes(recorded: Config, config: Config, mid_epoch: dict[str, Any] | 
                 f"{top}: cannot change when resuming (the checkpoint has {was}); keep it, or start a new run "
                 "with -c (add --init-from CHECKPOINT to start from the checkpoint's weights)"
             )
+        if recorded.lr_scheduler is not None and is_per_step(recorded.lr_scheduler) and _under(path, FIXED_PER_STEP):
+            raise UsageError(
+                f"{path}: cannot change when resuming: the lr_scheduler is stepped per optimizer step over the run's "
+                "length; start a new run with -c and --init-from CHECKPOINT instead"
+            )
         if mid_epoch is not None and _under(path, FIXED_WITHIN_AN_EPOCH):
             epoch = mid_epoch["epoch"]
             raise UsageError(
@@ -79,7 +88,7 @@ def apply_overrides(trainer: Trainer, recorded: Config, config: Config) -> None:
     if trainer.lr_scheduler is not None and recorded.lr_scheduler is not None and config.lr_scheduler is not None:
         for key, value in config.lr_scheduler.args.items():
             if recorded.lr_scheduler.args.get(key) != value:
-                _set_scheduler_arg(trainer.lr_scheduler, key, value)
+                _set_scheduler_arg(main_schedule(trainer.lr_scheduler), key, value)
 
 
 def _set_optimizer_arg(trainer: Trainer, key: str, value: Any) -> None:

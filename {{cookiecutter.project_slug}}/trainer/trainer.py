@@ -37,12 +37,12 @@ class Trainer:
     ``recorded_config`` is the run's config, which every checkpoint carries so it can be rebuilt."""
 
     def __init__(self, *, model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
-                 optimizer: torch.optim.Optimizer, lr_scheduler: Any, train_loader: Loader,
+                 optimizer: torch.optim.Optimizer, lr_scheduler: Any, schedule_per_step: bool, train_loader: Loader,
                  valid_loader: Loader | None, settings: TrainerSettings, device: torch.device,
                  recorded_config: dict[str, Any]) -> None:  # fmt: skip
         self.model = model  # the plain module: its state_dict is what checkpoints hold
         self.criterion, self.metrics = criterion, metrics
-        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.optimizer, self.lr_scheduler, self.schedule_per_step = optimizer, lr_scheduler, schedule_per_step
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config
         self.amp_dtype = settings.amp_dtype(device)
@@ -183,6 +183,8 @@ class Trainer:
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.schedule_per_step:
+            self.lr_scheduler.step()
 
     def _show_progress(self, bar: tqdm, running: MetricTracker, epoch: int, step: int, total: int) -> None:
         means = running.result()
@@ -207,7 +209,7 @@ class Trainer:
             )
 
     def _step_scheduler(self, epoch_metrics: dict[str, float]) -> None:
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or self.schedule_per_step:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             # It needs a metric; use the monitored one so both agree on what "better" means.

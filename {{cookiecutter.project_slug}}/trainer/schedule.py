@@ -1,0 +1,67 @@
+"""Learning-rate schedules: stepped per epoch or per optimizer step, with an optional linear warmup,
+and their length filled in from the run's when the config leaves it out.
+
+``"lr_scheduler": {"type": "CosineAnnealingLR", "args": {}, "warmup_steps": 200}`` warms up linearly
+for 200 optimizer steps, then follows a cosine over the rest of the run. ``interval`` says how often
+the schedule is stepped: ``"step"`` (after every optimizer step; the default for OneCycleLR,
+CyclicLR and any schedule with a warmup) or ``"epoch"`` (the default otherwise).
+"""
+
+import torch
+from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau, SequentialLR
+
+from parse_config import ObjectSpec, SchedulerSpec, build
+from utils.errors import UsageError
+
+PER_STEP_BY_DEFAULT = ("OneCycleLR", "CyclicLR")
+LENGTH_ARGUMENT = {"OneCycleLR": "total_steps", "CosineAnnealingLR": "T_max"}  # filled in when left out
+
+
+def is_per_step(spec: SchedulerSpec) -> bool:
+    if spec.interval is not None:
+        return spec.interval == "step"
+    return spec.type in PER_STEP_BY_DEFAULT or spec.warmup_steps > 0
+
+
+def build_schedule(
+    spec: SchedulerSpec, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int
+) -> LRScheduler:
+    """The scheduler ``spec`` names, over a run of ``epochs`` epochs of ``steps_per_epoch`` optimizer steps."""
+    per_step = is_per_step(spec)
+    if spec.warmup_steps and not per_step:
+        raise UsageError('lr_scheduler.interval: a warmup is stepped per optimizer step; set interval to "step"')
+    if spec.warmup_steps and spec.type == "ReduceLROnPlateau":
+        raise UsageError("lr_scheduler.warmup_steps: ReduceLROnPlateau cannot follow a warmup; set it to 0")
+    length = (epochs * steps_per_epoch if per_step else epochs) - spec.warmup_steps
+    args = dict(spec.args)
+    name = LENGTH_ARGUMENT.get(spec.type)
+    if name is not None and name not in args and not (spec.type == "OneCycleLR" and "epochs" in args):
+        args[name] = max(length, 1)
+    elif spec.type == "OneCycleLR" and isinstance(args.get("total_steps"), int) and args["total_steps"] < length:
+        raise UsageError(
+            f"lr_scheduler.args.total_steps: {args['total_steps']} is fewer than the run's {length} optimizer steps; "
+            "leave it out to have it filled in"
+        )
+    main = build(ObjectSpec(spec.type, args), "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, optimizer)
+    if not spec.warmup_steps:
+        return main
+    warmup = LinearLR(optimizer, start_factor=1 / (spec.warmup_steps + 1), total_iters=spec.warmup_steps)
+    return SequentialLR(optimizer, [warmup, main], milestones=[spec.warmup_steps])
+
+
+def check_schedule_steps(spec: SchedulerSpec, epochs: int, steps_per_epoch: int) -> None:
+    """Step the schedule twice on a throwaway optimizer: arguments that fail only when stepped
+    (``step_size`` 0, an abstract class) then fail before anything is trained or written."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = build_schedule(spec, optimizer, epochs, steps_per_epoch)
+    try:
+        for _ in range(2):
+            optimizer.step()
+            scheduler.step(0.0) if isinstance(scheduler, ReduceLROnPlateau) else scheduler.step()
+    except Exception as err:
+        raise UsageError(f"lr_scheduler.args: {spec.type} fails when stepped ({err})") from None
+
+
+def main_schedule(scheduler: LRScheduler) -> LRScheduler:
+    """The named schedule inside a warmup (the one whose arguments the config sets)."""
+    return scheduler._schedulers[-1] if isinstance(scheduler, SequentialLR) else scheduler

@@ -176,16 +176,25 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
     factory = _lookup(module, spec.type, f"{key}.type", base)
     arguments = {**copy.deepcopy(spec.args), **kwargs}
     try:
-        inspect.signature(factory).bind(*args, **arguments)
+        signature = inspect.signature(factory)
+        signature.bind(*args, **arguments)
     except TypeError as err:
         raise UsageError(f"{key}.args: {factory.__name__} does not accept these arguments ({err})") from None
     except ValueError:
-        pass  # some builtins have no signature to check against
+        signature = None  # some builtins have no signature to check against
+    for name, value in spec.args.items():
+        default = signature.parameters[name].default if signature and name in signature.parameters else None
+        if _is_number(default) and not _is_number(value):  # e.g. --set optimizer.args.lr=abc
+            raise UsageError(f"{key}.args.{name}: expected a number, got {json.dumps(value)}")
     try:
         return factory(*args, **arguments)
     except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {reason}") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def lookup_function(module: ModuleType, name: str, key: str) -> Any:

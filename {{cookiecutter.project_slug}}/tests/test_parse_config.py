@@ -283,9 +283,10 @@ def test_build_unknown_type_lists_available_names() -> None:
     ("spec", "message"),
     [
         (ObjectSpec("TinyConvNet", {"widht": 8}), "arch.args: TinyConvNet does not accept these arguments"),
-        (ObjectSpec("TinyConvNet", {"width": "8"}), "arch.args: TinyConvNet rejected its arguments"),
+        (ObjectSpec("TinyConvNet", {"width": "8"}), 'arch.args.width: expected a number, got "8"'),
+        (ObjectSpec("TinyConvNet", {"width": -2}), "arch.args: TinyConvNet rejected its arguments"),
     ],
-    ids=["unknown-argument", "bad-value"],
+    ids=["unknown-argument", "text-for-a-number", "bad-value"],
 )
 def test_build_names_the_args_it_cannot_use(spec: ObjectSpec, message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):

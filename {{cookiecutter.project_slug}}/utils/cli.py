@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def add_override_flags(parser: argparse.ArgumentParser, lr: bool = True) -> None:
     """``-d``, ``--bs``, ``--set`` (and ``--lr``) and ``--debug``: the flags that change the config."""
-    parser.add_argument("-d", "--device", help="auto, cpu, cuda or cuda:N (overrides the config's device)")
+    parser.add_argument("-d", "--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config's device)")
     if lr:
         parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=LR")
     parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")
@@ -30,16 +30,20 @@ def add_override_flags(parser: argparse.ArgumentParser, lr: bool = True) -> None
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
 
 
+SHORTCUTS = {"device": "device", "lr": "optimizer.args.lr", "bs": "data_loader.args.batch_size"}
+
+
 def overrides_from_flags(args: argparse.Namespace) -> list[str]:
-    """``--device``, ``--lr`` and ``--bs`` as ``--set`` overrides, followed by the explicit ``--set`` ones."""
-    shortcuts = []
-    if getattr(args, "device", None) is not None:
-        shortcuts.append(f"device={args.device}")
-    if getattr(args, "lr", None) is not None:
-        shortcuts.append(f"optimizer.args.lr={args.lr!r}")
-    if getattr(args, "bs", None) is not None:
-        shortcuts.append(f"data_loader.args.batch_size={args.bs}")
-    return shortcuts + list(args.overrides)
+    """``--device``, ``--lr`` and ``--bs`` as ``--set`` overrides, followed by the explicit ``--set`` ones.
+    A shortcut and a ``--set`` of the same key are refused: which one was meant is not for us to guess."""
+    shortcuts = [(flag, key) for flag, key in SHORTCUTS.items() if getattr(args, flag, None) is not None]
+    for flag, key in shortcuts:
+        if any(text.partition("=")[0].strip() == key for text in args.overrides):
+            raise UsageError(f"--{flag} and --set {key}=... both set {key}; give only one of them")
+    # --lr is already a float: repr writes it back exactly; the others go in as typed
+    texts = [f"{key}={getattr(args, flag)!r}" if flag == "lr" else f"{key}={getattr(args, flag)}"
+             for flag, key in shortcuts]  # fmt: skip
+    return texts + list(args.overrides)
 
 
 def run_command(command: Callable[[], None], debug: bool) -> int:

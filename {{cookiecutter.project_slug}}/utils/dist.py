@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from utils.errors import UsageError
+
 
 def launched_by_torchrun() -> bool:
     """torchrun sets these for every process it starts, even for a single one."""
@@ -37,6 +39,8 @@ def is_main() -> bool:
 
 def init_distributed(device: torch.device) -> torch.device:
     """Join the process group torchrun set up; return this process's device (its own GPU on CUDA)."""
+    if device.type == "mps":
+        raise UsageError("device: 'mps' runs one process; train without torchrun, or on cpu or cuda")
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)

@@ -122,16 +122,17 @@ def _as_tuples(value: Any) -> Any:
 
 
 def resolve_device(spec: str) -> torch.device:
-    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` into a device, refusing what this machine lacks."""
+    """Turn ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` into a device, refusing what this machine lacks.
+
+    ``auto`` picks CUDA, then Apple's MPS, then the CPU.
+    """
     spec = spec.strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise UsageError(
-            f"device: unknown device {spec!r}; use auto, cpu, cuda or cuda:N (e.g. --device cpu)"
-        ) from None
+        raise UsageError(f"device: unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps (e.g. -d cpu)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(
@@ -144,9 +145,18 @@ def resolve_device(spec: str) -> torch.device:
                 f"device: {spec!r} asked for, but this machine has {count} GPU(s) "
                 f"(cuda:0..cuda:{count - 1}); pick one of those with --device"
             )
-    elif device.type != "cpu":
-        raise UsageError(f"device: {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+    elif device.type == "mps" and not _has_mps():
+        raise UsageError(
+            "device: 'mps' asked for, but this machine has no usable Apple GPU (MPS needs Apple silicon and a "
+            "PyTorch built with MPS); train on the CPU with --device cpu (or --set device=auto)"
+        )
+    elif device.type not in ("cpu", "mps"):
+        raise UsageError(f"device: {spec!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def _has_mps() -> bool:
+    return torch.backends.mps.is_available()
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:

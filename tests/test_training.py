@@ -233,3 +233,38 @@ def test_a_dataset_that_cannot_be_downloaded_is_one_line(
     fix = "set data_loader.args.download to false" if download == "true" else "set data_loader.args.download to true"
     assert fix in line
     assert not (tmp_path / "s").exists()
+
+
+def write_image_folders(root: Path, classes: dict[str, tuple[int, int, int]]) -> None:
+    """PNG files in ``root/<split>/<class>/``: each class a colour plus noise (the test split lacks one class)."""
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for split, count in (("train", 24), ("test", 6)):
+        for name, colour in list(classes.items())[: 3 if split == "train" else 2]:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = np.clip(np.array(colour) + generator.normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+
+
+def test_image_folder_reads_its_classes_from_the_folders(cookies, tmp_path: Path) -> None:
+    project = Path(cookies.bake(extra_context={"dataset": "image_folder"}).project_path)
+    config = json.loads((project / "config.json").read_text())
+    assert "num_classes" not in config["arch"]["args"] and config["data_loader"]["args"]["data_dir"] == "data/images/"
+    colours = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
+    write_image_folders(project / "data" / "images", colours)
+    train = run_project(
+        project, "train.py", "-d", "cpu", "--set", "trainer.epochs=10", "--set", "arch.args.width=8",
+        "--set", "data_loader.args.image_size=16", "--set", "data_loader.args.num_workers=0",
+        "--set", "data_loader.args.validation_split=0.25", "--set", f"trainer.save_dir={json.dumps(str(tmp_path))}",
+    )  # fmt: skip
+    assert train.returncode == 0, describe(train)
+    [run] = run_folders(tmp_path)
+    assert torch.load(run / "best.pth", weights_only=True)["classes"] == ["blue", "green", "red"]
+    evaluate = run_project(project, "test.py", "-r", str(run))
+    assert evaluate.returncode == 0, describe(evaluate)
+    report = json.loads((run / "best.test.json").read_text())
+    assert report["classes"] == "blue, green, red" and report["samples"] == 12
+    assert report["test_accuracy"] > 0.9, "the test split lacks 'blue' but keeps the training labels"

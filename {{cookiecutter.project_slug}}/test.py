@@ -39,7 +39,7 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     device = resolve_device(config.device)
 
     test_loader = build_data(config, modules).test_loader(device)
-    model = build_model(config, modules)
+    model = build_model(config, modules, checkpoint.get("classes"))
     load_model_weights(model, checkpoint["model"], checkpoint_path)
     model.to(device)
     criterion, metrics = build_loss_and_metrics(config, modules)
@@ -49,6 +49,8 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
 
     report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": test_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
+    if checkpoint.get("classes"):
+        report["classes"] = ", ".join(checkpoint["classes"])
     for key, value in report.items():  # printed first, so a folder that cannot be written loses nothing
         print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
     out_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")

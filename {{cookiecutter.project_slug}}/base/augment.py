@@ -35,16 +35,18 @@ class RandomAffine:
 
 @dataclass(frozen=True)
 class RandomCropFlip:
-    """RandomCrop(size, padding) and RandomHorizontalFlip: whole-pixel shifts with zero fill, and a
-    mirror image half of the time (CIFAR-10). ``padding=0`` only flips."""
+    """RandomCrop(size, padding) and RandomHorizontalFlip: whole-pixel shifts with zero fill, and (with
+    ``flip``) a mirror image half of the time, as for CIFAR-10. ``padding=0`` only flips."""
 
     padding: int = 4
+    flip: bool = True
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, height, width = images.shape
         device = images.device
         shifts = torch.randint(-self.padding, self.padding + 1, (n, 2), generator=generator, device=device)
         flip = torch.randint(0, 2, (n,), generator=generator, device=device).float() * 2 - 1
+        flip = flip if self.flip else torch.ones_like(flip)  # drawn either way: the same shifts for the same seed
         zero, one = torch.zeros(n, device=device), torch.ones(n, device=device)
         tx, ty = shifts[:, 0] * 2 / width, shifts[:, 1] * 2 / height
         rows = [torch.stack([flip, zero, tx], 1), torch.stack([zero, one, ty], 1)]

@@ -2,7 +2,8 @@
 the one loader path a run uses.
 
 A subclass sets ``mean`` and ``std`` (per channel), optionally ``augmentation`` (from
-base/augment.py), and writes ``load_split("train" | "test")``, which returns either
+base/augment.py) and ``classes`` (the class names), and writes ``load_split("train" | "test")``,
+which returns either
 
 - ``ImageTensors``: the whole split as uint8 tensors. It can then sit on the training device
   (``device_resident``), which is the fast path; or
@@ -66,6 +67,11 @@ class BaseDataLoader:
     mean: ClassVar[tuple[float, ...]] = (0.5,)
     std: ClassVar[tuple[float, ...]] = (0.5,)
     augmentation: ClassVar[BatchAugment | None] = None
+    classes: ClassVar[tuple[str, ...] | None] = None  # the class names, by label; None: not known
+
+    def class_names(self) -> list[str] | None:
+        """The class names by label (checkpoints keep them, and the model's ``num_classes`` defaults to their count)."""
+        return list(self.classes) if self.classes is not None else None
 
     def __init__(self, seed: int = 0, **loader_args: Any) -> None:
         self.seed = seed

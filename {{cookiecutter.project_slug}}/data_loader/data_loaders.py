@@ -20,12 +20,15 @@ from base.augment import RandomAffine, RandomCropFlip
 from base.base_data_loader import BaseDataLoader, ImageTensors
 from utils.errors import UsageError
 
+DIGITS = tuple("0123456789")
+
 
 class MnistSampleDataLoader(BaseDataLoader):
     """The MNIST sample shipped with the project: trains offline, in about a minute on a CPU."""
 
     mean, std = (0.1307,), (0.3081,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
+    classes = DIGITS
 
     def __init__(self, data_dir: str = "data/", **loader_args: Any) -> None:
         super().__init__(**loader_args)
@@ -78,6 +81,7 @@ class MnistDataLoader(TorchvisionDataLoader):
     dataset_class = datasets.MNIST
     mean, std = (0.1307,), (0.3081,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
+    classes = DIGITS
 
 
 class FashionMnistDataLoader(TorchvisionDataLoader):
@@ -86,6 +90,7 @@ class FashionMnistDataLoader(TorchvisionDataLoader):
     dataset_class = datasets.FashionMNIST
     mean, std = (0.2860,), (0.3530,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
+    classes = tuple(datasets.FashionMNIST.classes)
 
 
 class Cifar10DataLoader(TorchvisionDataLoader):
@@ -94,28 +99,50 @@ class Cifar10DataLoader(TorchvisionDataLoader):
     dataset_class = datasets.CIFAR10
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     augmentation = RandomCropFlip(padding=4)
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class ImageFolderDataLoader(BaseDataLoader):
     """Your own images: ``data_dir/train/<class>/*.png`` to train on, ``data_dir/test/<class>/`` to test.
 
-    Images are read from disk as they are needed (the DataLoader path), resized and centre-cropped
-    to ``image_size``.
+    The classes are the folder names under ``train/`` (so ``arch.args.num_classes`` may be left out).
+    Images are read from disk as they are needed (the DataLoader path), resized and centre-cropped to
+    ``image_size``. Training batches are augmented only as asked: ``flip`` mirrors half of them (right
+    for photos, wrong for text or digits), ``crop_padding`` shifts them by up to that many pixels.
     """
 
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    augmentation = RandomCropFlip(padding=0)  # horizontal flips only
 
-    def __init__(self, data_dir: str = "data/images/", image_size: int = 64, **loader_args: Any) -> None:
+    def __init__(self, data_dir: str = "data/images/", image_size: int = 64, flip: bool = False,
+                 crop_padding: int = 0, **loader_args: Any) -> None:  # fmt: skip
         super().__init__(**loader_args)
         self.data_dir, self.image_size = Path(data_dir), image_size
+        self.augmentation = RandomCropFlip(crop_padding, flip) if flip or crop_padding else None
+
+    def class_names(self) -> list[str]:
+        return sorted(entry.name for entry in self._folder("train").iterdir() if entry.is_dir())
 
     def load_split(self, split: str) -> Dataset:
+        size, classes = self.image_size, self.class_names()
+        transform = v2.Compose([v2.ToImage(), v2.Resize(size), v2.CenterCrop(size)])
+        return _ClassFolders(self._folder(split), classes, transform)
+
+    def _folder(self, split: str) -> Path:
         root = self.data_dir / split
         if not root.is_dir():
             raise UsageError(
                 f"data_loader.args.data_dir: {str(root)!r} not found; put images in "
                 "<data_dir>/train/<class>/ and <data_dir>/test/<class>/, or point data_dir elsewhere"
             )
-        size = self.image_size
-        return datasets.ImageFolder(root, transform=v2.Compose([v2.ToImage(), v2.Resize(size), v2.CenterCrop(size)]))
+        return root
+
+
+class _ClassFolders(datasets.ImageFolder):
+    """ImageFolder with the training split's classes, so a test folder that lacks one keeps the same labels."""
+
+    def __init__(self, root: Path, classes: list[str], transform: Any) -> None:
+        self._classes = classes
+        super().__init__(root, transform=transform, allow_empty=True)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return self._classes, {name: label for label, name in enumerate(self._classes)}

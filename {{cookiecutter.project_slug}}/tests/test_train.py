@@ -5,11 +5,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import test as test_script  # the project's test.py
 import train
-from parse_config import load_config
+from parse_config import Config, load_config
 from tests.tiny import TINY, tiny_config
+from trainer.build import build_model
 from utils.checkpoint import load_checkpoint
 
 RUN_FILES = ("last.pth", "best.pth", "config.json", "train.log")
@@ -96,3 +98,21 @@ def test_bad_override_fails_with_one_line(
 def test_test_py_reports_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert test_script.main(["-r", str(tmp_path / "nothing.pth")], modules=TINY) == 2
     assert capsys.readouterr().err.startswith("error: checkpoint")
+
+
+def test_checkpoints_keep_the_class_names_and_num_classes_defaults_to_their_count(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "saved")
+    del config["arch"]["args"]["num_classes"]  # the tiny data has 3 classes; the model's default is 3 too
+    config["arch"]["args"]["width"] = 4
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    assert train.main(["-c", str(path)], modules=TINY) == 0
+    run_dir = only_run(tmp_path / "saved")
+    state = load_checkpoint(run_dir / "best.pth")
+    assert state["classes"] == ["horizontal", "vertical", "cross"]
+    assert state["model"]["head.1.weight"].shape[0] == 3
+    five = build_model(Config.from_dict(config), TINY, classes=list("abcde"))
+    assert five(torch.zeros(2, 1, 8, 8)).shape == (2, 5), "num_classes left out: the data's class count"
+    assert test_script.main(["-r", str(run_dir)], modules=TINY) == 0
+    report = json.loads((run_dir / "best.test.json").read_text(encoding="utf-8"))
+    assert report["classes"] == "horizontal, vertical, cross"

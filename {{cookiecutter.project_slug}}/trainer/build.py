@@ -19,7 +19,12 @@ def build_data(config: Config, registry: Registry) -> BaseDataLoader:
     return build(config.data_loader, "data_loader", registry.data_loaders, BaseDataLoader, seed=config.seed)
 
 
-def build_model(config: Config, registry: Registry) -> torch.nn.Module:
+def build_model(config: Config, registry: Registry, classes: list[str] | None = None) -> torch.nn.Module:
+    """The model ``arch`` names; its ``num_classes``, when the config leaves it out, is the data's class count."""
+    factory = getattr(registry.models, config.arch.type, None)
+    takes_classes = callable(factory) and "num_classes" in inspect.signature(factory).parameters
+    if classes and takes_classes and "num_classes" not in config.arch.args:
+        return build(config.arch, "arch", registry.models, torch.nn.Module, num_classes=len(classes))
     return build(config.arch, "arch", registry.models, torch.nn.Module)
 
 
@@ -42,8 +47,10 @@ def check_optimizer_steps(optimizer: torch.optim.Optimizer) -> None:
 def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:
     """Seed, then build the data, model, loss, metrics, optimizer and scheduler, and the Trainer."""
     seed_everything(config.seed + rank())  # own dropout masks per process; DDP syncs the weights
-    train_loader, valid_loader = build_data(config, registry).train_loaders(device)
-    model = build_model(config, registry).to(device)
+    data = build_data(config, registry)
+    train_loader, valid_loader = data.train_loaders(device)
+    classes = data.class_names()
+    model = build_model(config, registry, classes).to(device)
     criterion, metrics = build_loss_and_metrics(config, registry)
     optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
     check_optimizer_steps(optimizer)
@@ -64,4 +71,5 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
         settings=config.trainer,
         device=device,
         recorded_config=config.to_dict(),
+        classes=classes,
     )

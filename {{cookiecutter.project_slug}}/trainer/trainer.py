@@ -34,17 +34,18 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 class Trainer:
     """Trains ``model`` for ``settings.epochs`` epochs; ``metrics`` maps names to metric functions;
-    ``recorded_config`` is the run's config, which every checkpoint carries so it can be rebuilt."""
+    ``recorded_config`` (the run's config) and ``classes`` (the class names) go into every checkpoint."""
 
     def __init__(self, *, model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
                  optimizer: torch.optim.Optimizer, lr_scheduler: Any, schedule_per_step: bool, train_loader: Loader,
                  valid_loader: Loader | None, settings: TrainerSettings, device: torch.device,
-                 recorded_config: dict[str, Any]) -> None:  # fmt: skip
+                 recorded_config: dict[str, Any], classes: list[str] | None = None) -> None:  # fmt: skip
         self.model = model  # the plain module: its state_dict is what checkpoints hold
         self.criterion, self.metrics = criterion, metrics
         self.optimizer, self.lr_scheduler, self.schedule_per_step = optimizer, lr_scheduler, schedule_per_step
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config
+        self.classes = classes  # the class names by label, kept in checkpoints for evaluation and prediction
         self.amp_dtype = settings.amp_dtype(device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
@@ -263,6 +264,7 @@ class Trainer:
             "grad_scaler": self.grad_scaler.state_dict(),
             "monitor": self.monitor.state_dict(),
             "config": self.recorded_config,
+            "classes": self.classes,
             "rng": rng_state(),
         }
 

@@ -56,6 +56,7 @@ EVALUATE_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "config": (_has("arch", "data_loader"), "the run's config"),
     "model": (lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()), "tensors"),
 }
+CLASSES_SCHEMA = (lambda v: v is None or (isinstance(v, list) and all(isinstance(n, str) for n in v)), "class names")
 RESUME_SCHEMA = {
     **EVALUATE_SCHEMA,
     "optimizer": (_has("state", "param_groups"), "an optimizer state_dict"),
@@ -114,6 +115,8 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
     schema = dict(RESUME_SCHEMA if resume else EVALUATE_SCHEMA)
     if resume and "mid_epoch" in state:
         schema["mid_epoch"] = MID_EPOCH_SCHEMA
+    if "classes" in state:  # checkpoints from before class names were kept have none
+        schema["classes"] = CLASSES_SCHEMA
     for key, (valid, expected) in schema.items():
         if key not in state or not valid(state[key]):
             problem = "lacks" if key not in state else "has a malformed"

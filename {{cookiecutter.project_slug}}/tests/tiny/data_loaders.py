@@ -44,6 +44,7 @@ class TinyTensorLoader(BaseDataLoader):
 
     mean, std = (0.3,), (0.35,)
     augmentation = RandomCropFlip(padding=1)
+    classes = CLASSES
 
     def __init__(self, n_train: int = 240, n_test: int = 60, **loader_args: object) -> None:
         super().__init__(**loader_args)

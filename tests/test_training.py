@@ -1,6 +1,7 @@
 """Train baked projects for real, in subprocesses, and check what they learned and wrote."""
 
 import json
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -268,3 +269,50 @@ def test_image_folder_reads_its_classes_from_the_folders(cookies, tmp_path: Path
     report = json.loads((run / "best.test.json").read_text())
     assert report["classes"] == "blue, green, red" and report["samples"] == 12
     assert report["test_accuracy"] > 0.9, "the test split lacks 'blue' but keeps the training labels"
+
+
+def run_in_terminal(project: Path, columns: int, *args: str) -> str:
+    """Run ``python <args>`` with stdout and stderr on a pseudo-terminal ``columns`` wide; what it showed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": str(columns), "TERM": "xterm"}
+    process = subprocess.Popen([sys.executable, *args], cwd=project, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0, shown.decode(errors="replace")[-3000:]
+    return shown.decode(errors="replace")
+
+
+def test_progress_bar_and_log_lines_share_an_80_column_terminal(default_project: Path, tmp_path: Path) -> None:
+    shown = run_in_terminal(
+        default_project, 80, "train.py", "-d", "cpu", "--set", "arch.args.width=8", "--set", "trainer.epochs=2",
+        "--set", "trainer.verbosity=2", "--set", "trainer.log_step=10",
+        "--set", f"trainer.save_dir={json.dumps(str(tmp_path))}",
+    )  # fmt: skip
+    segments = [segment for line in shown.split("\n") for segment in line.split("\r") if segment.strip()]
+    bars = [segment for segment in segments if "%|" in segment]
+    assert bars, shown[-2000:]
+    assert all(len(bar.rstrip()) <= 80 for bar in bars), max(bars, key=len)
+    assert any("loss 0." in bar or "loss 1." in bar or "loss 2." in bar for bar in bars), "the bar keeps the loss"
+    logged = [segment for segment in segments if re.match(r"(epoch \d+ step |epoch \d+/\d+  train|\s+val  )", segment)]
+    assert any("step 20/" in line for line in logged), "verbosity 2 logs progress lines"
+    assert not [line for line in logged if "%|" in line or "it/s" in line], "log lines never mix with the bar"
+    assert any("/2  train loss" in line for line in logged) and any("val   loss" in line for line in logged)
+    assert all(len(line.rstrip()) <= 100 for line in logged if " step " not in line), logged

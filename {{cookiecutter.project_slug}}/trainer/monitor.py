@@ -61,7 +61,8 @@ class Monitor:
         return early_stop > 0 and self.epochs_without_improvement >= early_stop
 
     def describe(self) -> str:
-        return f"{self.metric} has not improved for {self.epochs_without_improvement} epochs (best {self.best:.4g})"
+        count = self.epochs_without_improvement
+        return f"{self.metric} has not improved for {count} epoch{'s' * (count != 1)} (best {self.best:.4g})"
 
     def state_dict(self) -> dict[str, Any]:
         return {"text": self.text(), "best": self.best, "epochs_without_improvement": self.epochs_without_improvement}

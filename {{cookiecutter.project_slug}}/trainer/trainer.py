@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from base.base_data_loader import Loader
 from logger.visualization import TensorboardWriter
@@ -93,8 +94,9 @@ class Trainer:
         if self.start_epoch > epochs:
             done = f"Nothing to do: the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
             return logger.warning("%s; raise the total with --set trainer.epochs=N to train further", done)
-        logger.info("Training epochs %d to %d; Ctrl-C or SIGTERM saves the state, then stops", self.start_epoch, epochs)
-        with self.stop:
+        span = f"epoch {epochs}" if self.start_epoch == epochs else f"epochs {self.start_epoch} to {epochs}"
+        logger.info("Training %s; Ctrl-C or SIGTERM saves the state, then stops", span)
+        with self.stop, logging_redirect_tqdm():  # log lines go above the progress bar, not into it
             for epoch in range(self.start_epoch, epochs + 1):
                 epoch_metrics, improved = self.run_epoch(epoch, checkpoints)
                 writer.add_epoch(epoch, epoch_metrics)
@@ -115,9 +117,8 @@ class Trainer:
         epoch_metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         self._step_scheduler(epoch_metrics)
         improved = self.monitor.update(epoch_metrics)
-        shown = "  ".join(f"{name} {value:.4g}" for name, value in epoch_metrics.items())
         seconds = time.perf_counter() - started
-        logger.info("epoch %d/%d  %s  (%.1fs)%s", epoch, self.settings.epochs, shown, seconds, "  *best" * improved)
+        logger.info(describe_epoch(epoch, self.settings.epochs, epoch_metrics, seconds, improved))
         return epoch_metrics, improved
 
     def train_epoch(self, epoch: int, checkpoints: Checkpointer) -> dict[str, float]:
@@ -189,8 +190,8 @@ class Trainer:
 
     def _show_progress(self, bar: tqdm, running: MetricTracker, epoch: int, step: int, total: int) -> None:
         means = running.result()
-        bar.set_postfix({name: f"{value:.4f}" for name, value in means.items()})
-        logger.debug("epoch %d step %d/%d  %s", epoch, step, total, means)
+        bar.set_postfix_str(f"loss {means['loss']:.4f}")  # short, so an 80-column bar keeps its bar
+        logger.debug("epoch %d step %d/%d  %s", epoch, step, total, _columns(means))
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite in every process (so that all skip the same batches)."""
@@ -300,6 +301,23 @@ class Trainer:
             logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
         else:
             logger.info("Resumed part way through epoch %d; continuing at step %d", point["epoch"], point["step"] + 1)
+
+
+def describe_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: float, improved: bool) -> str:
+    """Two aligned lines, training then validation, each well under 100 columns for the usual metrics."""
+    train = {name: value for name, value in metrics.items() if not name.startswith("val_") and name != "lr"}
+    valid = {name[4:]: value for name, value in metrics.items() if name.startswith("val_")}
+    head, best = f"epoch {epoch}/{epochs}", "  *best" if improved else ""
+    lines = [f"{head}  train {_columns(train)}  lr {metrics['lr']:.3g}  {seconds:.1f}s{'' if valid else best}"]
+    if valid:
+        lines.append(f"{' ' * len(head)}  val   {_columns(valid)}{best}")
+    return "\n".join(lines)
+
+
+def _columns(values: dict[str, float]) -> str:
+    """``name 0.1234`` pairs with a fixed number of decimals, so that epoch lines line up."""
+    pairs = (f"{name} {value:.4f}" if abs(value) < 1e4 else f"{name} {value:.4g}" for name, value in values.items())
+    return "  ".join(pairs)
 
 
 @torch.no_grad()

@@ -210,3 +210,19 @@ def test_cuda_project_trains_on_gpu_with_amp(cuda_project: Path, tmp_path: Path)
     [folder] = run_folders(tmp_path)
     evaluate = run_project(cuda_project, "test.py", "-r", str(folder))
     assert evaluate.returncode == 0, describe(evaluate)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "folder", "description"),
+    [
+        ("mnist_sample", "mnist_classifier", "Classify handwritten digits with PyTorch."),
+        ("cifar10", "cifar_10_classifier", "Classify small colour photos with PyTorch."),
+        ("image_folder", "image_classifier", "Classify your own images with PyTorch."),
+    ],
+)
+def test_default_name_and_description_follow_the_dataset(cookies, dataset: str, folder: str, description: str) -> None:
+    result = cookies.bake(extra_context={"dataset": dataset})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    assert project.name == folder
+    assert tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["description"] == description

@@ -110,6 +110,12 @@ def read_config_file(path: Path) -> Any:
     try:
         return read_json(path)
     except json.JSONDecodeError as err:
+        conflict = _conflict_marker_line(path)
+        if conflict:  # what a cruft update or a git merge with conflicts leaves
+            raise UsageError(
+                f"config file {str(path)!r} holds merge-conflict markers (line {conflict}); keep one side of "
+                "each conflict, delete the <<<<<<< ======= >>>>>>> lines, and run again"
+            ) from None
         raise UsageError(f"config file {str(path)!r} is not valid JSON: {err}") from None
     except UnicodeDecodeError:
         raise UsageError(f"config file {str(path)!r} is not UTF-8 text; save it as UTF-8") from None
@@ -117,6 +123,11 @@ def read_config_file(path: Path) -> Any:
         raise UsageError(f"config file {str(path)!r} is nested too deeply to be a config") from None
     except OSError as err:
         raise UsageError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+
+
+def _conflict_marker_line(path: Path) -> int | None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next((number for number, line in enumerate(lines, 1) if line.startswith(("<<<<<<< ", ">>>>>>> "))), None)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

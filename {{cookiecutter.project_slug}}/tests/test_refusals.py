@@ -292,6 +292,11 @@ CONFIG_MISTAKES = [
     case("file-missing", "config file '<config>' does not exist", raw=None),
     case("file-not-utf8", "config file '<config>' is not UTF-8", raw='{"name": "caf\xe9"}'.encode("latin-1")),
     case("file-not-json", "config file '<config>' is not valid JSON", raw=b'{"name": "tiny",}'),
+    case(
+        "file-with-conflict-markers",
+        "config file '<config>' holds merge-conflict markers (line 2)",
+        raw=b'{\n<<<<<<< ours\n  "seed": 1,\n=======\n  "seed": 2,\n>>>>>>> theirs\n}\n',
+    ),
     case("file-empty", "config file '<config>' is not valid JSON", raw=b""),
     case("file-nested-100000", "config file '<config>' is nested too deeply", raw=b"[" * 100_000 + b"]" * 100_000),
     case("file-top-level-list", "config: expected a JSON object", raw=b"[1, 2]"),

@@ -225,4 +225,5 @@ def test_default_name_and_description_follow_the_dataset(cookies, dataset: str, 
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
     assert project.name == folder
-    assert tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["description"] == description
+    metadata = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert metadata["description"] == description

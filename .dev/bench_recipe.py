@@ -5,7 +5,7 @@
 
 For each seed it runs ``train.py -c config.json -d cpu --set seed=S`` and ``test.py -r <run>`` in the
 project folder, with OMP_NUM_THREADS=--threads. "Training seconds" is the sum of the per-epoch times
-that train.py logs (``epoch k/K ... (1.6s)``: training plus validation, without start-up and
+that train.py logs (``epoch k/K  train ... 1.6s``: training plus validation, without start-up and
 checkpoint saving); "wall" is the whole train.py process, for reference. Extra ``--set KEY=JSON``
 arguments pass through to train.py, so a recipe can be tried without editing config.json.
 """
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
-EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+)\s.*\((\d+(?:\.\d+)?)s\)")
+# "epoch 3/8  train loss 0.1234 ... lr 0.003  1.6s" (older projects: "... (1.6s)")
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\s.*?\s\(?(\d+(?:\.\d+)?)s\)?(?:\s+\*best)?\s*$", re.MULTILINE)
 RUN_FOLDER = re.compile(r"Run folder: (\S+)")
 TEST_ACCURACY = re.compile(r"test_accuracy: ([\d.]+)")
 

@@ -262,7 +262,7 @@ def test_image_folder_reads_its_classes_from_the_folders(cookies, tmp_path: Path
         "--set", "data_loader.args.validation_split=0.25", "--set", f"trainer.save_dir={json.dumps(str(tmp_path))}",
     )  # fmt: skip
     assert train.returncode == 0, describe(train)
-    [run] = run_folders(tmp_path)
+    [run] = run_folders(tmp_path, name="image_classifier")  # the default name follows the dataset answer
     assert torch.load(run / "best.pth", weights_only=True)["classes"] == ["blue", "green", "red"]
     evaluate = run_project(project, "test.py", "-r", str(run))
     assert evaluate.returncode == 0, describe(evaluate)

@@ -95,8 +95,9 @@ class Trainer:
             done = f"Nothing to do: the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
             return logger.warning("%s; raise the total with --set trainer.epochs=N to train further", done)
         span = f"epoch {epochs}" if self.start_epoch == epochs else f"epochs {self.start_epoch} to {epochs}"
-        logger.info("Training %s; Ctrl-C or SIGTERM saves the state, then stops", span)
         with self.stop, logging_redirect_tqdm():  # log lines go above the progress bar, not into it
+            # Said only once the handlers are in place, so a signal sent on seeing it is always caught.
+            logger.info("Training %s; Ctrl-C or SIGTERM saves the state, then stops", span)
             for epoch in range(self.start_epoch, epochs + 1):
                 epoch_metrics, improved = self.run_epoch(epoch, checkpoints)
                 writer.add_epoch(epoch, epoch_metrics)

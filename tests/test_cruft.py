@@ -155,5 +155,6 @@ def test_runs_from_before_an_update_still_evaluate_and_resume(
     resume = run_project(project, "train.py", "-r", str(old_run), "--set", "trainer.epochs=2")
     assert resume.returncode == 0, describe(resume)
     assert "continuing at epoch 2" in resume.stderr
+    assert resume.stderr.count("trainer.keep_last") == 1, "the dropped key is named once, not per reading"
     recorded = json.loads((old_run / "config-resume-1.json").read_text())
     assert recorded["trainer"]["warmup_epochs"] == 0 and "keep_last" not in recorded["trainer"]

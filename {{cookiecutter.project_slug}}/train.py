@@ -61,6 +61,7 @@ class RunStart:
     checkpoint_path: Path | None = None
     continue_in: Path | None = None  # the run folder to continue in; None: a new folder
     weights_only: bool = False  # --init-from: the checkpoint's weights, nothing else
+    recorded: Config | None = None  # the checkpoint's config, read once (unknown keys dropped and logged)
 
 
 def plan_start(args: argparse.Namespace) -> RunStart:
@@ -73,11 +74,12 @@ def plan_start(args: argparse.Namespace) -> RunStart:
     if args.resume is not None and args.resume != "auto":
         path = find_checkpoint(Path(args.resume), prefer=("last.pth", "best.pth"))
         checkpoint = load_checkpoint(path, resume=True)
-        config = load_config(args.config, overrides, recorded=checkpoint["config"])
+        recorded = Config.from_dict(checkpoint["config"], strict=False)
+        config = load_config(args.config, overrides, recorded=recorded.to_dict())
         newest = path.parent / "last.pth"
         # Continuing from an older state in its own folder would overwrite the newer ones: start a new folder.
         rewinds = path.name != "last.pth" and newest.is_file()
-        return RunStart(config, checkpoint, path, continue_in=None if rewinds else path.parent)
+        return RunStart(config, checkpoint, path, continue_in=None if rewinds else path.parent, recorded=recorded)
     config = load_config(args.config or Path("config.json"), overrides)
     return plan_auto_resume(config) if args.resume == "auto" else RunStart(config)
 
@@ -99,19 +101,19 @@ def plan_auto_resume(config: Config) -> RunStart:
         logger.info("--resume auto: %s ran with other settings (%s); starting a new run", path.parent,
                     ", ".join(differences[:5]))  # fmt: skip
         return RunStart(config)
-    return RunStart(config, checkpoint, path, continue_in=path.parent)
+    return RunStart(config, checkpoint, path, continue_in=path.parent, recorded=recorded)
 
 
 def restore(trainer: Trainer, start: RunStart) -> None:
     """Load what ``start`` says into the freshly built trainer."""
-    checkpoint, path = start.checkpoint, start.checkpoint_path
+    checkpoint, path, recorded = start.checkpoint, start.checkpoint_path, start.recorded
     if checkpoint is None or path is None:
         return
     if start.weights_only:
         load_model_weights(trainer.model, checkpoint["model"], path)
         logger.info("Starting from the weights of %s (epoch %d)", path, checkpoint["epoch"])
         return
-    recorded = Config.from_dict(checkpoint["config"], strict=False)
+    assert recorded is not None  # every resume reads the checkpoint's config in plan_start
     check_changes(recorded, start.config, checkpoint.get("mid_epoch"))
     trainer.load_state_dict(checkpoint, path)
     apply_overrides(trainer, recorded, start.config)

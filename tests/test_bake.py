@@ -35,6 +35,7 @@ PROJECT_FILES = {
     "trainer/__init__.py",
     "trainer/build.py",
     "trainer/checkpoint.py",
+    "trainer/loss_watch.py",
     "trainer/monitor.py",
     "trainer/resume.py",
     "trainer/schedule.py",

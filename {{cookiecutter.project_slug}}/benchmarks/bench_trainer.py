@@ -11,8 +11,12 @@ memory format and torch.compile mode, in this process. Two passes:
    ``--epochs`` epochs are timed per path (after a warm-up epoch; half of them with the paths
    built in the other order); the ratio is the median of the per-pair ratios Trainer / hand-written.
 
-With the same seed on the CPU, both paths also see the same per-epoch losses when run one after
-the other (tests/test_parity.py checks it).
+Two more paths on request: ``--limit`` adds the practical limit, the hand-written loop with every
+speed option on whatever the config says (device-resident data, fused Adam, torch.compile, AMP,
+channels-last); ``--with-metrics`` adds the Trainer computing the config's metrics as a real run does.
+
+With the same seed on the CPU, the Trainer and the hand-written loop also see the same per-epoch
+losses when run one after the other (tests/test_parity.py checks it).
 """
 
 import argparse
@@ -24,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,16 +59,38 @@ class PathResult:
     epoch_seconds: list[float] = field(default_factory=list)  # the timed epochs, filled in by the second pass
 
 
-def benchmark_config(config_path: Path, overrides: list[str]) -> Config:
-    """The project's config without what a plain loop lacks: validation, metrics besides the loss,
-    a scheduler, early stopping; what is left is the Trainer's own overhead."""
+# What "every speed option" means for the --limit path; amp "auto" is full precision on the CPU.
+LIMIT_OVERRIDES = [
+    "data_loader.args.device_resident=true",
+    "optimizer.args.fused=true",
+    "trainer.compile=default",
+    "trainer.amp=auto",
+    "trainer.channels_last=true",
+]
+
+
+def benchmark_config(config_path: Path, overrides: list[str], keep_metrics: bool = False) -> Config:
+    """The project's config without what a plain loop lacks: validation, metrics besides the loss
+    (unless ``keep_metrics``), a scheduler, early stopping; what is left is the Trainer's own overhead."""
     fixed = [
-        "metrics=[]",
+        *([] if keep_metrics else ["metrics=[]"]),
         "trainer.monitor=off",
         "lr_scheduler=null",
         "data_loader.args.validation_split=0",
     ]
     return load_config(config_path, [*fixed, *overrides])
+
+
+EpochsOf = Callable[[Config, Registry, torch.device], Iterator[Epoch]]
+
+
+@dataclass
+class BenchPath:
+    epochs: EpochsOf
+    config: Config
+
+    def start(self, modules: Registry, device: torch.device) -> Iterator[Epoch]:
+        return self.epochs(self.config, modules, device)
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -129,68 +155,88 @@ def trainer_epochs(config: Config, modules: Registry, device: torch.device) -> I
             yield Epoch(time.perf_counter() - started, epoch_metrics["loss"], trainer.train_loader.n_samples)
 
 
-PATHS = {"hand-written": hand_written_epochs, "Trainer": trainer_epochs}
+def bench_paths(args: argparse.Namespace) -> dict[str, BenchPath]:
+    """The paths to time, by name; the flags' overrides apply to all of them."""
+    overrides = overrides_from_flags(args)
+    config = benchmark_config(args.config, overrides)
+    paths = {"hand-written": BenchPath(hand_written_epochs, config), "Trainer": BenchPath(trainer_epochs, config)}
+    if args.with_metrics:
+        paths["Trainer+metrics"] = BenchPath(trainer_epochs, benchmark_config(args.config, overrides, True))
+    if args.limit:
+        paths["limit"] = BenchPath(hand_written_epochs, benchmark_config(args.config, [*overrides, *LIMIT_OVERRIDES]))
+    return paths
 
 
-def warmup_and_memory(config: Config, modules: Registry, device: torch.device) -> dict[str, PathResult]:
+def warmup_and_memory(paths: dict[str, BenchPath], modules: Registry, device: torch.device) -> dict[str, PathResult]:
     """Each path alone for one epoch: its time and the peak memory."""
     results = {}
-    for name, epochs in PATHS.items():
+    for name, path in paths.items():
         reset_peak_memory(device)
-        first = next(epochs(config, modules, device))  # the generator and all it built go when this returns
+        first = next(path.start(modules, device))  # the generator and all it built go when this returns
         results[name] = PathResult(first.seconds, peak_memory(device), first.samples)
     return results
 
 
 def paired_epoch_seconds(
-    config: Config, modules: Registry, device: torch.device, timed_epochs: int
+    paths: dict[str, BenchPath], modules: Registry, device: torch.device, timed_epochs: int
 ) -> dict[str, list[float]]:
-    """Both paths take turns an epoch at a time; the first epoch of each is a warm-up and not kept.
+    """The paths take turns an epoch at a time, each turn in a rotated order; the first epoch of each
+    is a warm-up and not kept.
 
-    Half the pairs come from paths built hand-written first, half from paths built Trainer first:
-    whichever is built second can run a little slower (2% in runs of one path against itself here).
+    Half the turns come from paths built in the listed order, half from paths built in reverse:
+    whichever is built later can run a little slower (2% in runs of one path against itself here).
     """
-    seconds: dict[str, list[float]] = {name: [] for name in PATHS}
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
     halves = ((timed_epochs + 1) // 2, timed_epochs // 2)
-    for build_order, epochs in zip((list(PATHS), list(reversed(PATHS))), halves, strict=True):
+    for build_order, epochs in zip((list(paths), list(reversed(paths))), halves, strict=True):
         if epochs == 0:
             continue
-        running = {name: PATHS[name](config, modules, device) for name in build_order}
+        running = {name: paths[name].start(modules, device) for name in build_order}
+        names = list(running)
         for turn in range(epochs + 1):
-            order = list(running) if turn % 2 == 0 else list(reversed(running))
-            for name in order:
+            shift = turn % len(names)
+            for name in names[shift:] + names[:shift]:
                 epoch = next(running[name])
                 if turn > 0:
                     seconds[name].append(epoch.seconds)
-        running.clear()  # frees both paths before the next pair is built
+        running.clear()  # frees every path before the next set is built
     return seconds
 
 
 def table(device: torch.device, results: dict[str, PathResult]) -> str:
     memory = "max_memory_allocated" if device.type == "cuda" else "peak RSS"
-    rows = [f"{'path':<14} {'warm-up s':>10} {'epoch s (median)':>17} {'samples/s':>10} {memory + ' MiB':>25}"]
+    rows = [f"{'path':<16} {'warm-up s':>10} {'epoch s (median)':>17} {'samples/s':>10} {memory + ' MiB':>25}"]
     for name, result in results.items():
         median = statistics.median(result.epoch_seconds)
         rows.append(
-            f"{name:<14} {result.warmup_seconds:>10.3f} {median:>17.3f} {result.samples / median:>10.0f} "
+            f"{name:<16} {result.warmup_seconds:>10.3f} {median:>17.3f} {result.samples / median:>10.0f} "
             f"{result.peak_bytes / 2**20:>25.1f}"
         )
-    hand, trainer = results["hand-written"], results["Trainer"]
-    pair_ratios = [t / h for t, h in zip(trainer.epoch_seconds, hand.epoch_seconds, strict=True)]
-    memory_ratio = trainer.peak_bytes / hand.peak_bytes if hand.peak_bytes else float("nan")
-    rows.append(
-        f"ratio Trainer/hand-written: time {statistics.median(pair_ratios):.3f} "
-        f"(median of {len(pair_ratios)} paired epochs; range {min(pair_ratios):.3f}-{max(pair_ratios):.3f}), "
-        f"memory {memory_ratio:.3f}"
-    )
+    reference = "limit" if "limit" in results else "hand-written"
+    pairs = [("Trainer", "hand-written")] + ([("Trainer", "limit")] if reference == "limit" else [])
+    if "Trainer+metrics" in results:
+        pairs.append(("Trainer+metrics", reference))
+    rows.extend(ratio_row(results[path], results[baseline], f"{path}/{baseline}") for path, baseline in pairs)
     return "\n".join(rows)
 
 
+def ratio_row(path: PathResult, baseline: PathResult, label: str) -> str:
+    """Time as the median of the per-turn ratios (both epochs of a turn saw the same machine), and memory."""
+    pair_ratios = [p / b for p, b in zip(path.epoch_seconds, baseline.epoch_seconds, strict=True)]
+    memory_ratio = path.peak_bytes / baseline.peak_bytes if baseline.peak_bytes else float("nan")
+    return (
+        f"ratio {label}: time {statistics.median(pair_ratios):.3f} "
+        f"(median of {len(pair_ratios)} paired epochs; range {min(pair_ratios):.3f}-{max(pair_ratios):.3f}), "
+        f"memory {memory_ratio:.3f}"
+    )
+
+
 def run(args: argparse.Namespace, modules: Registry) -> None:
-    config = benchmark_config(args.config, overrides_from_flags(args))
+    paths = bench_paths(args)
+    config = paths["Trainer"].config
     device = resolve_device(config.device)
-    results = warmup_and_memory(config, modules, device)
-    for name, seconds in paired_epoch_seconds(config, modules, device, args.epochs).items():
+    results = warmup_and_memory(paths, modules, device)
+    for name, seconds in paired_epoch_seconds(paths, modules, device, args.epochs).items():
         results[name].epoch_seconds = seconds
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     batch_size = config.data_loader.args.get("batch_size", "default")
@@ -203,6 +249,8 @@ def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
     parser.add_argument("--epochs", type=int, default=8, help="timed epochs per path, after one warm-up epoch")
+    parser.add_argument("--limit", action="store_true", help="also time a hand-written loop with all speed options on")
+    parser.add_argument("--with-metrics", action="store_true", help="also time the Trainer with the config's metrics")
     add_override_flags(parser)
     args = parser.parse_args(argv)
     if args.epochs < 1:

@@ -1,4 +1,4 @@
-"""The pieces the trainer is made of: metric tracking, checkpoint files and RNG state."""
+"""The pieces the trainer is made of: metric tracking, the non-finite loss watch, checkpoint files and RNG state."""
 
 import math
 import os
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.tiny.models import TinyConvNet
+from trainer.loss_watch import LossWatch
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.errors import UsageError
 from utils.metric_tracker import MetricTracker
@@ -37,6 +38,36 @@ def test_metric_tracker_continues_from_its_state() -> None:
     assert resumed.result() == pytest.approx({"loss": 2.0})
     with pytest.raises(ValueError, match="metric names changed"):
         MetricTracker(["loss", "accuracy"], CPU).load_state_dict(tracker.state_dict())
+
+
+def test_metric_tracker_with_the_loss_alone_keeps_float64_sums() -> None:
+    tracker = MetricTracker(["loss"], CPU)
+    for _ in range(3):
+        tracker.update(10**6, [torch.tensor(0.1, dtype=torch.float32)])
+    assert tracker.result()["loss"] == pytest.approx(float(torch.tensor(0.1, dtype=torch.float32)), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("first_step", "losses", "check_at", "expected"),
+    [
+        (1, {1: 1.0, 2: 2.0, 3: 0.5}, [3], [None]),
+        (1, {1: 1.0, 2: math.nan, 3: math.inf}, [3], [2]),
+        (1, {1: 1.0, 2: 1.0, 3: -math.inf}, [2, 3], [None, 3]),  # found in the window after the first check
+        (1, {1: math.nan, 3: 1.0}, [1, 3], [1, None]),  # the next window starts clean
+        (41, {41: 1.0, 43: math.nan}, [43], [43]),  # an epoch resumed after step 40; step 42 skipped
+        (1, {}, [1, 1], [None, None]),  # nothing added, checked twice at the same step
+    ],
+)
+def test_loss_watch_names_the_first_bad_step(
+    first_step: int, losses: dict[int, float], check_at: list[int], expected: list[int | None]
+) -> None:
+    watch = LossWatch(steps_between_checks=3, first_step=first_step, device=CPU)
+    found = []
+    for check in check_at:
+        for step in [s for s in losses if watch._first_step <= s <= check]:
+            watch.add(step, torch.tensor(losses[step]))
+        found.append(watch.first_bad_step(check))
+    assert found == expected
 
 
 def test_checkpoint_roundtrip(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from base.base_data_loader import Loader
 from logger.visualization import TensorboardWriter
 from trainer.checkpoint import Checkpointer
+from trainer.loss_watch import LossWatch
 from trainer.monitor import Monitor
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
@@ -130,8 +131,8 @@ class Trainer:
         running = MetricTracker(["loss", *self.metrics], self.device)
         if metric_sums is not None:
             running.load_state_dict(metric_sums)
-        first_bad_step = torch.tensor(-1, device=self.device)  # the first non-finite loss, tracked on the device
         total = start_step + len(self.train_loader)
+        watch = LossWatch(min(self.settings.log_step, total - start_step), start_step + 1, self.device)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None)
         self.optimizer.zero_grad(set_to_none=True)
         for step, (images, targets) in enumerate(bar, start=start_step + 1):
@@ -144,17 +145,17 @@ class Trainer:
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
                 running.update(targets.size(0), [loss, *(metric(output, targets) for metric in self.metrics.values())])
-                first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), step, first_bad_step)
+                watch.add(step, loss)
             log_now = step % self.settings.log_step == 0
             if log_now:
-                self._raise_if_nonfinite(first_bad_step, epoch)
+                self._raise_if_nonfinite(watch, epoch, step)
                 self._show_progress(bar, running, epoch, step, total)  # the host syncs happen here
             # Stop only between optimizer steps (no half-accumulated gradients to lose); under
             # torchrun the processes vote at log steps, so that all stop at the same step.
             if at_boundary and self.stop.agreed(log_now or step == total, self.device):
-                self._raise_if_nonfinite(first_bad_step, epoch)  # never save a state that NaNs have reached
+                self._raise_if_nonfinite(watch, epoch, step)  # never save a state that NaNs have reached
                 self._save_and_stop(epoch, step, running, checkpoints)
-        self._raise_if_nonfinite(first_bad_step, epoch)
+        self._raise_if_nonfinite(watch, epoch, total)
         return running.result()
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, at_boundary: bool) -> tuple | None:
@@ -173,7 +174,8 @@ class Trainer:
                 loss = self.criterion(output, targets)
             if self.settings.nonfinite_loss == "skip" and not self._all_finite(loss):  # a host sync per step
                 return None
-            self.grad_scaler.scale(loss / self.settings.grad_accum_steps).backward()
+            accum = self.settings.grad_accum_steps
+            self.grad_scaler.scale(loss / accum if accum > 1 else loss).backward()  # a kernel saved when 1
         if at_boundary:
             self._optimizer_step()
         return output, loss
@@ -199,14 +201,12 @@ class Trainer:
         finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
         return bool(all_reduce(finite, dist.ReduceOp.MIN).item())
 
-    def _raise_if_nonfinite(self, first_bad_step: torch.Tensor, epoch: int) -> None:
-        """Raise if any process saw a non-finite loss (every process calls this at the same steps)."""
-        never = torch.iinfo(torch.long).max
-        first = torch.where(first_bad_step < 0, never, first_bad_step).reshape(1)
-        step = int(all_reduce(first, dist.ReduceOp.MIN).item())
-        if step != never:
+    def _raise_if_nonfinite(self, watch: LossWatch, epoch: int, step: int) -> None:
+        """Raise if any process saw a non-finite loss up to ``step`` (all processes call this at the same steps)."""
+        bad_step = watch.first_bad_step(step)
+        if bad_step is not None:
             raise NonFiniteLossError(
-                f"loss became NaN or infinite at epoch {epoch}, step {step}; nothing after the last checkpoint "
+                f"loss became NaN or infinite at epoch {epoch}, step {bad_step}; nothing after the last checkpoint "
                 "(last.pth) was saved. Lower the learning rate, clip gradients, or set "
                 'trainer.nonfinite_loss to "skip" to drop such batches'
             )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 TEMPLATE_PROJECT = Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}"
-TEMPLATE_OWNED = ("base", "trainer", "utils", "logger")
+TEMPLATE_OWNED = ("base", "trainer", "utils", "logger", "inference")
 USER_OWNED = ("model", "data_loader")
 MAX_FUNCTION_LINES = 40
 

@@ -2,15 +2,18 @@
 the one loader path a run uses.
 
 A subclass sets ``mean`` and ``std`` (per channel), optionally ``augmentation`` (from
-base/augment.py) and ``classes`` (the class names), and writes ``load_split("train" | "test")``,
-which returns either
+base/augment.py), ``classes`` (the class names) and ``image_size`` (the side of its square images,
+to which predict.py resizes image files), and writes ``load_split("train" | "test")``, which
+returns either
 
 - ``ImageTensors``: the whole split as uint8 tensors. It can then sit on the training device
   (``device_resident``), which is the fast path; or
 - a ``Dataset`` of ``(uint8 image tensor C x H x W, int label)``, read item by item by a DataLoader
   (images from files, for example). All items must have the same size.
 
-This class holds out the validation part of the training split and builds the loaders.
+This class holds out the validation part of the training split and builds the loaders. Its
+``image_reader()`` and ``batch_prep()`` are the evaluation preprocessing that test.py's loader
+applies, offered to predict.py and export.py.
 """
 
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from base.images import ImageReader
 from base.loaders import BatchAugment, BatchPrep, EpochOrder, ResidentLoader, StreamingLoader
 from utils.errors import UsageError
 from utils.settings import from_dict, setting
@@ -68,6 +72,7 @@ class BaseDataLoader:
     std: ClassVar[tuple[float, ...]] = (0.5,)
     augmentation: ClassVar[BatchAugment | None] = None
     classes: ClassVar[tuple[str, ...] | None] = None  # the class names, by label; None: not known
+    image_size: int | None = None  # image files are resized and centre-cropped to this; None: kept as they are
 
     def class_names(self) -> list[str] | None:
         """The class names by label (checkpoints keep them, and the model's ``num_classes`` defaults to their count)."""
@@ -93,6 +98,14 @@ class BaseDataLoader:
     def test_loader(self, device: torch.device) -> Loader:
         return self._loader(self.load_split("test"), device)
 
+    def image_reader(self) -> ImageReader:
+        """Reads an image file as this loader's splits hold their images (uint8, its channels and size)."""
+        return ImageReader(len(self.mean), self.image_size)
+
+    def batch_prep(self, device: torch.device, augment: BatchAugment | None = None) -> BatchPrep:
+        """uint8 batches on ``device`` -> the model's input: scaled, ``augment``-ed (training only), normalised."""
+        return BatchPrep(self.mean, self.std, augment, self.seed, device)
+
     def _split(self, n_samples: int) -> tuple[list[int], list[int]]:
         """(training, validation) indices, drawn with a private generator seeded from ``seed``."""
         fraction = self.settings.validation_split
@@ -109,7 +122,7 @@ class BaseDataLoader:
                 augment: BatchAugment | None = None) -> Loader:  # fmt: skip
         """One loader over ``data``: training ones (``shuffle``) pad equal shares under torchrun."""
         order = EpochOrder(len(data), self.seed, shuffle=shuffle, pad=shuffle)  # type: ignore[arg-type]
-        prep = BatchPrep(self.mean, self.std, augment, self.seed, device)
+        prep = self.batch_prep(device, augment)
         batch_size = self.settings.batch_size
         if isinstance(data, ImageTensors) and self._resident(data, device):
             return ResidentLoader(data.images, data.targets, order, prep, batch_size, device)

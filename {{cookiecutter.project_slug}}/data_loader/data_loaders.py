@@ -1,12 +1,14 @@
 """Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to.
 
-Each one says where its data comes from (``load_split``), how to normalise it (``mean``, ``std``)
-and how to augment training batches (``augmentation``, from base/augment.py). Splitting, seeding,
+Each one says where its data comes from (``load_split``), how to normalise it (``mean``, ``std``),
+how to augment training batches (``augmentation``, from base/augment.py) and the size of its
+images (``image_size``: predict.py resizes image files to it). Splitting, seeding,
 batching and the choice between the device-resident and the DataLoader path live in
 ``BaseDataLoader``; its arguments (``batch_size``, ``validation_split``, ``num_workers``...) come
 from ``data_loader.args`` too.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
-from torchvision.transforms import v2
 
 from base.augment import RandomAffine, RandomCropFlip
 from base.base_data_loader import BaseDataLoader, ImageTensors
@@ -29,6 +30,7 @@ class MnistSampleDataLoader(BaseDataLoader):
     mean, std = (0.1307,), (0.3081,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
     classes = DIGITS
+    image_size = 28
 
     def __init__(self, data_dir: str = "data/", **loader_args: Any) -> None:
         super().__init__(**loader_args)
@@ -82,6 +84,7 @@ class MnistDataLoader(TorchvisionDataLoader):
     mean, std = (0.1307,), (0.3081,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
     classes = DIGITS
+    image_size = 28
 
 
 class FashionMnistDataLoader(TorchvisionDataLoader):
@@ -91,6 +94,7 @@ class FashionMnistDataLoader(TorchvisionDataLoader):
     mean, std = (0.2860,), (0.3530,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
     classes = tuple(datasets.FashionMNIST.classes)
+    image_size = 28
 
 
 class Cifar10DataLoader(TorchvisionDataLoader):
@@ -100,6 +104,7 @@ class Cifar10DataLoader(TorchvisionDataLoader):
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     augmentation = RandomCropFlip(padding=4)
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    image_size = 32
 
 
 class ImageFolderDataLoader(BaseDataLoader):
@@ -123,9 +128,8 @@ class ImageFolderDataLoader(BaseDataLoader):
         return sorted(entry.name for entry in self._folder("train").iterdir() if entry.is_dir())
 
     def load_split(self, split: str) -> Dataset:
-        size, classes = self.image_size, self.class_names()
-        transform = v2.Compose([v2.ToImage(), v2.Resize(size), v2.CenterCrop(size)])
-        return _ClassFolders(self._folder(split), classes, transform)
+        # image_reader() reads, resizes and centre-crops each file, as predict.py does
+        return _ClassFolders(self._folder(split), self.class_names(), self.image_reader())
 
     def _folder(self, split: str) -> Path:
         root = self.data_dir / split
@@ -140,9 +144,9 @@ class ImageFolderDataLoader(BaseDataLoader):
 class _ClassFolders(datasets.ImageFolder):
     """ImageFolder with the training split's classes, so a test folder that lacks one keeps the same labels."""
 
-    def __init__(self, root: Path, classes: list[str], transform: Any) -> None:
+    def __init__(self, root: Path, classes: list[str], loader: Callable[[str], torch.Tensor]) -> None:
         self._classes = classes
-        super().__init__(root, transform=transform, allow_empty=True)
+        super().__init__(root, loader=loader, allow_empty=True)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self._classes, {name: label for label, name in enumerate(self._classes)}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+import train
 from parse_config import Config
 from tests.tiny import TINY, tiny_config
 from trainer.build import build_trainer
@@ -69,3 +70,14 @@ def make_trainer() -> Callable[[dict[str, Any]], Trainer]:
         return build_trainer(Config.from_dict(config), TINY, CPU)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, logging_restored_after_module: None) -> Path:
+    """A run of the tiny config trained for two epochs by train.main, once per module; its run folder."""
+    folder = tmp_path_factory.mktemp("tiny_run")
+    config_path = folder / "config.json"
+    config_path.write_text(json.dumps(tiny_config(folder / "saved", epochs=2)), encoding="utf-8")
+    assert train.main(["-c", str(config_path)], modules=TINY) == 0
+    [run_dir] = (folder / "saved" / "tiny").iterdir()
+    return run_dir

@@ -1,0 +1,126 @@
+"""Classifying image files in batches: each file is read and prepared exactly as the test split's
+images are (the data loader's ``image_reader`` and ``batch_prep``), and the model's top classes and
+probabilities are kept. A file that cannot be read is set aside with the reason, not fatal."""
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from base.loaders import BatchPrep
+from utils.errors import UsageError
+from utils.util import atomic_write
+
+# (the image as uint8 C x H x W or None, why it could not be read or None)
+ReadResult = tuple[torch.Tensor | None, str | None]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: Path
+    indices: list[int]  # the top-k classes, most probable first
+    probabilities: list[float]
+
+
+@dataclass
+class Classified:
+    predictions: list[Prediction] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+
+
+class _ImageFiles(Dataset):
+    """The files as images, read in DataLoader workers; a failure is returned, not raised."""
+
+    def __init__(self, paths: list[Path], reader: Callable[[Path], torch.Tensor]) -> None:
+        self.paths, self.reader = paths, reader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> ReadResult:
+        try:
+            return self.reader(self.paths[index]), None
+        except (OSError, ValueError, SyntaxError) as err:  # what PIL raises on files that are not images
+            return None, " ".join(str(err).split()) or type(err).__name__
+
+
+def _as_list(items: list[ReadResult]) -> list[ReadResult]:
+    return items  # keep the batch as it is: images may be missing or (without image_size) differ in size
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    batch_size: int
+    num_workers: int = 0
+    amp_dtype: torch.dtype | None = None
+    top_k: int = 3
+
+
+@torch.no_grad()
+def classify_files(model: torch.nn.Module, paths: list[Path], reader: Callable[[Path], torch.Tensor],
+                   prep: BatchPrep, device: torch.device, settings: BatchSettings) -> Classified:  # fmt: skip
+    """The top ``settings.top_k`` classes of every readable file in ``paths``, in their order."""
+    loader = DataLoader(_ImageFiles(paths, reader), batch_size=settings.batch_size,
+                        num_workers=settings.num_workers, collate_fn=_as_list)  # fmt: skip
+    result, start = Classified(), 0
+    show_bar = len(paths) > settings.batch_size  # one batch is over before a bar could say anything
+    with tqdm(total=len(paths), unit="image", leave=False, disable=None if show_bar else True) as bar:
+        for batch in loader:
+            batch_paths = paths[start : start + len(batch)]
+            images, readable = _stack_readable(batch_paths, batch, result.unreadable)
+            if readable:
+                top = _top_classes(model, prep(images.to(device), 0, 0), settings)
+                result.predictions += [Prediction(path, i, p) for path, (i, p) in zip(readable, top, strict=True)]
+            start += len(batch)
+            bar.update(len(batch))
+    return result
+
+
+def _stack_readable(paths: list[Path], batch: list[ReadResult],
+                    unreadable: list[tuple[Path, str]]) -> tuple[torch.Tensor, list[Path]]:  # fmt: skip
+    """The batch's readable images as one uint8 tensor; the others go to ``unreadable`` with the reason."""
+    images, readable = [], []
+    for path, (image, reason) in zip(paths, batch, strict=True):
+        if image is not None and images and image.shape != images[0].shape:
+            shapes = f"{'x'.join(map(str, image.shape))}, not {'x'.join(map(str, images[0].shape))}"
+            image, reason = None, f"its size is {shapes}; give the data loader an image_size to resize files"
+        if image is None:
+            unreadable.append((path, reason or "unreadable"))
+            continue
+        images.append(image)
+        readable.append(path)
+    return (torch.stack(images) if images else torch.empty(0)), readable
+
+
+def _top_classes(model: torch.nn.Module, inputs: torch.Tensor,
+                 settings: BatchSettings) -> list[tuple[list[int], list[float]]]:  # fmt: skip
+    amp = settings.amp_dtype
+    with torch.autocast(inputs.device.type, dtype=amp, enabled=amp is not None):
+        logits = model(inputs)
+    if logits.dim() != 2:
+        raise UsageError(f"arch: the model returns shape {tuple(logits.shape)}; predict.py needs N x classes scores")
+    probabilities = logits.float().softmax(dim=1)
+    top = probabilities.topk(min(settings.top_k, probabilities.size(1)), dim=1)
+    return list(zip(top.indices.tolist(), top.values.tolist(), strict=True))
+
+
+def write_predictions(predictions: list[Prediction], class_name: Callable[[int], str], path: Path) -> None:
+    """One CSV row per file: path, class index, class name, probability, then the runners-up
+    (``index_2``, ``class_2``, ``probability_2``, ...)."""
+    k = max(len(prediction.indices) for prediction in predictions)
+    header = ["path", "index", "class", "probability"]
+    header += [f"{column}_{rank}" for rank in range(2, k + 1) for column in ("index", "class", "probability")]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    for prediction in predictions:
+        row: list[object] = [prediction.path.as_posix()]
+        for index, probability in zip(prediction.indices, prediction.probabilities, strict=True):
+            row += [index, class_name(index), f"{probability:.6f}"]
+        writer.writerow(row)
+    atomic_write(path, lambda handle: handle.write(text.getvalue().encode("utf-8")))

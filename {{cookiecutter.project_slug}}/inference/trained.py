@@ -1,0 +1,53 @@
+"""A trained model ready to use: the checkpoint found, its config (with overrides), the data loader
+that config names (for its preprocessing and test split) and the model with its weights, in eval mode."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from base.base_data_loader import BaseDataLoader
+from logger.logger import setup_logging
+from parse_config import Config, Registry, load_config
+from trainer.build import build_data, build_model
+from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
+from utils.errors import UsageError
+from utils.util import resolve_device
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model: torch.nn.Module  # on ``device``, in eval mode
+    config: Config
+    data: BaseDataLoader
+    classes: list[str] | None  # the class names by label, as the checkpoint keeps them
+    device: torch.device
+    checkpoint_path: Path
+    epoch: int
+
+    def class_name(self, index: int) -> str:
+        """The name of class ``index``, or the index itself when the checkpoint has no names for it."""
+        return self.classes[index] if self.classes and index < len(self.classes) else str(index)
+
+
+def load_trained_model(resume: Path, overrides: list[str], modules: Registry) -> TrainedModel:
+    """The model of a checkpoint, run folder or experiment folder (its newest run's best.pth)."""
+    checkpoint_path = find_checkpoint(resume)
+    checkpoint = load_checkpoint(checkpoint_path)
+    config = load_config(None, overrides, recorded=checkpoint["config"])
+    setup_logging(None, config.trainer.verbosity)
+    device = resolve_device(config.device)
+    classes = checkpoint.get("classes")
+    model = build_model(config, modules, classes)
+    load_model_weights(model, checkpoint["model"], checkpoint_path)
+    model.to(device).eval()
+    data = build_data(config, modules)
+    return TrainedModel(model, config, data, classes, device, checkpoint_path, checkpoint["epoch"])
+
+
+def check_output_folder(path: Path) -> None:
+    """Refuse an output path whose folder does not exist, or that is a folder, before any work is done."""
+    if path.is_dir():
+        raise UsageError(f"-o {str(path)!r} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")

@@ -1,0 +1,65 @@
+"""Classify image files with a trained model: python predict.py -r saved/<name> images/ -o predictions.csv"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from inference.classify import BatchSettings, classify_files, write_predictions
+from inference.image_files import find_images
+from inference.trained import check_output_folder, load_trained_model
+from logger.logger import setup_logging
+from parse_config import Registry
+from train import PROJECT_MODULES
+from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.errors import UsageError
+
+logger = logging.getLogger("predict")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "-r",
+        "--resume",
+        type=Path,
+        required=True,
+        metavar="RUN_OR_CHECKPOINT",
+        help="a .pth file, a run folder (uses best.pth, else last.pth) or saved/<name> (newest run)",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched below) or globs")
+    parser.add_argument("-o", "--output", type=Path, default=Path("predictions.csv"), help="the CSV to write")
+    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="how many classes to list per image")
+    add_override_flags(parser, lr=False)
+    return parser.parse_args(argv)
+
+
+def predict(args: argparse.Namespace, modules: Registry) -> None:
+    if args.top_k < 1:
+        raise UsageError(f"--top-k: expected an integer >= 1, got {args.top_k}")
+    check_output_folder(args.output)
+    trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
+    paths = find_images(args.inputs)
+    data, device = trained.data, trained.device
+    settings = BatchSettings(data.settings.batch_size, data.settings.num_workers,
+                             trained.config.trainer.amp_dtype(device), args.top_k)  # fmt: skip
+    result = classify_files(trained.model, paths, data.image_reader(), data.batch_prep(device), device, settings)
+    if not result.predictions:
+        path, reason = result.unreadable[0]
+        raise UsageError(f"none of the {len(paths)} image file(s) could be read ({path}: {reason})")
+    for path, reason in result.unreadable:
+        logger.warning("warning: skipped %s: %s", path, reason)
+    write_predictions(result.predictions, trained.class_name, args.output)
+    skipped = f"; skipped {len(result.unreadable)} unreadable file(s), listed above" if result.unreadable else ""
+    logger.info("Wrote %d prediction(s) of %s (epoch %d) to %s%s", len(result.predictions), trained.checkpoint_path,
+                trained.epoch, args.output, skipped)  # fmt: skip
+
+
+def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
+    args = parse_args(argv)
+    setup_logging(None)  # until the config says how much to log
+    return run_command(lambda: predict(args, modules), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""predict.py on a tiny trained run: it prepares files exactly as the test split, agrees with test.py,
+sets unreadable files aside, and refuses bad input with one line."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import predict
+import test as test_script  # the project's test.py
+from base.images import ImageReader
+from tests.tiny import TINY
+from tests.tiny.data_loaders import CLASSES, TinyTensorLoader
+
+
+def write_pngs(folder: Path, images: torch.Tensor, targets: torch.Tensor) -> list[Path]:
+    """Each grey uint8 1 x H x W image as ``folder/<label>/<index>.png``."""
+    paths = []
+    for index, (image, target) in enumerate(zip(images, targets.tolist(), strict=True)):
+        path = folder / str(target) / f"{index:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0].numpy(), mode="L").save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def test_split_pngs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny test split as PNG files, in one folder per label."""
+    split = TinyTensorLoader().load_split("test")
+    folder = tmp_path_factory.mktemp("pngs")
+    write_pngs(folder, split.images, split.targets)
+    return folder
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_png_reads_back_as_the_split_holds_it(test_split_pngs: Path) -> None:
+    split = TinyTensorLoader().load_split("test")
+    reader = TinyTensorLoader().image_reader()
+    assert torch.equal(reader(test_split_pngs / str(int(split.targets[5])) / "005.png"), split.images[5])
+
+
+def test_reader_resizes_and_converts_to_the_loader_s_channels(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "wide.png")
+    image = ImageReader(channels=1, size=8)(tmp_path / "wide.png")
+    assert image.shape == (1, 8, 8) and image.dtype == torch.uint8
+
+
+def test_predict_agrees_with_test_py(tiny_run: Path, test_split_pngs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "predictions.csv"
+    assert predict.main(["-r", str(tiny_run), str(test_split_pngs), "-o", str(out)], modules=TINY) == 0
+    rows = read_rows(out)
+    assert len(rows) == 60
+    assert list(rows[0]) == ["path", "index", "class", "probability", *[f"{c}_{k}" for k in (2, 3)
+                             for c in ("index", "class", "probability")]]  # fmt: skip
+    correct = sum(int(row["index"]) == int(Path(row["path"]).parent.name) for row in rows)
+    assert all(row["class"] == CLASSES[int(row["index"])] for row in rows)
+    assert all(1 >= float(row["probability"]) >= float(row["probability_2"]) >= float(row["probability_3"])
+               for row in rows)  # fmt: skip
+    assert test_script.main(["-r", str(tiny_run)], modules=TINY) == 0
+    report = json.loads((tiny_run / "best.test.json").read_text(encoding="utf-8"))
+    assert correct / len(rows) == pytest.approx(report["test_accuracy"], abs=1e-6)
+    assert correct / len(rows) > 0.5  # chance is a third: the comparison means something
+
+
+def test_files_globs_and_top_k(tiny_run: Path, test_split_pngs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.csv"
+    inputs = [str(test_split_pngs / "0" / "*.png"), str(next((test_split_pngs / "1").iterdir()))]
+    assert predict.main(["-r", str(tiny_run), *inputs, "--top-k", "1", "--bs", "4", "-o", str(out)],
+                        modules=TINY) == 0  # fmt: skip
+    rows = read_rows(out)
+    assert list(rows[0]) == ["path", "index", "class", "probability"]
+    assert len(rows) == len(list((test_split_pngs / "0").iterdir())) + 1
+
+
+def test_unreadable_files_are_skipped_with_a_warning(tiny_run: Path, test_split_pngs: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "p.csv"
+    good = str(test_split_pngs / "2")
+    assert predict.main(["-r", str(tiny_run), good, str(tmp_path / "broken.png"), "-o", str(out)], modules=TINY) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "broken.png" in warnings[0]
+    assert len(read_rows(out)) == len(list((test_split_pngs / "2").iterdir()))
+
+
+def test_mixed_precision_where_the_config_asks(tiny_run: Path, test_split_pngs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.csv"
+    args = ["-r", str(tiny_run), str(test_split_pngs), "-o", str(out), "--set", "trainer.amp=bf16"]
+    assert predict.main(args, modules=TINY) == 0
+    assert len(read_rows(out)) == 60
+
+
+# Each is refused with one line and exit 2, writing nothing: (arguments after -r RUN, what the line says).
+BAD_INPUT = {
+    "missing-run": (["-r", "{tmp}/nothing", "{pngs}"], "does not exist"),
+    "folder-without-images": (["{tmp}/empty"], "no images in"),
+    "corrupt-image": (["{tmp}/broken.png"], "could be read"),
+    "missing-input": (["{tmp}/missing.png"], "does not exist"),
+    "glob-without-matches": (["{tmp}/*.jpeg"], "no image files match"),
+    "output-in-missing-folder": (["{pngs}", "-o", "{tmp}/missing/p.csv"], "does not exist; create it first"),
+    "output-is-a-folder": (["{pngs}", "-o", "{tmp}/empty"], "is a folder"),
+    "top-k-zero": (["{pngs}", "--top-k", "0"], "--top-k: expected an integer >= 1"),
+}
+
+
+@pytest.mark.parametrize("case_id", list(BAD_INPUT))
+def test_bad_input_is_one_line_and_writes_nothing(
+    case_id: str, tiny_run: Path, test_split_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    arguments, expected = BAD_INPUT[case_id]
+    arguments = [text.format(tmp=tmp_path, pngs=test_split_pngs) for text in arguments]
+    if "-r" not in arguments:
+        arguments = ["-r", str(tiny_run), *arguments]
+    if "-o" not in arguments:
+        arguments += ["-o", str(tmp_path / "p.csv")]
+    before = sorted(tmp_path.rglob("*"))
+    assert predict.main(arguments, modules=TINY) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert sorted(tmp_path.rglob("*")) == before

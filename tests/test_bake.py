@@ -33,6 +33,7 @@ PROJECT_FILES = {
     "inference/trained.py",
     "logger/__init__.py",
     "logger/logger.py",
+    "logger/metrics_csv.py",
     "logger/visualization.py",
     "model/__init__.py",
     "model/loss.py",

@@ -17,6 +17,7 @@ import model.metric
 import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
+from logger.metrics_csv import MetricsCsv
 from logger.visualization import TensorboardWriter
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
@@ -219,8 +220,9 @@ def train(args: argparse.Namespace, modules: Registry) -> None:
 def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
     settings = config.trainer
     writer = TensorboardWriter(run_dir, settings.tensorboard and is_main(), purge_step=trainer.start_epoch)
+    history = MetricsCsv(run_dir, is_main(), keep_through=trainer.start_epoch - 1)
     try:
-        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), writer)
+        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), writer, history)
     finally:
         writer.close()
 

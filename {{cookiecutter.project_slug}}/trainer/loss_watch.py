@@ -26,7 +26,9 @@ class LossWatch:
         """The first step up to ``step`` (since the last check) whose loss was not finite in some
         process, or None. Under torchrun every process must call it at the same steps."""
         steps = torch.arange(self._first_step, self._first_step + len(self._losses), device=self._losses.device)
-        first = torch.where(torch.isfinite(self._losses), NEVER, steps).min().reshape(1)
+        candidates = torch.where(torch.isfinite(self._losses), NEVER, steps)
+        # Empty when a run stopped at an epoch's last step resumes there: no step is left to check.
+        first = candidates.min().reshape(1) if len(candidates) else steps.new_full((1,), NEVER)
         found = int(all_reduce(first, dist.ReduceOp.MIN).item())
         self._losses.zero_()
         self._first_step = step + 1

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from base.base_data_loader import Loader
+from logger.metrics_csv import MetricsCsv
 from logger.visualization import TensorboardWriter
 from trainer.checkpoint import Checkpointer
 from trainer.loss_watch import LossWatch
@@ -88,8 +89,9 @@ class Trainer:
         names = ["loss", *self.metrics]
         return names + [f"val_{name}" for name in names] if self.valid_loader is not None else names
 
-    def fit(self, checkpoints: Checkpointer, writer: TensorboardWriter) -> None:
-        """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal."""
+    def fit(self, checkpoints: Checkpointer, writer: TensorboardWriter, history: MetricsCsv | None = None) -> None:
+        """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal;
+        each finished epoch goes to TensorBoard and to ``history`` (metrics.csv) before its checkpoint."""
         checkpoints.remove_stale_temp_files()
         epochs = self.settings.epochs
         if self.start_epoch > epochs:
@@ -100,8 +102,11 @@ class Trainer:
             # Said only once the handlers are in place, so a signal sent on seeing it is always caught.
             logger.info("Training %s; Ctrl-C or SIGTERM saves the state, then stops", span)
             for epoch in range(self.start_epoch, epochs + 1):
+                started = time.perf_counter()
                 epoch_metrics, improved = self.run_epoch(epoch, checkpoints)
                 writer.add_epoch(epoch, epoch_metrics)
+                if history is not None:  # before last.pth: a resume drops rows of epochs it replays
+                    history.add_epoch(epoch, epoch_metrics, time.perf_counter() - started)
                 checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
                 # A signal during validation or saving ends the run here, with the epoch on disk.
                 if self.stop.agreed(can_vote=True, device=self.device):

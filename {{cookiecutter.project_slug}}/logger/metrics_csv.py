@@ -1,0 +1,109 @@
+"""``metrics.csv`` in the run folder: one row per finished epoch (epoch, every metric, lr, seconds).
+
+Each epoch rewrites the whole file through a temporary file and a rename (utils/util.py atomic_write),
+so a reader (plot.py, a spreadsheet, pandas) always sees complete rows, even while the run trains. The
+row of an epoch is written before that epoch's last.pth; a resume drops the rows after the epoch it
+restarts from, so a stop, a kill or a crash at any point leaves exactly one row per epoch in the end.
+"""
+
+import csv
+import io
+import logging
+import math
+from pathlib import Path
+
+from utils.util import atomic_write
+
+logger = logging.getLogger(__name__)
+
+FILE_NAME = "metrics.csv"
+Row = dict[str, float]
+
+
+class MetricsCsv:
+    """Keeps ``run_dir/metrics.csv``; does nothing when not ``enabled`` (under torchrun, ranks other than 0).
+
+    ``keep_through``: the epoch the run (re)starts after; rows of later epochs, written by an earlier
+    process that stopped before saving their checkpoint, are dropped now so that they are not repeated.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, keep_through: int = 0) -> None:
+        self.path = Path(run_dir) / FILE_NAME
+        self.enabled = enabled
+        self.rows: dict[int, Row] = {}
+        if enabled and self.path.is_file():
+            self._keep_rows_through(keep_through)
+
+    def _keep_rows_through(self, keep_through: int) -> None:
+        try:
+            saved = read_rows(self.path)
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            logger.warning("metrics.csv cannot be read (%s); it restarts with the next epoch", err)
+            return
+        self.rows = {epoch: row for epoch, row in saved.items() if epoch <= keep_through}
+        dropped = sorted(set(saved) - set(self.rows))
+        if dropped:
+            logger.info("metrics.csv: dropping epoch(s) %s, after the checkpoint resumed from", _span(dropped))
+            self._write()
+
+    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        if not self.enabled:
+            return
+        self.rows[epoch] = {**epoch_metrics, "seconds": seconds}
+        self._write()
+
+    def _write(self) -> None:
+        text = rows_to_text(self.rows)
+        atomic_write(self.path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def columns(rows: dict[int, Row]) -> list[str]:
+    """``epoch``, the metrics in the order they first appear (train before ``val_``), then lr and seconds.
+    The union over all rows: a resume that adds a metric gets a column, empty in the earlier rows."""
+    seen = list(dict.fromkeys(name for row in rows.values() for name in row))
+    metrics = [name for name in seen if name not in ("lr", "seconds")]
+    ordered = [name for name in metrics if not name.startswith("val_")] + [n for n in metrics if n.startswith("val_")]
+    return ["epoch", *ordered, *(name for name in ("lr", "seconds") if name in seen)]
+
+
+def rows_to_text(rows: dict[int, Row]) -> str:
+    buffer = io.StringIO()
+    header = columns(rows)
+    out = csv.writer(buffer, lineterminator="\n")
+    out.writerow(header)
+    for epoch in sorted(rows):
+        row = rows[epoch]
+        out.writerow([epoch, *(_cell(row.get(name)) for name in header[1:])])
+    return buffer.getvalue()
+
+
+def _cell(value: float | None) -> str:
+    """Full precision (repr round-trips a float); an empty cell for a metric this epoch did not have."""
+    if value is None:
+        return ""
+    return "nan" if math.isnan(value) else repr(float(value))
+
+
+def read_rows(path: Path) -> dict[int, Row]:
+    """The rows of a metrics.csv by epoch (the last one wins if an epoch repeats); empty cells are left out.
+    Rows whose epoch is not a number (a hand edit) are skipped."""
+    rows: dict[int, Row] = {}
+    with Path(path).open(encoding="utf-8", newline="") as handle:
+        for record in csv.DictReader(handle):
+            try:
+                epoch = int(record.pop("epoch") or "")
+            except (TypeError, ValueError):
+                continue
+            rows[epoch] = {name: _number(text) for name, text in record.items() if name and text not in ("", None)}
+    return rows
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _span(epochs: list[int]) -> str:
+    return str(epochs[0]) if len(epochs) == 1 else f"{min(epochs)} to {max(epochs)}"

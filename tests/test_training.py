@@ -1,5 +1,7 @@
 """Train baked projects for real, in subprocesses, and check what they learned and wrote."""
 
+import csv
+import importlib.util
 import json
 import re
 import shutil
@@ -57,6 +59,44 @@ def test_test_py_prints_and_writes_metrics(default_project: Path, short_run: Pat
     assert report["epoch"] == 2
     assert report["test_accuracy"] > 0.5
     assert f"{report['test_accuracy']:.4f}" in result.stdout
+
+
+def write_test_digits(project: Path, folder: Path) -> list[int]:
+    """The shipped sample's 1,000 test digits as PNG files ``folder/NNNN.png``; returns their labels."""
+    from PIL import Image
+
+    with np.load(project / "data" / "mnist_sample.npz") as sample:
+        images, labels = sample["test_images"], sample["test_labels"]
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index:04d}.png")
+    return labels.tolist()
+
+
+def test_predict_agrees_with_test_py_and_every_export_round_trips(default_project: Path, short_run: Path,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    """predict.py on PNGs of the test digits scores what test.py scores; export.py writes and checks each format."""
+    labels = write_test_digits(default_project, tmp_path / "digits")
+    out = tmp_path / "predictions.csv"
+    checkpoint = str(short_run / "last.pth")
+    predict = run_project(default_project, "predict.py", "-r", checkpoint, str(tmp_path / "digits"), "-o", str(out))
+    assert predict.returncode == 0, describe(predict)
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(labels) == 1000
+    correct = sum(int(row["index"]) == labels[int(Path(row["path"]).stem)] for row in rows)
+    assert all(row["class"] == row["index"] for row in rows)  # the digits' names are the digits
+    evaluate = run_project(default_project, "test.py", "-r", checkpoint, "-d", "cpu")
+    assert evaluate.returncode == 0, describe(evaluate)
+    assert correct / 1000 == pytest.approx(json.loads((short_run / "last.test.json").read_text())["test_accuracy"])
+    with_onnx = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
+    formats = [("pt2", ".pt2"), ("weights", ".weights.pth")] + ([("onnx", ".onnx")] if with_onnx else [])
+    for name, suffix in formats:
+        exported = run_project(default_project, "export.py", "-r", checkpoint, "--format", name,
+                               "-o", str(tmp_path / f"model{suffix}"))  # fmt: skip
+        assert exported.returncode == 0, describe(exported)
+        assert "largest absolute difference from the model on test images" in exported.stdout
+        assert (tmp_path / f"model{suffix}").is_file() and (tmp_path / f"model{suffix}.json").is_file()
 
 
 def test_resume_continues_at_epoch_3_in_the_same_folder(default_project: Path, short_run: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch.distributed as dist
 
 from utils.dist import is_distributed
-from utils.errors import NonFiniteLossError, TrainingStopped, UsageError
+from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
 
 def run_command(command: Callable[[], None], debug: bool) -> int:
     """Run ``command`` and return the process's exit code: 2 and one ``error:`` line for a usage
-    mistake, 1 for a non-finite loss, 128+N after a stop signal, 0 otherwise."""
+    mistake, 1 for a non-finite loss or a failed check, 128+N after a stop signal, 0 otherwise."""
     try:
         command()
     except UsageError as err:
@@ -60,6 +60,9 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
         return 2
     except NonFiniteLossError as err:
         logger.error("error: %s", err)
+        return 1
+    except CheckFailed as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 1
     except TrainingStopped as err:
         logger.warning("%s", err)

@@ -17,3 +17,8 @@ class TrainingStopped(Exception):
 
 class NonFiniteLossError(Exception):
     """The loss became NaN or infinite; the message names where and what to try."""
+
+
+class CheckFailed(Exception):
+    """Something was produced but failed the check made right after (an export whose outputs differ
+    from the model's beyond the tolerance); the entry point prints one line and exits with status 1."""

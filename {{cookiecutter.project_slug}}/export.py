@@ -1,0 +1,57 @@
+"""Export a trained model for serving, and check it: python export.py -r saved/<name> --format onnx"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from inference.checked_export import description_path, export_checked
+from inference.exporters import FORMATS, export_format
+from inference.trained import check_output_folder, load_trained_model
+from logger.logger import setup_logging
+from parse_config import Registry
+from train import PROJECT_MODULES
+from utils.cli import overrides_from_flags, run_command
+
+logger = logging.getLogger("export")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "-r",
+        "--resume",
+        type=Path,
+        required=True,
+        metavar="RUN_OR_CHECKPOINT",
+        help="a .pth file, a run folder (uses best.pth, else last.pth) or saved/<name> (newest run)",
+    )
+    parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    parser.add_argument("-o", "--output", type=Path, help="the file to write (default: beside the checkpoint)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a key of the checkpoint's config (e.g. data_loader.args.data_dir)")  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    return parser.parse_args(argv)
+
+
+def export(args: argparse.Namespace, modules: Registry) -> None:
+    spec = export_format(args.format)
+    if args.output is not None:
+        check_output_folder(args.output)
+    # Exported on the CPU, in full precision: the file then runs anywhere the format does.
+    trained = load_trained_model(args.resume, [*overrides_from_flags(args), "device=cpu"], modules)
+    output = args.output or trained.checkpoint_path.with_suffix(spec.suffix)
+    difference = export_checked(trained, args.format, spec, output, modules)
+    print(f"Wrote {output} and {description_path(output).name} ({args.format}, epoch {trained.epoch})")
+    print(f"largest absolute difference from the model on test images: {difference:.3g} "
+          f"(tolerance {spec.tolerance:g})")  # fmt: skip
+
+
+def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
+    args = parse_args(argv)
+    setup_logging(None)  # until the config says how much to log
+    return run_command(lambda: export(args, modules), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

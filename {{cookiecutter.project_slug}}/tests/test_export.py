@@ -1,0 +1,113 @@
+"""export.py on a tiny trained run: every format round-trips within its tolerance, a failed check
+writes nothing, and bad input is refused with one line."""
+
+import dataclasses
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import export
+from inference.exporters import FORMATS
+from parse_config import Config
+from tests.tiny import TINY
+from tests.tiny.data_loaders import TinyTensorLoader
+from trainer.build import build_model
+from utils.checkpoint import load_checkpoint
+
+DIFFERENCE = re.compile(r"largest absolute difference from the model on test images: (\S+) \(tolerance (\S+)\)")
+
+
+def skip_without_packages(name: str) -> None:
+    missing = [module for module in FORMATS[name].needs if importlib.util.find_spec(module) is None]
+    if missing:
+        pytest.skip(f"--format {name} needs {', '.join(missing)} (pip install -e '.[export]')")
+
+
+def eager_model(run_dir: Path) -> torch.nn.Module:
+    checkpoint = load_checkpoint(run_dir / "best.pth")
+    model = build_model(Config.from_dict(checkpoint["config"]), TINY, checkpoint["classes"])
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def prepared_test_images(count: int) -> torch.Tensor:
+    """The first ``count`` images of the tiny test split, prepared as test.py prepares them."""
+    data = TinyTensorLoader()
+    return data.batch_prep(torch.device("cpu"))(data.load_split("test").images[:count], 0, 0)
+
+
+def reload(name: str, path: Path) -> torch.nn.Module | object:
+    """Load an export the way the README tells a serving process to."""
+    if name == "pt2":
+        return torch.export.load(path).module()
+    if name == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda images: torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    state = torch.load(path, weights_only=True)
+    assert all(isinstance(tensor, torch.Tensor) for tensor in state.values())
+    description = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    model = build_model(Config.from_dict(description["config"]), TINY, description["classes"])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_round_trips_within_its_tolerance(name: str, tiny_run: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    skip_without_packages(name)
+    path = tmp_path / f"model{FORMATS[name].suffix}"
+    assert export.main(["-r", str(tiny_run), "--format", name, "-o", str(path)], modules=TINY) == 0
+    difference, tolerance = map(float, DIFFERENCE.search(capsys.readouterr().out).groups())
+    assert difference <= tolerance == FORMATS[name].tolerance
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, f"{path.name}.json"])  # no leftovers
+    description = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    assert description["classes"] == ["horizontal", "vertical", "cross"]
+    assert description["input"]["shape"] == ["batch", 1, 8, 8]
+    with torch.no_grad():
+        for count in (1, 7):  # the batch dimension is dynamic
+            images = prepared_test_images(count)
+            expected = eager_model(tiny_run)(images)
+            assert (reload(name, path)(images) - expected).abs().max().item() <= tolerance
+
+
+def test_default_output_is_beside_the_checkpoint(tiny_run: Path) -> None:
+    assert export.main(["-r", str(tiny_run), "--format", "weights"], modules=TINY) == 0
+    assert (tiny_run / "best.weights.pth").is_file() and (tiny_run / "best.weights.pth.json").is_file()
+
+
+def test_a_failed_check_exits_1_and_writes_nothing(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setitem(FORMATS, "pt2", dataclasses.replace(FORMATS["pt2"], tolerance=-1.0))
+    assert export.main(["-r", str(tiny_run), "--format", "pt2", "-o", str(tmp_path / "m.pt2")], modules=TINY) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the pt2 export's outputs differ"), lines
+    assert not any(tmp_path.iterdir())
+
+
+# Each is refused with one line and exit 2, writing nothing: (arguments, what the line says).
+BAD_INPUT = {
+    "missing-run": (["-r", "{tmp}/nothing", "--format", "pt2"], "does not exist"),
+    "unknown-format": (["-r", "{run}", "--format", "tflite"], "--format: unknown format 'tflite'; choose one of"),
+    "output-in-missing-folder": (["-r", "{run}", "--format", "pt2", "-o", "{tmp}/missing/m.pt2"], "does not exist"),
+    "output-is-a-folder": (["-r", "{run}", "--format", "weights", "-o", "{tmp}"], "is a folder"),
+    "missing-extra": (["-r", "{run}", "--format", "onnx"], 'pip install -e ".[export]"'),
+}
+
+
+@pytest.mark.parametrize("case_id", list(BAD_INPUT))
+def test_bad_input_is_one_line_and_writes_nothing(case_id: str, tiny_run: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], needs=("no_such_module_here",)))
+    arguments, expected = BAD_INPUT[case_id]
+    before = sorted(tiny_run.iterdir())
+    assert export.main([text.format(tmp=tmp_path, run=tiny_run) for text in arguments], modules=TINY) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not any(tmp_path.iterdir()) and sorted(tiny_run.iterdir()) == before

@@ -56,10 +56,12 @@ PROJECT_FILES = {
     "utils/cli.py",
     "utils/dist.py",
     "utils/errors.py",
+    "utils/foreign_weights.py",
     "utils/metric_tracker.py",
     "utils/settings.py",
     "utils/signals.py",
     "utils/util.py",
+    "utils/victoresque.py",
 }
 COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
 ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]

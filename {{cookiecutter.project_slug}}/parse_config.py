@@ -17,8 +17,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
+
+from base.base_data_loader import BaseDataLoader
 from trainer.settings import TrainerSettings
-from utils.errors import UsageError
+from utils import victoresque
+from utils.errors import UsageError, first_sentence
 from utils.settings import REQUIRED, from_dict, setting, unknown_key
 from utils.util import read_json
 
@@ -87,11 +91,16 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: Path | None, overrides: list[str], recorded: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: Path | None, overrides: list[str], recorded: dict[str, Any] | None = None, registry: "Registry | None" = None
+) -> Config:
     """The config file at ``path`` (or, without one, ``recorded``: a checkpoint's config), with every
-    default filled in and then ``overrides`` (``KEY.PATH=VALUE`` texts) applied."""
+    default filled in and then ``overrides`` (``KEY.PATH=VALUE`` texts) applied. A file written for
+    victoresque/pytorch-template is refused with every edit it needs, the names ``registry`` lacks included."""
     if path is not None:
-        config = Config.from_dict(read_config_file(Path(path)), strict=True)
+        data = read_config_file(Path(path))
+        victoresque.check_config(data, f"config file {str(path)!r}", registry_names(registry) if registry else None)
+        config = Config.from_dict(data, strict=True)
     elif recorded is not None:
         config = Config.from_dict(recorded, strict=False)
     else:
@@ -181,6 +190,16 @@ class Registry:
     metrics: ModuleType
 
 
+def registry_names(registry: Registry) -> dict[str, list[str]]:
+    """The names each key that names your code may give (as ``build`` and ``lookup_function`` look them up)."""
+    return {
+        "arch.type": _available(registry.models, torch.nn.Module),
+        "data_loader.type": _available(registry.data_loaders, BaseDataLoader),
+        "loss": _available(registry.losses, None),
+        "metrics": _available(registry.metrics, None),
+    }
+
+
 def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any, **kwargs: Any) -> Any:
     """``module.<spec.type>(*args, **spec.args, **kwargs)``: only subclasses of ``base`` can be named,
     and keyword arguments given here win over the config's, since the caller needs them to hold."""
@@ -200,8 +219,7 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
     try:
         return factory(*args, **arguments)
     except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {reason}") from None
+        raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}") from None
 
 
 def _is_number(value: Any) -> bool:

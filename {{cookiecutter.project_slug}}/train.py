@@ -219,7 +219,8 @@ def train(args: argparse.Namespace, modules: Registry) -> None:
 
 def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
     settings = config.trainer
-    writer = TensorboardWriter(run_dir, settings.tensorboard and is_main(), purge_step=trainer.start_epoch)
+    enabled = settings.tensorboard and is_main()
+    writer = TensorboardWriter(run_dir, enabled, purge_step=trainer.start_epoch, config=config.to_dict())
     history = MetricsCsv(run_dir, is_main(), keep_through=trainer.start_epoch - 1)
     try:
         trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), writer, history)

@@ -1,16 +1,40 @@
-"""A TensorBoard writer that does nothing when TensorBoard is turned off."""
+"""TensorBoard: one chart per metric holding its train and val curves, the learning rate, and the run's settings.
 
+A metric's training and validation values share one tag (``loss``, ``accuracy``) in two event folders of
+the run, ``train/`` and ``val/``. TensorBoard draws a tag of several runs in one chart, so each metric's
+chart shows both curves, told apart by the folder (``<run>/train``, ``<run>/val``). The run folder's own
+event file holds the config (the Text tab) and its settings as hyperparameters (the HParams tab, which
+lists runs side by side with the final values of their train/ and val/ scalars). Nothing is written
+when TensorBoard is turned off.
+"""
+
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# Where a value of the epoch's metrics goes: (event folder inside the run folder, tag).
+TRAIN, VALID = "train", "val"
+
+
+def place(name: str) -> tuple[str, str]:
+    """``val_loss`` -> ("val", "loss"); ``loss`` and ``lr`` -> ("train", name)."""
+    return (VALID, name[4:]) if name.startswith("val_") else (TRAIN, name)
+
 
 class TensorboardWriter:
-    """Writes one scalar per metric per epoch, train and validation on the same x-axis (the epoch)."""
+    """Scalars once per epoch (nothing per batch), and ``config`` once per start when given.
 
-    def __init__(self, log_dir: Path, enabled: bool, purge_step: int | None = None) -> None:
-        self._writer = None
+    ``purge_step``: the epoch a (resumed) run starts at; events that an earlier process wrote from it on,
+    after its last checkpoint, are dropped, so a replayed epoch is not drawn twice."""
+
+    def __init__(self, log_dir: Path, enabled: bool, purge_step: int | None = None,
+                 config: dict[str, Any] | None = None) -> None:  # fmt: skip
+        self._log_dir, self._purge_step = Path(log_dir), purge_step
+        self._writers: dict[str, Any] = {}
+        self._make = None
         if not enabled:
             return
         try:
@@ -21,20 +45,56 @@ class TensorboardWriter:
                 "pip install tensorboard, or set trainer.tensorboard to false"
             )
             return
-        # purge_step drops events a crashed run wrote after its last checkpoint.
-        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        self._make = SummaryWriter
+        if config is not None:
+            self._add_config(config)
+
+    def _writer(self, folder: str) -> Any:
+        """The SummaryWriter of an event folder ("" is the run folder itself), made when first needed
+        (a run without validation has no val/)."""
+        if folder not in self._writers:
+            log_dir = self._log_dir / folder if folder else self._log_dir
+            self._writers[folder] = self._make(log_dir=str(log_dir), purge_step=self._purge_step)  # type: ignore[misc]
+        return self._writers[folder]
 
     def add_epoch(self, epoch: int, log: dict[str, float]) -> None:
-        if self._writer is None:
+        if self._make is None:
             return
-        for key, value in log.items():
-            if key.startswith("val_"):
-                self._writer.add_scalar(f"{key[4:]}/val", value, epoch)
-            else:
-                self._writer.add_scalar(f"{key}/train" if key != "lr" else "lr", value, epoch)
-        self._writer.flush()
+        for name, value in log.items():
+            folder, tag = place(name)
+            self._writer(folder).add_scalar(tag, value, epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def _add_config(self, config: dict[str, Any]) -> None:
+        """The config as JSON text, at the step before the first epoch of this start, and as hyperparameters."""
+        from torch.utils.tensorboard.summary import hparams
+
+        run = self._writer("")
+        text = "\n".join("    " + line for line in json.dumps(config, indent=2).splitlines())  # a code block
+        run.add_text("config", text, global_step=max((self._purge_step or 1) - 1, 0))
+        # Only the session's start: the HParams tab then finds the metrics itself, in train/ and val/.
+        _, session_start, _ = hparams(flat_settings(config), {})
+        run.file_writer.add_summary(session_start)
+        run.flush()
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+        self._make = None
+
+
+def flat_settings(config: dict[str, Any], prefix: str = "") -> dict[str, float | str]:
+    """``{"optimizer": {"args": {"lr": 0.1}}}`` -> ``{"optimizer.args.lr": 0.1}``: numbers stay numbers,
+    everything else (lists, null, true/false) becomes its JSON text, as the HParams tab takes only these."""
+    flat: dict[str, float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flat_settings(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = value
+        else:
+            flat[name] = value if isinstance(value, str) else json.dumps(value)
+    return flat

@@ -25,7 +25,7 @@ from trainer.monitor import Monitor
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
 from utils.dist import all_reduce, is_distributed
-from utils.errors import NonFiniteLossError, TrainingStopped, UsageError
+from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
 from utils.metric_tracker import MetricTracker
 from utils.signals import GracefulStop
 from utils.util import rng_state, set_rng_state
@@ -299,7 +299,7 @@ class Trainer:
                 logger.info("trainer.monitor changed since the checkpoint; the best value starts afresh")
             set_rng_state(state["rng"])
         except Exception as err:  # a state that does not fit this optimizer, scheduler or RNG
-            reason = _first_line(err)
+            reason = first_sentence(err)
             raise UsageError(f"checkpoint {str(source)!r} cannot be restored ({reason}); use another") from None
         self.start_epoch = state["epoch"] + 1
         self.resume_point = point = state.get("mid_epoch")
@@ -349,7 +349,7 @@ def check_model_fits(model: nn.Module, criterion: Metric, images: torch.Tensor, 
         output = model(images)
     except Exception as err:  # whatever the model raises on a wrong input shape
         raise UsageError(
-            f"arch: {name} cannot take the data's batches of shape {tuple(images.shape)} ({_first_line(err)}); "
+            f"arch: {name} cannot take the data's batches of shape {tuple(images.shape)} ({first_sentence(err)}); "
             "check arch.args (in_channels, input size) against the data loader"
         ) from None
     finally:
@@ -362,9 +362,5 @@ def check_model_fits(model: nn.Module, criterion: Metric, images: torch.Tensor, 
     try:
         criterion(output.float(), targets)
     except Exception as err:
-        raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({_first_line(err)})") from None
+        raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})") from None
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from utils.errors import UsageError
+from utils.errors import UsageError, first_sentence, plain_text
 from utils.util import atomic_write
 
 
@@ -48,6 +48,9 @@ def _is_mid_epoch(value: Any) -> bool:
         and _is_count(sums["count"])
     )
 
+
+# How torch.load(weights_only=True) names the class or function a pickle asks for that it will not build.
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 # What test.py needs of a checkpoint, and what resuming needs besides: key -> (check, what it should hold).
 EVALUATE_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -105,8 +108,7 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # on a file that is not a checkpoint torch.load raises almost anything (KeyError...)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"checkpoint {str(path)!r} cannot be loaded: {reason}") from err
+        raise UsageError(f"checkpoint {str(path)!r} cannot be loaded: {_why_unloadable(err, path)}") from err
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UsageError(f"checkpoint {str(path)!r} was not written by this project's trainer")
     recorded = state.pop("digest", None)  # checkpoints from before digests were added have none
@@ -122,6 +124,18 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
             problem = "lacks" if key not in state else "has a malformed"
             raise UsageError(f"checkpoint {str(path)!r} {problem} {key!r} (expected {expected}); use another")
     return state
+
+
+def _why_unloadable(err: Exception, path: Path) -> str:
+    """PyTorch's reason in one sentence; for a pickled object (its message runs to a page, with escape
+    codes), what it means here and the flag that takes the weights anyway."""
+    unsupported = _UNSUPPORTED_GLOBAL.search(plain_text(str(err)))
+    if unsupported is None:
+        return first_sentence(err)
+    return (
+        f"it holds pickled Python objects (such as {unsupported[1]}; a victoresque or other foreign checkpoint?); "
+        f"to take its weights use: python train.py -c config.json --init-from {path} --trust-pickle"
+    )
 
 
 def find_checkpoint(path: Path, prefer: tuple[str, ...] = ("best.pth", "last.pth")) -> Path:

@@ -1,6 +1,7 @@
 """What every entry point shares: the config flags and turning errors into one line and an exit code."""
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -8,7 +9,8 @@ from collections.abc import Callable
 import torch.distributed as dist
 
 from utils.dist import is_distributed
-from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError
+from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError, plain_text
+from utils.victoresque import gpu_indices_advice
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,23 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
     """``--device``, ``--lr`` and ``--bs`` as ``--set`` overrides, followed by the explicit ``--set`` ones.
     A shortcut and a ``--set`` of the same key are refused: which one was meant is not for us to guess."""
     shortcuts = [(flag, key) for flag, key in SHORTCUTS.items() if getattr(args, flag, None) is not None]
+    advice = gpu_indices_advice(args.device) if getattr(args, "device", None) is not None else None
+    if advice:  # pytorch-template's `-d 2,3`, which no device name here looks like
+        raise UsageError(advice)
     for flag, key in shortcuts:
         if any(text.partition("=")[0].strip() == key for text in args.overrides):
             raise UsageError(f"--{flag} and --set {key}=... both set {key}; give only one of them")
-    # --lr is already a float: repr writes it back exactly; the others go in as typed
-    texts = [f"{key}={getattr(args, flag)!r}" if flag == "lr" else f"{key}={getattr(args, flag)}"
-             for flag, key in shortcuts]  # fmt: skip
-    return texts + list(args.overrides)
+    return [_override_text(flag, key, getattr(args, flag)) for flag, key in shortcuts] + list(args.overrides)
+
+
+def _override_text(flag: str, key: str, value: object) -> str:
+    """A shortcut as ``--set`` text. --lr is already a float: repr writes it back exactly. -d goes in as a JSON
+    string, so whatever it holds is judged as a device name, never blamed on a --set the user did not type."""
+    if flag == "lr":
+        return f"{key}={value!r}"
+    if flag == "device":
+        return f"{key}={json.dumps(value)}"
+    return f"{key}={value}"
 
 
 def run_command(command: Callable[[], None], debug: bool) -> int:
@@ -54,7 +66,7 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
     except UsageError as err:
         if debug:
             raise
-        message = "error: " + " ".join(str(err).split())  # one line, whatever the cause's text holds
+        message = "error: " + plain_text(str(err))  # one line without escape codes, whatever the cause's text holds
         print(message, file=sys.stderr)
         log_to_files(message)
         return 2

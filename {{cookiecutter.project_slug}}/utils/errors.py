@@ -1,4 +1,6 @@
-"""The exceptions the entry points turn into exit codes (see utils/cli.py)."""
+"""The exceptions the entry points turn into exit codes (see utils/cli.py), and the one-line form of a message."""
+
+import re
 
 
 class UsageError(Exception):
@@ -22,3 +24,22 @@ class NonFiniteLossError(Exception):
 class CheckFailed(Exception):
     """Something was produced but failed the check made right after (an export whose outputs differ
     from the model's beyond the tolerance); the entry point prints one line and exits with status 1."""
+
+
+# The escape sequences that colour or embolden terminal text (PyTorch puts some in its own messages).
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def plain_text(text: str) -> str:
+    """``text`` on one line, without terminal escape codes."""
+    return " ".join(_ANSI_ESCAPE.sub("", text).split())
+
+
+def first_sentence(err: BaseException) -> str:
+    """The whole first sentence of ``err``'s message, on one line and without escape codes (a message
+    cut at its first line break can stop mid-sentence); its type's name if it has no message."""
+    text = plain_text(str(err))
+    if not text:
+        return type(err).__name__
+    return _SENTENCE_END.split(text, maxsplit=1)[0]

@@ -1,0 +1,74 @@
+"""TensorBoard shows what the README says: one chart per metric with a train and a val curve (the same tag
+in the run's train/ and val/ event folders), the learning rate, and the run's config and settings."""
+
+from pathlib import Path
+
+import pytest
+
+import train
+from tests.hostile import EXTRA, Killed, atomic_renames, only_run, small_config, write_config
+
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+def events(folder: Path) -> event_accumulator.EventAccumulator:
+    accumulator = event_accumulator.EventAccumulator(str(folder))
+    accumulator.Reload()
+    return accumulator
+
+
+def steps(accumulator: event_accumulator.EventAccumulator, tag: str) -> list[int]:
+    return [event.step for event in accumulator.Scalars(tag)]
+
+
+def train_with_tensorboard(folder: Path, epochs: int = 3) -> tuple[Path, Path]:
+    config = small_config(folder / "saved", epochs=epochs, tensorboard=True)
+    config["optimizer"]["args"]["lr"] = 0.01
+    config_path = write_config(folder / "config.json", config)
+    assert train.main(["-c", str(config_path)], modules=EXTRA) == 0
+    return only_run(folder / "saved"), config_path
+
+
+def test_each_metric_has_one_tag_with_a_train_and_a_val_curve(tmp_path: Path) -> None:
+    run_dir, _ = train_with_tensorboard(tmp_path)
+    trained, validated = events(run_dir / "train"), events(run_dir / "val")
+    assert set(trained.Tags()["scalars"]) == {"loss", "accuracy", "lr"}
+    assert set(validated.Tags()["scalars"]) == {"loss", "accuracy"}, "the same tags: one chart each"
+    assert steps(trained, "loss") == steps(validated, "loss") == [1, 2, 3], "x-axis: the epoch"
+    assert [event.value for event in trained.Scalars("lr")] == pytest.approx([0.01] * 3)
+
+
+def test_the_run_folder_holds_the_config_and_its_settings(tmp_path: Path) -> None:
+    run_dir, _ = train_with_tensorboard(tmp_path, epochs=1)
+    run = events(run_dir)
+    assert "config/text_summary" in run.Tags()["tensors"], "the config, in the Text tab"
+    [config_text] = run.Tensors("config/text_summary")
+    assert b'"lr": 0.01' in config_text.tensor_proto.string_val[0]
+    hparams = run.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hparams, "the run's settings, in the HParams tab"
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    session = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"])
+    settings = session.session_start_info.hparams
+    assert settings["optimizer.args.lr"].number_value == 0.01
+    assert settings["optimizer.type"].string_value == "Adam"
+    assert settings["lr_scheduler"].string_value == "null"
+
+
+def test_epochs_replayed_after_a_kill_are_not_drawn_twice(tmp_path: Path) -> None:
+    """Killed between epoch 2's events and its last.pth, the resumed run replays epoch 2: the events it
+    wrote before the kill are purged, so each curve has one point per epoch."""
+    config = small_config(tmp_path / "saved", epochs=3, tensorboard=True)
+    config_path = write_config(tmp_path / "config.json", config)
+    with atomic_renames() as renames:
+        assert train.main(["-c", str(config_path)], modules=EXTRA) == 0
+    kill_at = [index for index, path in enumerate(renames, start=1) if path.name == "last.pth"][1]
+    folder = tmp_path / "killed"
+    killed_config = write_config(folder / "config.json", small_config(folder / "saved", epochs=3, tensorboard=True))
+    with pytest.raises(Killed), atomic_renames(kill_at=kill_at):
+        train.main(["-c", str(killed_config)], modules=EXTRA)
+    run_dir = only_run(folder / "saved")
+    assert steps(events(run_dir / "val"), "loss") == [1, 2], "epoch 2 was written before the kill"
+    assert train.main(["-r", str(run_dir)], modules=EXTRA) == 0
+    for part in ("train", "val"):
+        assert steps(events(run_dir / part), "loss") == [1, 2, 3], part

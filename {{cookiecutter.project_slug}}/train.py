@@ -28,6 +28,7 @@ from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weight
 from utils.cli import add_override_flags, overrides_from_flags, run_command
 from utils.dist import broadcast, describe_world, init_distributed, is_distributed, is_main, launched_by_torchrun, rank
 from utils.errors import UsageError
+from utils.foreign_weights import import_weights
 from utils.util import configure_backends, resolve_device, write_json
 
 logger = logging.getLogger("train")
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="continue from a .pth file or run folder; 'auto' continues the newest run of this config if any",
     )
     start.add_argument("--init-from", metavar="CHECKPOINT", type=Path, help="a new run from a checkpoint's weights")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="with --init-from: unpickle a checkpoint that holds Python objects (victoresque/pytorch-template's) "
+        "and take only its weights; the classes it names become inert stand-ins, never imported",
+    )
     add_override_flags(parser)
     return parser.parse_args(argv)
 
@@ -65,23 +72,25 @@ class RunStart:
     recorded: Config | None = None  # the checkpoint's config, read once (unknown keys dropped and logged)
 
 
-def plan_start(args: argparse.Namespace) -> RunStart:
+def plan_start(args: argparse.Namespace, modules: Registry) -> RunStart:
     overrides = overrides_from_flags(args)
+    if args.trust_pickle and args.init_from is None:
+        raise UsageError("--trust-pickle goes with --init-from CHECKPOINT: it takes a foreign file's weights only")
     if args.init_from is not None:
         path = find_checkpoint(args.init_from)
-        checkpoint = load_checkpoint(path)
-        config = load_config(args.config or Path("config.json"), overrides)
+        checkpoint = import_weights(path) if args.trust_pickle else load_checkpoint(path)
+        config = load_config(args.config or Path("config.json"), overrides, registry=modules)
         return RunStart(config, checkpoint, path, weights_only=True)
     if args.resume is not None and args.resume != "auto":
         path = find_checkpoint(Path(args.resume), prefer=("last.pth", "best.pth"))
         checkpoint = load_checkpoint(path, resume=True)
         recorded = Config.from_dict(checkpoint["config"], strict=False)
-        config = load_config(args.config, overrides, recorded=recorded.to_dict())
+        config = load_config(args.config, overrides, recorded=recorded.to_dict(), registry=modules)
         newest = path.parent / "last.pth"
         # Continuing from an older state in its own folder would overwrite the newer ones: start a new folder.
         rewinds = path.name != "last.pth" and newest.is_file()
         return RunStart(config, checkpoint, path, continue_in=None if rewinds else path.parent, recorded=recorded)
-    config = load_config(args.config or Path("config.json"), overrides)
+    config = load_config(args.config or Path("config.json"), overrides, registry=modules)
     return plan_auto_resume(config) if args.resume == "auto" else RunStart(config)
 
 
@@ -186,7 +195,7 @@ def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:
 
 def train(args: argparse.Namespace, modules: Registry) -> None:
     earlier = setup_logging(None)  # until the config says how much to log; kept for train.log
-    start = plan_start(args)
+    start = plan_start(args, modules)
     config = start.config
     device = resolve_device(config.device)
     if launched_by_torchrun():

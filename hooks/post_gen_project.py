@@ -1,11 +1,13 @@
 """Turn the accelerator answer into consistent config defaults, and record the answers.
 
-Deterministic on purpose: the same answers always give the same files (no probing of this
-machine, no network, no timestamps), so regenerating and ``cruft update`` stay clean. The logic is
+Deterministic on purpose: the same answers and template commit always give the same files (no
+probing of this machine beyond asking git for the template's commit, no network, no timestamps), so
+regenerating and ``cruft update`` stay clean. The logic is
 plain functions that tests import; only ``main`` reads the answers rendered into it as JSON.
 """
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,29 @@ def apply_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str
 
 
 def recorded_answers(context: dict[str, Any]) -> dict[str, Any]:
-    """The answers as the user gave them: no private keys (paths, template location), sorted."""
-    return {key: context[key] for key in sorted(context) if not key.startswith("_")}
+    """The answers as the user gave them (no private keys: paths, extensions), sorted, then where the
+    template is published and the commit it was generated from (when known), which ``cruft link``
+    needs. Fed back as ``--extra-context``, cookiecutter ignores the two keys it does not know."""
+    answers = {key: context[key] for key in sorted(context) if not key.startswith("_")}
+    answers["_template"] = context.get("_template_url", "")
+    commit = template_commit(context)
+    return answers | ({"_commit": commit} if commit else {})
+
+
+def template_commit(context: dict[str, Any]) -> str | None:
+    """The template's git commit: cruft passes it in; cookiecutter passes the template's folder,
+    which is a git checkout when it came from GitHub or a clone (None otherwise)."""
+    if context.get("_commit"):
+        return context["_commit"]
+    repo_dir = context.get("_repo_dir")
+    if not repo_dir:
+        return None
+    try:
+        command = ["git", "-C", repo_dir, "rev-parse", "--show-toplevel", "HEAD"]
+        top, commit = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None  # not a git checkout, or no git
+    return commit if Path(top).resolve() == Path(repo_dir).resolve() else None  # not some enclosing repository
 
 
 def write_config(path: Path, config: dict[str, Any]) -> None:
@@ -72,7 +95,7 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     config_path = project / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     write_config(config_path, apply_defaults(config, accelerator_defaults(context["accelerator"], context["dataset"])))
-    # For projects made with plain cookiecutter: what to answer again (cruft keeps its own record).
+    # For projects made with plain cookiecutter: what to answer again, and what to link cruft to.
     write_config(project / ".cookiecutter.json", recorded_answers(context))
 
 

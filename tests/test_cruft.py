@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import describe, run_folders, run_project
+from helpers import EXTENDABLE, describe, run_folders, run_project
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
@@ -24,7 +24,8 @@ def test_baking_twice_gives_identical_files(cookies) -> None:
     assert first.exit_code == second.exit_code == 0
     assert tree(Path(first.project_path)) == tree(Path(second.project_path))
     recorded = json.loads((Path(first.project_path) / ".cookiecutter.json").read_text())
-    assert recorded["accelerator"] == "cuda" and not any(key.startswith("_") for key in recorded)
+    assert recorded["accelerator"] == "cuda"
+    assert {key for key in recorded if key.startswith("_")} <= {"_template", "_commit"}, "no paths or extensions"
 
 
 def run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -72,7 +73,7 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     edit(project / "train.py", '"""Train a model:', '"""Our team trains with: -d cpu. Train a model:')
     with (project / "model" / "model.py").open("a") as handle:
         handle.write('\n\nclass Wide(ConvNet):\n    """Our own model."""\n')
-    edit(project / "config.json", '"epochs": 12', '"epochs": 2')
+    edit(project / "config.json", '"epochs": 7', '"epochs": 2')
     run("git", "commit", "-qam", "our edits", cwd=project)
 
     # The template gains a config key (a field of parse_config.Config) and a change in trainer.py.
@@ -99,6 +100,36 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     assert len(run_folders(tmp_path / "saved")) == 1
 
 
+def test_a_plain_cookiecutter_project_links_to_its_commit_as_the_readme_says(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    run("cookiecutter", "--no-input", str(template_repo), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    project = tmp_path / "out" / "mnist_classifier"
+    generated_from = run("git", "rev-parse", "HEAD", cwd=template_repo).stdout.strip()
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert recorded["_commit"] == generated_from and recorded["_template"].startswith("gh:")
+    run("git", "init", "-q", cwd=project)
+    run("git", "add", "-A", cwd=project)
+    run("git", "commit", "-qm", "generated", cwd=project)
+    edit(
+        template_repo / "{{cookiecutter.project_slug}}" / "trainer" / "trainer.py",
+        "class Trainer:",
+        "class Trainer:  # v2",
+    )
+    run("git", "commit", "-qam", "template v2", cwd=template_repo)
+
+    # The README's command, pointed at the local copy of the template instead of GitHub.
+    readme = (project / "README.md").read_text()
+    [link] = [line for line in readme.splitlines() if line.startswith("cruft link ")]
+    run("bash", "-c", link.replace(recorded["_template"], str(template_repo), 1), cwd=project)
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == generated_from
+    run("git", "add", "-A", cwd=project)
+    run("git", "commit", "-qm", "linked", cwd=project)
+    run("cruft", "update", "-y", cwd=project)
+    assert "class Trainer:  # v2" in (project / "trainer" / "trainer.py").read_text(), "the update arrived"
+    assert json.loads((project / ".cookiecutter.json").read_text())["_commit"] != generated_from
+
+
 def test_changing_an_answer_rewrites_only_what_depends_on_it(project: Path) -> None:
     run("cruft", "update", "-y", "--variables-to-update", '{"accelerator": "cuda"}', cwd=project)
     changed = set(run("git", "diff", "--name-only", "HEAD", cwd=project).stdout.split())
@@ -123,7 +154,7 @@ def test_runs_from_before_an_update_still_evaluate_and_resume(
     """A template update that adds a trainer setting and removes another, together with a changed
     answer (tensorboard), must not strand the runs trained before it."""
     save_dir = json.dumps(str(tmp_path / "saved"))
-    quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}"]
+    quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}", *EXTENDABLE]
     first = run_project(project, "train.py", *quick, "--set", "trainer.epochs=1")
     assert first.returncode == 0, describe(first)
     [old_run] = run_folders(tmp_path / "saved")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import describe, run_folders, run_project, start_project, wait_for, wait_for_line
+from helpers import EXTENDABLE, describe, run_folders, run_project, start_project, wait_for, wait_for_line
 
 # Small and quick, but several dozen steps per epoch so a signal lands inside one.
 FAST = [
     "-d", "cpu", "--set", "arch.args.width=8", "--set", "data_loader.args.validation_split=400",
     "--set", "trainer.tensorboard=false", "--set", "trainer.save_period=1", "--set", "trainer.keep_last=0",
+    *EXTENDABLE,
 ]  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -167,4 +168,41 @@ def test_generate_is_idempotent(tmp_path: Path) -> None:
     post_gen.generate(tmp_path, context)
     assert (tmp_path / "config.json").read_text() == first
     assert json.loads(first)["device"] == "cuda"
-    assert json.loads((tmp_path / ".cookiecutter.json").read_text()) == context
+    assert json.loads((tmp_path / ".cookiecutter.json").read_text()) == {**context, "_template": ""}
+
+
+def git(*args: str, cwd: Path) -> str:
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_recorded_answers_add_where_the_template_lives_and_its_commit(tmp_path: Path) -> None:
+    (tmp_path / "cookiecutter.json").write_text("{}")
+    git("init", "-q", cwd=tmp_path)
+    git("add", "-A", cwd=tmp_path)
+    git("commit", "-qm", "v1", cwd=tmp_path)
+    head = git("rev-parse", "HEAD", cwd=tmp_path).strip()
+    context = {"dataset": "mnist", "_template_url": "gh:o/r", "_repo_dir": str(tmp_path), "_output_dir": "/x"}
+    assert post_gen.recorded_answers(context) == {"dataset": "mnist", "_template": "gh:o/r", "_commit": head}
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("cruft", "abc123"),  # cruft passes the commit it replays
+        ("plain-folder", None),  # not a git checkout: nothing to link to
+        ("subfolder-of-a-repository", None),  # a git repository around the template is not the template's
+        ("none", None),  # no template folder given
+    ],
+)
+def test_template_commit_is_only_the_templates_own(tmp_path: Path, where: str, expected: str | None) -> None:
+    folder = tmp_path / "template"
+    folder.mkdir()
+    if where == "subfolder-of-a-repository":
+        git("init", "-q", cwd=tmp_path)
+        (tmp_path / "f").write_text("x")
+        git("add", "-A", cwd=tmp_path)
+        git("commit", "-qm", "outer", cwd=tmp_path)
+    contexts = {"cruft": {"_commit": "abc123", "_repo_dir": str(folder)}, "none": {}}
+    context = contexts.get(where, {"_repo_dir": str(folder)})
+    assert post_gen.template_commit(context) == expected

@@ -1,6 +1,8 @@
 """The generated project's shape: valid Python as templated, one-way imports, short functions."""
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,17 @@ def test_no_function_in_the_project_is_longer_than_40_lines(default_project: Pat
     code = [p for p in python_files(default_project) if "tests" not in p.relative_to(default_project).parts]
     too_long = [(n, name) for path in code for n, name in function_lengths(path) if n > MAX_FUNCTION_LINES]
     assert not too_long, too_long
+
+
+def test_every_readme_address_of_the_template_is_its_template_url() -> None:
+    """One documented value says where the template lives; the READMEs show no placeholder."""
+    template_root = TEMPLATE_PROJECT.parent
+    url = json.loads((template_root / "cookiecutter.json").read_text(encoding="utf-8"))["_template_url"]
+    assert re.fullmatch(r"gh:[\w.-]+/[\w.-]+", url)
+    readme = (template_root / "README.md").read_text(encoding="utf-8")
+    addresses = set(re.findall(r"\b(?:gh|gl|bb):[\w.-]+/[\w.-]+", readme))
+    assert addresses == {url}, addresses
+    assert len(re.findall(r"(?:cookiecutter|cruft create|cruft link -y) " + re.escape(url), readme)) == 3
+    generated = (TEMPLATE_PROJECT / "README.md").read_text(encoding="utf-8")
+    assert "cruft link -y {{ cookiecutter._template_url }} --checkout" in generated
+    assert "<owner>" not in readme + generated and "<this-repo>" not in readme + generated

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import DEFAULT_SLUG, describe, run_folders, run_project
+from helpers import DEFAULT_SLUG, EXTENDABLE, describe, run_folders, run_project
 
 
 def test_default_project_reaches_95_percent_on_held_out_digits(default_project: Path) -> None:
@@ -34,7 +34,7 @@ def short_run(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -
     save_dir = tmp_path_factory.mktemp("short")
     result = run_project(
         default_project, "train.py", "-c", "config.json", "--set", "trainer.epochs=2",
-        "--set", f"trainer.save_dir={json.dumps(str(save_dir))}", "-d", "cpu",
+        "--set", f"trainer.save_dir={json.dumps(str(save_dir))}", "-d", "cpu", *EXTENDABLE,
     )  # fmt: skip
     assert result.returncode == 0, describe(result)
     [run] = run_folders(save_dir)

@@ -25,7 +25,7 @@ DIGITS = tuple("0123456789")
 
 
 class MnistSampleDataLoader(BaseDataLoader):
-    """The MNIST sample shipped with the project: trains offline, in about a minute on a CPU."""
+    """The MNIST sample shipped with the project: trains offline, in seconds on a CPU."""
 
     mean, std = (0.1307,), (0.3081,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))

@@ -384,3 +384,26 @@ def test_a_failure_while_creating_the_run_folder_leaves_nothing(
     assert "config.json" in result.error_line() and "No space left on device" in result.error_line()
     assert_no_lock(tmp_path / "saved")
     assert run_dirs(tmp_path / "saved") == [], "an empty run folder was left behind"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "advice"),
+    [
+        (STEP_LR, "raise the total with --set trainer.epochs=N to train further"),
+        ({"type": "OneCycleLR", "args": {}}, "start a new run from its weights with --init-from CHECKPOINT"),
+    ],
+    ids=["per-epoch", "per-step"],
+)
+def test_resuming_a_finished_run_says_how_to_train_further(
+    schedule: dict[str, Any], advice: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = small_config(tmp_path / "saved", epochs=1)
+    config["lr_scheduler"] = schedule
+    path = write_config(tmp_path / "config.json", config)
+    assert run_train(capsys, "-c", path).code == 0
+    again = run_train(capsys, "-r", only_run(tmp_path / "saved"))
+    assert again.code == 0 and "Nothing to do: the checkpoint finished epoch 1 of 1" in again.err
+    assert advice in again.err
+    if schedule["type"] == "OneCycleLR":  # and growing the run is refused, with the same advice
+        longer = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "trainer.epochs=2")
+        assert longer.code == 2 and "--init-from CHECKPOINT" in longer.error_line()

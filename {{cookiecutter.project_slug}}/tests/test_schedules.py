@@ -19,6 +19,7 @@ EPOCHS, STEPS_PER_EPOCH = 3, 2  # small_config: 64 training samples in batches o
 SCHEDULES = {
     "onecycle-with-only-max_lr": {"type": "OneCycleLR", "args": {"max_lr": 0.05}},
     "warmup-then-cosine": {"type": "CosineAnnealingLR", "args": {}, "warmup_steps": 2},
+    "onecycle-with-no-args": {"type": "OneCycleLR", "args": {}},  # the MNIST sample's default
 }
 
 
@@ -47,6 +48,18 @@ def test_per_step_schedule_spans_the_run(schedule: dict[str, Any], tmp_path: Pat
         assert state["_schedulers"][1]["T_max"] == steps - 2, "T_max: the steps after the warmup"
         assert state["_milestones"] == [2]
         assert last["optimizer"]["param_groups"][0]["lr"] < 1e-9, "the cosine ends at zero with the run"
+
+
+@pytest.mark.parametrize(("args", "peak"), [({}, 0.2), ({"max_lr": 0.05}, 0.05)])
+def test_onecycle_peaks_at_the_optimizer_rate_unless_told(args: dict[str, Any], peak: float) -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)  # what --lr sets
+    scheduler = build_schedule(SchedulerSpec("OneCycleLR", args, None, 0), optimizer, epochs=2, steps_per_epoch=10)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(rates) == pytest.approx(peak) and rates[0] == pytest.approx(peak / 25), "starts at max_lr / 25"
 
 
 def test_warmup_rises_linearly_to_the_base_rate() -> None:

@@ -1,5 +1,6 @@
 """Learning-rate schedules: stepped per epoch or per optimizer step, with an optional linear warmup,
-and their length filled in from the run's when the config leaves it out.
+and their length filled in from the run's when the config leaves it out (OneCycleLR's peak
+``max_lr`` too: left out, it is the optimizer's ``lr``).
 
 ``"lr_scheduler": {"type": "CosineAnnealingLR", "args": {}, "warmup_steps": 200}`` warms up linearly
 for 200 optimizer steps, then follows a cosine over the rest of the run. ``interval`` says how often
@@ -15,6 +16,7 @@ from utils.errors import UsageError
 
 PER_STEP_BY_DEFAULT = ("OneCycleLR", "CyclicLR")
 LENGTH_ARGUMENT = {"OneCycleLR": "total_steps", "CosineAnnealingLR": "T_max"}  # filled in when left out
+PEAK_ARGUMENT = {"OneCycleLR": "max_lr"}  # left out: the optimizer's lr, so that --lr sets the peak
 
 
 def is_per_step(spec: SchedulerSpec) -> bool:
@@ -34,6 +36,9 @@ def build_schedule(
         raise UsageError("lr_scheduler.warmup_steps: ReduceLROnPlateau cannot follow a warmup; set it to 0")
     length = (epochs * steps_per_epoch if per_step else epochs) - spec.warmup_steps
     args = dict(spec.args)
+    peak = PEAK_ARGUMENT.get(spec.type)
+    if peak is not None and peak not in args:
+        args[peak] = [group["lr"] for group in optimizer.param_groups]
     name = LENGTH_ARGUMENT.get(spec.type)
     if name is not None and name not in args and not (spec.type == "OneCycleLR" and "epochs" in args):
         args[name] = max(length, 1)

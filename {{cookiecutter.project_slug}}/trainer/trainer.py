@@ -96,7 +96,11 @@ class Trainer:
         epochs = self.settings.epochs
         if self.start_epoch > epochs:
             done = f"Nothing to do: the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
-            return logger.warning("%s; raise the total with --set trainer.epochs=N to train further", done)
+            if self.schedule_per_step:  # its schedule was laid out over the run's steps, and has ended
+                further = "start a new run from its weights with --init-from CHECKPOINT to train further"
+            else:
+                further = "raise the total with --set trainer.epochs=N to train further"
+            return logger.warning("%s; %s", done, further)
         span = f"epoch {epochs}" if self.start_epoch == epochs else f"epochs {self.start_epoch} to {epochs}"
         with self.stop, logging_redirect_tqdm():  # log lines go above the progress bar, not into it
             # Said only once the handlers are in place, so a signal sent on seeing it is always caught.
@@ -363,4 +367,3 @@ def check_model_fits(model: nn.Module, criterion: Metric, images: torch.Tensor, 
         criterion(output.float(), targets)
     except Exception as err:
         raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})") from None
-

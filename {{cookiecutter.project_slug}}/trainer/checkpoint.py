@@ -130,6 +130,13 @@ class RunLock:
             f"wait for it to finish or stop it (if it is gone, delete {str(self.path)!r})"
         )
 
+    def held(self) -> bool:
+        """Whether a live process holds the lock: a run that is training now (one on another host is trusted)."""
+        if not self.path.is_file():
+            return False
+        pid, host, _ = self._holder()
+        return host != socket.gethostname() or _alive(pid)
+
     def release(self) -> None:
         """Remove the lock if this process holds it (any process may call this)."""
         if self.path.is_file() and self._holder()[:2] == (os.getpid(), socket.gethostname()):

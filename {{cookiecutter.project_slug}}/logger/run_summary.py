@@ -1,0 +1,85 @@
+"""``plot.py --summary``: one line per run of an experiment, as a text table.
+
+Columns: the run folder, its status, epochs done of those configured, the best value of the monitored
+metric and its epoch (from metrics.csv), the test metrics if test.py ran (``best.test.json``, else
+``last.test.json``), then one column per setting that differs between the runs.
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from logger.metrics_csv import FILE_NAME, Row, read_rows
+from logger.runs import differing_settings, peek_checkpoint, read_config, run_status
+from trainer.monitor import Monitor
+from utils.errors import UsageError
+
+TEST_REPORTS = ("best.test.json", "last.test.json")
+
+
+def summary_rows(runs: list[Path]) -> list[dict[str, str]]:
+    """The table's cells, one dict (column -> text) per run."""
+    configs = [read_config(run) for run in runs]
+    rows = []
+    for run, config, settings in zip(runs, configs, differing_settings(configs), strict=True):
+        history = read_rows(run / FILE_NAME) if (run / FILE_NAME).is_file() else {}
+        total = config.get("trainer", {}).get("epochs", "?")
+        row = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
+        row.update(best_cells(config, history))
+        row.update({name: _number(value) for name, value in test_metrics(run).items()})
+        rows.append({**row, **settings})
+    return rows
+
+
+def epochs_done(run: Path, history: dict[int, Row]) -> int:
+    """From metrics.csv; for a run without one (trained before it existed), from last.pth."""
+    if history:
+        return max(history)
+    last = peek_checkpoint(run / "last.pth")
+    return int(last["epoch"]) if last is not None and isinstance(last.get("epoch"), int) else 0
+
+
+def best_cells(config: dict[str, Any], history: dict[int, Row]) -> dict[str, str]:
+    """``{"best_val_loss": "0.1234", "best_epoch": "3"}``: dashes before the first epoch, nothing when the
+    monitor is off."""
+    try:
+        monitor = Monitor.parse(str(config.get("trainer", {}).get("monitor", "off")))
+    except UsageError:
+        monitor = Monitor.parse("off")
+    if not monitor.enabled:
+        return {}
+    measured = {epoch: row.get(monitor.metric, math.nan) for epoch, row in history.items()}
+    values = {epoch: value for epoch, value in measured.items() if not math.isnan(value)}
+    if not values:
+        return {f"best_{monitor.metric}": "-", "best_epoch": "-"}
+    pick = min if monitor.mode == "min" else max
+    epoch = pick(values, key=lambda e: (values[e], e))  # the earliest of equal values, as the Monitor keeps
+    return {f"best_{monitor.metric}": _number(values[epoch]), "best_epoch": str(epoch)}
+
+
+def test_metrics(run: Path) -> dict[str, float]:
+    """The test_* values of the run's test report (best.pth's, else last.pth's), if test.py ran."""
+    for name in TEST_REPORTS:
+        path = run / name
+        if path.is_file():
+            try:
+                report = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            return {key: value for key, value in report.items() if key.startswith("test_") and isinstance(value, float)}
+    return {}
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    """Aligned columns (the union over rows, in order of first appearance), "-" where a row has no value."""
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    cells = [columns, *([row.get(column, "-") for column in columns] for row in rows)]
+    widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in cells
+    )
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"

@@ -1,0 +1,82 @@
+"""Learning curves of runs, or a table of an experiment's runs.
+
+python plot.py saved/<name>/<run> [RUN...] [-o curves.png]   # loss and each metric, train and val
+python plot.py --summary saved/<name>                       # status, epochs, best, test metrics per run
+"""
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+
+from logger.logger import setup_logging
+from logger.metrics_csv import FILE_NAME, Row, read_rows
+from logger.plots import draw_curves, matplotlib_figure
+from logger.run_summary import format_table, summary_rows
+from logger.runs import differing_settings, find_runs, read_config, run_label
+from utils.cli import run_command
+from utils.errors import UsageError
+
+logger = logging.getLogger("plot")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="a run folder, or saved/<name> for its runs")
+    parser.add_argument("-o", "--output", type=Path, help="the PNG to write (default: RUN/curves.png for one run, "
+                        "saved/<name>/curves.png for runs of one experiment, else ./curves.png)")  # fmt: skip
+    parser.add_argument("--summary", action="store_true", help="print a table of the runs instead of plotting")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    return parser.parse_args(argv)
+
+
+def output_path(output: Path | None, runs: list[Path]) -> Path:
+    """Where the picture goes; its folder must exist already (a typo creates nothing)."""
+    if output is None:
+        parents = {run.parent for run in runs}
+        folder = runs[0] if len(runs) == 1 else parents.pop() if len(parents) == 1 else Path()
+        output = folder / "curves.png"
+    if not output.parent.is_dir():
+        raise UsageError(f"-o: folder {str(output.parent)!r} does not exist; create it or write elsewhere")
+    if output.is_dir():
+        raise UsageError(f"-o: {str(output)!r} is a folder; give a file name such as curves.png")
+    return output
+
+
+def plot(args: argparse.Namespace) -> None:
+    runs = find_runs(args.runs)
+    if args.summary:
+        if args.output is not None:
+            raise UsageError("--summary prints a table; -o names the picture of a plot, so leave it out")
+        print(format_table(summary_rows(runs)))
+        return
+    out = output_path(args.output, runs)
+    matplotlib_figure()  # before reading anything: without it, one line on how to install it
+    histories = [history(run) for run in runs]
+    settings = differing_settings([read_config(run) for run in runs])
+    labels = [run_label(run, differing) for run, differing in zip(runs, settings, strict=True)]
+    draw_curves(list(zip(labels, histories, strict=True)), out)
+    logger.info("Wrote %s", out)
+
+
+def history(run: Path) -> dict[int, Row]:
+    """The run's metrics.csv rows; a run with none yet is refused (there is nothing to draw)."""
+    path = run / FILE_NAME
+    try:
+        rows = read_rows(path) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UsageError(f"{str(path)!r} cannot be read ({err})") from None
+    if not rows:
+        raise UsageError(f"{str(run)!r} has no finished epoch yet (no rows in its {FILE_NAME}); nothing to plot")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(None)
+    return run_command(lambda: plot(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

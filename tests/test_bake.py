@@ -57,6 +57,7 @@ PROJECT_FILES = {
     "trainer/trainer.py",
     "utils/__init__.py",
     "utils/checkpoint.py",
+    "utils/class_report.py",
     "utils/cli.py",
     "utils/dist.py",
     "utils/errors.py",

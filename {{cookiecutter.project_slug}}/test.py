@@ -4,13 +4,18 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from logger.logger import setup_logging
+from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
 from parse_config import Registry, load_config
 from train import PROJECT_MODULES
 from trainer.build import build_data, build_loss_and_metrics, build_model
 from trainer.trainer import check_model_fits, evaluate
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
+from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, write_json
 
@@ -43,9 +48,11 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     load_model_weights(model, checkpoint["model"], checkpoint_path)
     model.to(device)
     criterion, metrics = build_loss_and_metrics(config, modules)
-    check_model_fits(model, criterion, *next(iter(test_loader)))
+    first_images, first_targets = next(iter(test_loader))
+    check_model_fits(model, criterion, first_images, first_targets)
+    confusion = confusion_for(model, first_images, first_targets)
     logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, checkpoint["epoch"])
-    result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device))
+    result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device), confusion)
 
     report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": test_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
@@ -53,10 +60,37 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
         report["classes"] = ", ".join(checkpoint["classes"])
     for key, value in report.items():  # printed first, so a folder that cannot be written loses nothing
         print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
+    if confusion is not None:
+        report["class_report"] = class_report(confusion.counts(), checkpoint.get("classes"))
+        print(format_class_report(report["class_report"]))
+    save_report(report, checkpoint_path)
+    return result
+
+
+@torch.no_grad()
+def confusion_for(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> ConfusionMatrix | None:
+    """A confusion matrix as wide as the model's output, or None when the output is not a score per class."""
+    output = model.eval()(images)
+    if output.dim() != 2 or targets.dim() != 1 or targets.is_floating_point():
+        logger.info("No per-class report: the model's output is not one score per class")
+        return None
+    return ConfusionMatrix(output.size(1), images.device)
+
+
+def save_report(report: dict[str, Any], checkpoint_path: Path) -> None:
+    """<checkpoint>.test.json and, with a class report and matplotlib, <checkpoint>.confusion.png beside it."""
     out_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.test.json")
     write_json(report, out_path)
     logger.info("Wrote %s", out_path)
-    return result
+    if "class_report" not in report:
+        return
+    picture = checkpoint_path.with_name(f"{checkpoint_path.stem}.confusion.png")
+    if not has_matplotlib():
+        logger.info("No %s: drawing the confusion matrix needs matplotlib: %s", picture.name, INSTALL_HINT)
+        return
+    matrix = report["class_report"]["confusion_matrix"]
+    draw_confusion(matrix["counts"], matrix["classes"], picture)
+    logger.info("Wrote %s", picture)
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

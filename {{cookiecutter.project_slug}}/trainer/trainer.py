@@ -24,6 +24,7 @@ from trainer.loss_watch import LossWatch
 from trainer.monitor import Monitor
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
+from utils.class_report import ConfusionMatrix
 from utils.dist import all_reduce, is_distributed
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
 from utils.metric_tracker import MetricTracker
@@ -332,8 +333,9 @@ def _columns(values: dict[str, float]) -> str:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[str, Metric],
-             amp_dtype: torch.dtype | None) -> dict[str, float]:  # fmt: skip
-    """Loss and metrics over a whole loader, weighted by sample count (over every process under torchrun)."""
+             amp_dtype: torch.dtype | None, confusion: ConfusionMatrix | None = None) -> dict[str, float]:  # fmt: skip
+    """Loss and metrics over a whole loader, weighted by sample count (over every process under torchrun);
+    ``confusion``, when given, also counts each sample's (true, predicted) class."""
     model.eval()
     running = MetricTracker(["loss", *metrics], loader.device)
     for images, targets in loader:
@@ -341,6 +343,8 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
             output = model(images)
             loss = criterion(output, targets)
         running.update(targets.size(0), [loss, *(metric(output, targets) for metric in metrics.values())])
+        if confusion is not None:
+            confusion.update(output, targets)
     return running.result()
 
 

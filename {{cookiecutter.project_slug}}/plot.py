@@ -53,23 +53,25 @@ def plot(args: argparse.Namespace) -> None:
         return
     out = output_path(args.output, runs)
     matplotlib_figure()  # before reading anything: without it, one line on how to install it
-    histories = [history(run) for run in runs]
+    histories = {run: history(run) for run in runs}
+    runs = [run for run in runs if histories[run]]
+    if not runs:
+        raise UsageError(f"no finished epoch yet in {', '.join(map(str, histories))} (no rows in {FILE_NAME})")
+    for waiting in (run for run, rows in histories.items() if not rows):
+        logger.warning("Leaving out %s: no finished epoch yet", waiting)
     settings = differing_settings([read_config(run) for run in runs])
     labels = [run_label(run, differing) for run, differing in zip(runs, settings, strict=True)]
-    draw_curves(list(zip(labels, histories, strict=True)), out)
+    draw_curves([(label, histories[run]) for label, run in zip(labels, runs, strict=True)], out)
     logger.info("Wrote %s", out)
 
 
 def history(run: Path) -> dict[int, Row]:
-    """The run's metrics.csv rows; a run with none yet is refused (there is nothing to draw)."""
+    """The run's metrics.csv rows; none before its first epoch ends."""
     path = run / FILE_NAME
     try:
-        rows = read_rows(path) if path.is_file() else {}
+        return read_rows(path) if path.is_file() else {}
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UsageError(f"{str(path)!r} cannot be read ({err})") from None
-    if not rows:
-        raise UsageError(f"{str(run)!r} has no finished epoch yet (no rows in its {FILE_NAME}); nothing to plot")
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

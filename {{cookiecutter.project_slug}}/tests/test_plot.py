@@ -74,6 +74,17 @@ def test_two_runs_are_overlaid_in_one_picture(experiment: Path, tmp_path: Path,
     assert_png(tmp_path / "both.png")
 
 
+def test_a_run_with_no_finished_epoch_is_left_out_with_a_warning(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    fresh = run_without_epochs(tmp_path)
+    result = run_plot(capsys, run_dirs(experiment.parent)[0], fresh, "-o", tmp_path / "curves.png")
+    assert result.code == 0, result.err
+    assert f"Leaving out {fresh}: no finished epoch yet" in result.err
+    assert_png(tmp_path / "curves.png")
+
+
 def test_labels_name_the_run_and_the_settings_that_differ(experiment: Path) -> None:
     first, second, _ = run_dirs(experiment.parent)
     settings = differing_settings([read_config(first), read_config(second)])

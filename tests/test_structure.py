@@ -76,3 +76,12 @@ def test_every_readme_address_of_the_template_is_its_template_url() -> None:
     generated = (TEMPLATE_PROJECT / "README.md").read_text(encoding="utf-8")
     assert "cruft link -y {{ cookiecutter._template_url }} --checkout" in generated
     assert "<owner>" not in readme + generated and "<this-repo>" not in readme + generated
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    template_root = TEMPLATE_PROJECT.parent
+    readme = (template_root / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```bash\n(.+?)\n```", readme.partition("## Quick start")[2].partition("\n## ")[0])
+    assert len(commands) == 2, commands  # set up and train; install and test
+    ci_lines = (template_root / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert ci_lines[-1] == commands[1]

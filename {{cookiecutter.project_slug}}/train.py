@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -17,8 +17,7 @@ import model.metric
 import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
-from logger.metrics_csv import MetricsCsv
-from logger.visualization import TensorboardWriter
+from logger.trackers import check_installed, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
@@ -114,6 +113,15 @@ def plan_auto_resume(config: Config) -> RunStart:
     return RunStart(config, checkpoint, path, continue_in=path.parent, recorded=recorded)
 
 
+class RunWatcher(Protocol):
+    """Follows a run from outside (a sweep's trial: sweeps/trial.py): told its folder, then called after every
+    saved epoch as one of the Trainer's stop rules (a reason to stop early, or None)."""
+
+    def run_started(self, run_dir: Path) -> None: ...
+
+    def __call__(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None: ...
+
+
 def restore(trainer: Trainer, start: RunStart) -> None:
     """Load what ``start`` says into the freshly built trainer."""
     checkpoint, path, recorded = start.checkpoint, start.checkpoint_path, start.recorded
@@ -193,10 +201,11 @@ def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:
     logger.debug("%s", trainer.model)
 
 
-def train(args: argparse.Namespace, modules: Registry) -> None:
+def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | None = None) -> Path:
     earlier = setup_logging(None)  # until the config says how much to log; kept for train.log
     start = plan_start(args, modules)
     config = start.config
+    check_installed(config.trainer.loggers)  # a missing tracker package: one line, before any folder exists
     device = resolve_device(config.device)
     if launched_by_torchrun():
         device = init_distributed(device)
@@ -212,6 +221,9 @@ def train(args: argparse.Namespace, modules: Registry) -> None:
         trainer.check_one_batch()
         run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
         on_rank_0(lambda: record_resume_config(start))
+        if watcher is not None:
+            watcher.run_started(run_dir)
+            trainer.stop_rules.append(watcher)
         setup_logging(run_dir / "train.log", config.trainer.verbosity, rank(), earlier)
         logger.info("Run folder: %s", run_dir)
         log_setup(config, trainer, device)
@@ -224,17 +236,19 @@ def train(args: argparse.Namespace, modules: Registry) -> None:
         if run_dir is not None:
             RunLock(run_dir).release()
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
+    return run_dir
 
 
 def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
+    """Train in ``run_dir``, logging each epoch to the trackers of ``trainer.loggers`` (logger/trackers.py)."""
     settings = config.trainer
-    enabled = settings.tensorboard and is_main()
-    writer = TensorboardWriter(run_dir, enabled, purge_step=trainer.start_epoch, config=config.to_dict())
-    history = MetricsCsv(run_dir, is_main(), keep_through=trainer.start_epoch - 1)
+    tracker = open_trackers(config.to_dict(), run_dir, trainer.start_epoch, is_main())
+    finished = False
     try:
-        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), writer, history)
+        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), tracker)
+        finished = True
     finally:
-        writer.close()
+        tracker.close(finished)
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

@@ -52,6 +52,9 @@ class MetricsCsv:
         self.rows[epoch] = {**epoch_metrics, "seconds": seconds}
         self._write()
 
+    def close(self, finished: bool = True) -> None:
+        """Nothing to do: every epoch's row is already on disk."""
+
     def _write(self) -> None:
         text = rows_to_text(self.rows)
         atomic_write(self.path, lambda handle: handle.write(text.encode("utf-8")))

@@ -57,7 +57,7 @@ class TensorboardWriter:
             self._writers[folder] = self._make(log_dir=str(log_dir), purge_step=self._purge_step)  # type: ignore[misc]
         return self._writers[folder]
 
-    def add_epoch(self, epoch: int, log: dict[str, float]) -> None:
+    def add_epoch(self, epoch: int, log: dict[str, float], seconds: float | None = None) -> None:
         if self._make is None:
             return
         for name, value in log.items():
@@ -78,7 +78,7 @@ class TensorboardWriter:
         run.file_writer.add_summary(session_start)
         run.flush()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers = {}

@@ -9,6 +9,7 @@ from trainer.monitor import Monitor
 from utils.settings import setting
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")  # logger/trackers.py
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -36,6 +37,10 @@ class TrainerSettings:
     grad_accum_steps: int = setting(1, "an integer >= 1 (1: a step per batch)", lambda v: v >= 1)
     grad_clip_norm: float | None = setting(None, "null or a positive number", lambda v: v > 0)
     tensorboard: bool = setting(True, "true or false")
+    loggers: list[str] = setting(
+        ["csv"], f"a list of {', '.join(LOGGERS)} (csv is always on)", lambda v: all(name in LOGGERS for name in v)
+    )
+    tracking_uri: str | None = setting(None, "null (MLFLOW_TRACKING_URI, else ./mlruns) or an MLflow tracking URI")
     log_step: int = setting(20, "an integer >= 1", lambda v: v >= 1)
 
     def amp_dtype(self, device: torch.device) -> torch.dtype | None:

@@ -17,8 +17,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from base.base_data_loader import Loader
-from logger.metrics_csv import MetricsCsv
-from logger.visualization import TensorboardWriter
+from logger.trackers import Tracker
 from trainer.checkpoint import Checkpointer
 from trainer.loss_watch import LossWatch
 from trainer.monitor import Monitor
@@ -34,6 +33,8 @@ from utils.util import rng_state, set_rng_state
 logger = logging.getLogger(__name__)
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Sees each finished epoch's number and metrics; returns why training should stop now, or None.
+StopRule = Callable[[int, dict[str, float]], str | None]
 
 
 class Trainer:
@@ -60,6 +61,7 @@ class Trainer:
         self.start_epoch = 1
         self.resume_point: dict[str, Any] | None = None  # a checkpoint's mid_epoch record
         self.stop = GracefulStop()
+        self.stop_rules: list[StopRule] = []  # besides early stopping: a sweep's pruner (sweeps/trial.py)
 
     def _wrap_model(self) -> tuple[DistributedDataParallel | None, nn.Module, nn.Module]:
         """(the DDP wrapper or None, what the training step calls, what evaluation calls)."""
@@ -90,9 +92,10 @@ class Trainer:
         names = ["loss", *self.metrics]
         return names + [f"val_{name}" for name in names] if self.valid_loader is not None else names
 
-    def fit(self, checkpoints: Checkpointer, writer: TensorboardWriter, history: MetricsCsv | None = None) -> None:
+    def fit(self, checkpoints: Checkpointer, tracker: Tracker) -> None:
         """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal;
-        each finished epoch goes to TensorBoard and to ``history`` (metrics.csv) before its checkpoint."""
+        each finished epoch goes to ``tracker`` (metrics.csv, TensorBoard...: logger/trackers.py) before its
+        checkpoint."""
         checkpoints.remove_stale_temp_files()
         epochs = self.settings.epochs
         if self.start_epoch > epochs:
@@ -109,15 +112,22 @@ class Trainer:
             for epoch in range(self.start_epoch, epochs + 1):
                 started = time.perf_counter()
                 epoch_metrics, improved = self.run_epoch(epoch, checkpoints)
-                writer.add_epoch(epoch, epoch_metrics)
-                if history is not None:  # before last.pth: a resume drops rows of epochs it replays
-                    history.add_epoch(epoch, epoch_metrics, time.perf_counter() - started)
+                # Before last.pth: a resume drops the metrics.csv rows (and events) of epochs it replays.
+                tracker.add_epoch(epoch, epoch_metrics, time.perf_counter() - started)
                 checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
                 # A signal during validation or saving ends the run here, with the epoch on disk.
                 if self.stop.agreed(can_vote=True, device=self.device):
                     raise self._stop_error(f"after epoch {epoch}", checkpoints)
-                if self.monitor.patience_exhausted(self.settings.early_stop):
-                    return logger.info("Early stop: %s; last state in %s", self.monitor.describe(), checkpoints.last)
+                reason = self.early_stop_reason(epoch, epoch_metrics)
+                if reason is not None:
+                    return logger.info("Early stop: %s; last state in %s", reason, checkpoints.last)
+
+    def early_stop_reason(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None:
+        """Why to stop after this saved epoch: the monitor's patience ran out, or a stop rule says so."""
+        reasons = [rule(epoch, epoch_metrics) for rule in self.stop_rules]  # every rule sees every epoch
+        if self.monitor.patience_exhausted(self.settings.early_stop):
+            return self.monitor.describe()
+        return next((reason for reason in reasons if reason is not None), None)
 
     def run_epoch(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
         """Train and validate one epoch, step the scheduler; returns (its metrics, whether the monitor improved)."""

@@ -1,0 +1,74 @@
+"""MLflow (``"mlflow"`` in ``trainer.loggers``; ``pip install -e ".[mlflow]"``).
+
+One MLflow run per run folder, in the experiment named after the config's ``name``: the flattened
+config as params, every epoch's metrics at step = epoch, and ``best.pth`` and ``config.json`` as
+artifacts when the run ends (finished or stopped). The MLflow run's id is kept in ``mlflow.json`` in the
+run folder, so a resumed run continues the same MLflow run.
+"""
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from logger.visualization import flat_settings
+
+logger = logging.getLogger(__name__)
+
+ID_FILE = "mlflow.json"
+DEFAULT_URI = "sqlite:///mlflow.db"  # MLflow's own default: a database in the folder you run from
+ARTIFACTS = ("best.pth", "config.json")
+BATCH = 100  # MLflow takes at most 100 params in one call
+
+
+def tracking_uri(configured: str | None) -> str:
+    """``trainer.tracking_uri``, else the MLFLOW_TRACKING_URI environment variable, else DEFAULT_URI."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+class MlflowTracker:
+    def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None) -> None:
+        self.run_dir = Path(run_dir)
+        self.uri = tracking_uri(configured_uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.run_id = self._continue_or_create(config["name"])
+        self._log_params(flat_settings(config))
+        logger.info("MLflow: run %s in %s", self.run_id, self.uri)
+
+    def _continue_or_create(self, experiment_name: str) -> str:
+        """The MLflow run this run folder logged to before (set running again), or a new one."""
+        id_file = self.run_dir / ID_FILE
+        if id_file.is_file():
+            run_id = json.loads(id_file.read_text(encoding="utf-8"))["run_id"]
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(experiment_name)
+        run_id = self.client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
+        id_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": self.uri}), encoding="utf-8")
+        return run_id
+
+    def _log_params(self, settings: dict[str, float | str]) -> None:
+        """Params cannot change in MLflow: a resume that changed settings logs only the new keys
+        (config-resume-N.json, an artifact, records the changes)."""
+        logged = self.client.get_run(self.run_id).data.params
+        params = [Param(key, str(value)) for key, value in settings.items() if key not in logged]
+        for first in range(0, len(params), BATCH):
+            self.client.log_batch(self.run_id, params=params[first : first + BATCH])
+
+    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        now = int(time.time() * 1000)
+        values = {**epoch_metrics, "seconds": seconds}
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()])
+
+    def close(self, finished: bool = True) -> None:
+        names = [*ARTIFACTS, *(path.name for path in sorted(self.run_dir.glob("config-resume-*.json")))]
+        for name in names:
+            if (self.run_dir / name).is_file():
+                self.client.log_artifact(self.run_id, str(self.run_dir / name))
+        self.client.set_terminated(self.run_id, status="FINISHED" if finished else "KILLED")

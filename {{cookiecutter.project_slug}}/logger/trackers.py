@@ -1,0 +1,71 @@
+"""Where a run's epochs are logged: ``trainer.loggers`` names the trackers, one class per backend.
+
+The Trainer sees only ``Tracker``: ``add_epoch`` after every finished epoch (before its checkpoint),
+``close`` once at the end, told whether the run finished. ``open_trackers`` builds the ones the config
+asks for; ``check_installed`` refuses a backend whose package is missing before the run folder exists.
+metrics.csv is always kept (logger/metrics_csv.py); TensorBoard is logger/visualization.py; MLflow and
+Weights & Biases are logger/mlflow_tracker.py and logger/wandb_tracker.py, each imported only when asked for.
+"""
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Protocol
+
+from logger.metrics_csv import MetricsCsv
+from logger.visualization import TensorboardWriter
+from utils.errors import UsageError
+
+# name in trainer.loggers -> (the module it needs, what to install)
+OPTIONAL_BACKENDS = {
+    "mlflow": ("mlflow", 'pip install -e ".[mlflow]"'),
+    "wandb": ("wandb", 'pip install -e ".[wandb]"'),
+}
+
+
+class Tracker(Protocol):
+    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None: ...
+
+    def close(self, finished: bool = True) -> None: ...
+
+
+class Trackers:
+    """Several trackers as one: each call goes to every one of them, in order."""
+
+    def __init__(self, trackers: list[Tracker]) -> None:
+        self.trackers = trackers
+
+    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        for tracker in self.trackers:
+            tracker.add_epoch(epoch, epoch_metrics, seconds)
+
+    def close(self, finished: bool = True) -> None:
+        for tracker in self.trackers:
+            tracker.close(finished)
+
+
+def check_installed(names: list[str]) -> None:
+    """One line naming what to install for the first backend in ``names`` whose package is missing."""
+    for name in names:
+        if name in OPTIONAL_BACKENDS:
+            module, install = OPTIONAL_BACKENDS[name]
+            if importlib.util.find_spec(module) is None:
+                raise UsageError(f"trainer.loggers: {name!r} needs the {module} package; {install}")
+
+
+def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:
+    """The trackers ``config["trainer"]`` asks for, writing to ``run_dir``; none but disabled ones unless
+    ``enabled`` (under torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at."""
+    settings = config["trainer"]
+    names = settings["loggers"]
+    trackers: list[Tracker] = [MetricsCsv(run_dir, enabled, keep_through=start_epoch - 1)]
+    tensorboard_on = (settings["tensorboard"] or "tensorboard" in names) and enabled
+    trackers.append(TensorboardWriter(run_dir, tensorboard_on, purge_step=start_epoch, config=config))
+    if enabled and "mlflow" in names:
+        from logger.mlflow_tracker import MlflowTracker
+
+        trackers.append(MlflowTracker(run_dir, config, settings["tracking_uri"]))
+    if enabled and "wandb" in names:
+        from logger.wandb_tracker import WandbTracker
+
+        trackers.append(WandbTracker(run_dir, config))
+    return Trackers(trackers)

@@ -172,6 +172,25 @@ def test_make_dry_runs_every_target(repo_project: Path) -> None:
     assert "rm -rf saved" in run(make, "-n", "clean-runs", cwd=repo_project).stdout
 
 
+def test_make_lint_passes_and_clean_keeps_runs_and_data(repo_project: Path, tmp_path: Path) -> None:
+    make = tool("make")
+    lint = run(make, "lint", cwd=repo_project)
+    assert lint.returncode == 0, describe(lint)
+    project = tmp_path / "project"
+    shutil.copytree(repo_project, project, ignore=shutil.ignore_patterns(".git"))
+    kept = [project / "saved" / "mnist_classifier" / "run" / "last.pth", project / "data" / "downloaded.bin"]
+    caches = [project / "utils" / "__pycache__" / "util.pyc", project / ".pytest_cache" / "README.md"]
+    for path in kept + caches:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    cleaned = run(make, "clean", cwd=project)
+    assert cleaned.returncode == 0, describe(cleaned)
+    assert all(path.exists() for path in kept) and not any(path.parent.exists() for path in caches)
+    assert (project / "data" / "mnist_sample.npz").exists()
+    removed = run(make, "clean-runs", cwd=project)
+    assert removed.returncode == 0 and not (project / "saved").exists() and kept[1].exists(), describe(removed)
+
+
 @pytest.mark.parametrize("accelerator", ["auto", "cpu", "cuda"])
 def test_dockerfile_passes_hadolint_with_the_right_wheels(cookies_session, accelerator: str) -> None:
     hadolint = tool("hadolint")

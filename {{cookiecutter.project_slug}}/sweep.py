@@ -1,0 +1,151 @@
+"""Search config.json's settings with Optuna: python sweep.py -c config.json --trials N [--jobs J] [--storage URL].
+
+What is searched is in sweep.json (see README.md, Sweeps). Each trial is an ordinary run in saved/<name>/;
+the same command again continues the study; --summary prints its trials and writes best-config.json.
+"""
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import train
+from logger.logger import setup_logging
+from parse_config import Config, Registry, load_config
+from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.errors import TrainingStopped, UsageError
+
+logger = logging.getLogger("sweep")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-c", "--config", type=Path, default=Path("config.json"), help="every trial's config")
+    parser.add_argument("--space", type=Path, help="the search space (default: sweep.json beside the config)")
+    parser.add_argument("--trials", type=int, help="finished (complete or pruned) trials the study should hold")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
+    parser.add_argument("--storage", help="a database URL shared by several machines (default: a journal file in "
+                        "saved/<name>/), e.g. postgresql://user:password@host/db")  # fmt: skip
+    parser.add_argument("--study", help="the study's name (default: the config's name)")
+    parser.add_argument("--summary", action="store_true", help="print the trials, write best-config.json")
+    parser.add_argument("--share", type=int, help=argparse.SUPPRESS)  # a worker's number of trials (sweeps/workers.py)
+    parser.add_argument("--registry", help=argparse.SUPPRESS)  # the modules config.json's names come from, for workers
+    add_override_flags(parser)
+    return parser.parse_args(argv)
+
+
+@dataclass
+class SweepPlan:
+    """Everything checked before the first trial: the config, the space, the metric and the open study."""
+
+    config_path: Path
+    overrides: list[str]
+    config: Config
+    spec: Any  # sweeps.space.SweepSpec
+    metric: str
+    experiment_dir: Path
+    study: Any  # optuna.Study
+
+
+def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
+    from sweeps.space import check_space, read_spec
+    from sweeps.study import engine_parts, open_study, route_optuna_logs, storage_for
+    from trainer.monitor import Monitor
+
+    for flag, value in (("--trials", args.trials), ("--jobs", args.jobs)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: expected a number >= 1")
+    overrides = overrides_from_flags(args)
+    config = load_config(args.config, overrides, registry=modules)
+    space_path = args.space or args.config.parent / "sweep.json"
+    spec = read_spec(space_path)
+    check_space(spec, args.config, overrides, str(space_path))
+    metric = spec.metric or config.trainer.monitor
+    if not Monitor.parse(metric).enabled:
+        raise UsageError(f"{space_path}: metric: trainer.monitor is 'off'; set one, such as \"min val_loss\"")
+    experiment_dir = Path(config.trainer.save_dir) / config.name
+    route_optuna_logs()
+    pruner, sampler = engine_parts(spec, str(space_path))
+    storage = storage_for(args.storage, experiment_dir)
+    study = open_study(storage, args.study or config.name, Monitor.parse(metric), pruner, sampler)
+    return SweepPlan(args.config, overrides, config, spec, metric, experiment_dir, study)
+
+
+def sweep(args: argparse.Namespace, modules: Registry) -> None:
+    setup_logging(None)
+    _require_optuna()
+    plan = plan_sweep(args, modules)
+    if args.summary:
+        return report(plan)
+    if args.trials is None:
+        raise UsageError("--trials N: how many finished trials the study should hold (or --summary to look at it)")
+    from sweeps.study import finished_count
+    from sweeps.trial import run_trials
+    from sweeps.workers import run_workers, shares
+
+    if args.share is not None:  # a worker started by --jobs
+        return run_trials(plan.study, objective(plan, modules), args.share, args.trials)
+    remaining = args.trials - finished_count(plan.study)
+    logger.info("Study %r: %d of %d trials finished", plan.study.study_name, args.trials - remaining, args.trials)
+    if remaining > 0 and args.jobs == 1:
+        run_trials(plan.study, objective(plan, modules), remaining, args.trials)
+    elif remaining > 0:
+        code = run_workers(Path(__file__), worker_argv(args, plan, modules), shares(remaining, args.jobs))
+        if code != 0:
+            report(plan)
+            raise TrainingStopped(f"a worker ended with exit code {code}; run the same command to continue", code)
+    report(plan)
+
+
+def objective(plan: SweepPlan, modules: Registry) -> Any:
+    """Optuna's objective for this sweep: each trial runs train.py's ``train`` with the modules given."""
+    from sweeps.trial import make_objective
+
+    base_argv = ["-c", str(plan.config_path), *(arg for text in plan.overrides for arg in ("--set", text))]
+    return make_objective(lambda argv, watcher: train.train(train.parse_args(argv), modules, watcher),
+                          base_argv, plan.spec, plan.metric)  # fmt: skip
+
+
+def worker_argv(args: argparse.Namespace, plan: SweepPlan, modules: Registry) -> list[str]:
+    """This command for one worker: the same config, space, study and overrides, and the same modules."""
+    argv = ["-c", str(plan.config_path), "--trials", str(args.trials), "--study", plan.study.study_name]
+    argv += ["--space", str(args.space or plan.config_path.parent / "sweep.json")]
+    argv += ["--storage", args.storage] if args.storage else []
+    argv += [arg for text in plan.overrides for arg in ("--set", text)]
+    names = (modules.models, modules.data_loaders, modules.losses, modules.metrics)
+    return [*argv, "--registry", ",".join(module.__name__ for module in names)]
+
+
+def report(plan: SweepPlan) -> None:
+    """Print the table of trials; write and name best-config.json."""
+    from sweeps.study import summary_table, write_best_config
+
+    print(summary_table(plan.study, [param.key for param in plan.spec.params]))
+    best = write_best_config(plan.study, plan.experiment_dir)
+    if best is not None:
+        trial = plan.study.best_trial
+        print(f"Best: trial {trial.number}, {plan.metric} = {trial.value:.4g}; its config: {best}")
+        print(f"Train it: python train.py -c {best}")
+
+
+def _require_optuna() -> None:
+    if importlib.util.find_spec("optuna") is None:
+        raise UsageError('sweep.py needs Optuna; pip install -e ".[sweep]"')
+
+
+def registry_from(names: str | None) -> Registry | None:
+    """The registry a worker was handed as module names (models, data loaders, losses, metrics)."""
+    return Registry(*(importlib.import_module(name) for name in names.split(","))) if names else None
+
+
+def main(argv: list[str] | None = None, modules: Registry = train.PROJECT_MODULES) -> int:
+    args = parse_args(argv)
+    return run_command(lambda: sweep(args, registry_from(args.registry) or modules), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""sweep.json: what a sweep searches (dotted config keys and their ranges), the metric it optimizes, and
+Optuna's pruner and sampler. Everything is checked before any trial runs, each mistake as one line."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parse_config import load_config, read_config_file
+from utils.errors import UsageError
+
+KINDS = ("float", "int", "categorical")
+SPEC_KEYS = ("metric", "space", "pruner", "sampler")
+DEFAULT_PRUNER = {"type": "MedianPruner", "args": {}}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched key: ``float`` or ``int`` between ``low`` and ``high`` (on a log scale if ``log``), or
+    one of ``choices``."""
+
+    key: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple = ()
+
+    def suggest(self, trial: Any) -> Any:
+        """This key's value for an Optuna trial."""
+        if self.kind == "float":
+            return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_categorical(self.key, list(self.choices))
+
+    def extremes(self) -> list[Any]:
+        """The values a trial can take at the edges of the range: each must make a valid config."""
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    params: list[Param]
+    metric: str | None  # "min val_loss"...; None: the config's trainer.monitor
+    pruner: dict[str, Any]  # {"type": a class in optuna.pruners, "args": {...}}
+    sampler: dict[str, Any] | None  # {"type": a class in optuna.samplers, "args": {...}}; None: Optuna's default
+
+
+def read_spec(path: Path) -> SweepSpec:
+    label = str(path)
+    if not path.is_file():
+        raise UsageError(f"sweep file {label!r} does not exist; write one (see README, Sweeps) or pass --space FILE")
+    data = read_config_file(path)  # one-line errors for bad JSON, as for config.json
+    if not isinstance(data, dict) or not isinstance(data.get("space"), dict) or not data["space"]:
+        raise UsageError(label + ': expected an object with a non-empty "space" object of KEY.PATH: {"type": ...}')
+    unknown = [key for key in data if key not in SPEC_KEYS]
+    if unknown:
+        raise UsageError(f"{label}: unknown key {unknown[0]!r}; known keys: {', '.join(SPEC_KEYS)}")
+    params = [parse_param(key, entry, f"{label}: space.{key}") for key, entry in data["space"].items()]
+    pruner = data.get("pruner", DEFAULT_PRUNER) or {"type": "NopPruner"}
+    for name in ("pruner", "sampler"):
+        value = data.get(name)
+        if value is not None and not (isinstance(value, dict) and isinstance(value.get("type"), str)):
+            raise UsageError(f"{label}: {name}: expected null or " + '{"type": "...", "args": {...}}')
+    metric = data.get("metric")
+    if metric is not None and not isinstance(metric, str):
+        raise UsageError(f"{label}: metric: expected null or 'min <metric>' / 'max <metric>'")
+    return SweepSpec(params, metric, pruner, data.get("sampler"))
+
+
+def parse_param(key: str, entry: Any, label: str) -> Param:
+    """One entry of ``space``, checked: a known type, numbers with low < high (low > 0 on a log scale), or
+    a non-empty list of plain choices."""
+    if not isinstance(entry, dict) or entry.get("type") not in KINDS:
+        raise UsageError(f"{label}: expected an object with a type of {', '.join(KINDS)}; got {json.dumps(entry)}")
+    kind = entry["type"]
+    if kind == "categorical":
+        choices = entry.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise UsageError(f'{label}: "choices" must be a non-empty list')
+        if not all(choice is None or isinstance(choice, bool | int | float | str) for choice in choices):
+            raise UsageError(f"{label}: choices must be numbers, strings, true/false or null (Optuna stores these)")
+        return Param(key, kind, choices=tuple(choices))
+    low, high, log = entry.get("low"), entry.get("high"), entry.get("log", False)
+    number = int if kind == "int" else int | float
+    if not all(isinstance(v, number) and not isinstance(v, bool) for v in (low, high)) or not isinstance(log, bool):
+        raise UsageError(f'{label}: "low" and "high" must be {"integers" if kind == "int" else "numbers"}')
+    if low >= high:
+        raise UsageError(f"{label}: low ({low}) must be below high ({high})")
+    if log and low <= 0:
+        raise UsageError(f"{label}: a log scale needs low > 0, got {low}")
+    return Param(key, kind, float(low), float(high), log)
+
+
+def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], label: str) -> None:
+    """Load the config with each edge value of each key, as a trial would: an unknown key path or a value
+    the config refuses is one line now, not a failure in the middle of the sweep."""
+    for param in spec.params:
+        if any(text.partition("=")[0].strip() == param.key for text in overrides):
+            raise UsageError(f"{label}: space.{param.key} is searched; do not also --set it")
+        for value in param.extremes():
+            try:
+                load_config(config_path, [*overrides, f"{param.key}={json.dumps(value)}"])
+            except UsageError as err:
+                reason = str(err).removeprefix(f"--set {param.key}: ")
+                raise UsageError(f"{label}: space.{param.key}: {reason}") from None

@@ -1,0 +1,109 @@
+"""The Optuna study a sweep shares among its workers, and what it reports: the table of trials and best-config.json.
+
+The study lives in a storage that every worker opens: by default a journal file in the experiment folder
+(``saved/<name>/sweep.journal``: processes on one machine, or on machines that share that folder), or any
+database URL Optuna takes (``sqlite:///sweep.db``, ``postgresql://...``, ``mysql://...``: many machines).
+"""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from parse_config import ObjectSpec, build
+from sweeps.space import SweepSpec
+from trainer.monitor import Monitor
+from utils.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+JOURNAL = "sweep.journal"
+BEST_CONFIG = "best-config.json"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards --trials
+
+
+def route_optuna_logs() -> None:
+    """Optuna's messages through the root logger, like ours: to the console and the current trial's train.log."""
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
+def storage_for(url: str | None, experiment_dir: Path) -> Any:
+    """The journal file in ``experiment_dir`` without a URL; otherwise the database at ``url``."""
+    if url is None:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(experiment_dir / JOURNAL))
+        return optuna.storages.JournalStorage(backend)
+    if "://" not in url:
+        raise UsageError(f"--storage {url!r}: expected a database URL such as sqlite:///sweep.db or postgresql://...")
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as err:  # a driver that is not installed, a server that cannot be reached...
+        raise UsageError(f"--storage {url!r}: cannot open it ({' '.join(str(err).split())[:300]})") from None
+
+
+def engine_parts(spec: SweepSpec, label: str) -> tuple[Any, Any]:
+    """(pruner, sampler) that sweep.json names, built now so a wrong name or argument is one line."""
+    pruner_spec = ObjectSpec(spec.pruner["type"], spec.pruner.get("args", {}))
+    pruner = build(pruner_spec, f"{label}: pruner", optuna.pruners, optuna.pruners.BasePruner)
+    sampler = None
+    if spec.sampler is not None:
+        sampler_spec = ObjectSpec(spec.sampler["type"], spec.sampler.get("args", {}))
+        sampler = build(sampler_spec, f"{label}: sampler", optuna.samplers, optuna.samplers.BaseSampler)
+    return pruner, sampler
+
+
+def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: Any) -> optuna.Study:
+    """The study ``name`` in ``storage``, created on first use; a later command continues it."""
+    direction = "minimize" if metric.mode == "min" else "maximize"
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction=direction, pruner=pruner, sampler=sampler, load_if_exists=True
+    )
+    if study.direction.name.lower() != direction:
+        raise UsageError(f"study {name!r} was created to {study.direction.name.lower()}; use another --study name")
+    return study
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def summary_table(study: optuna.Study, keys: list[str]) -> str:
+    """One line per trial: number, state, the searched values, the best monitored value, the run folder."""
+    header = ["trial", "state", *keys, "value", "run folder"]
+    rows = [header] + [_row(trial, keys) for trial in study.get_trials(deepcopy=False)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _row(trial: FrozenTrial, keys: list[str]) -> list[str]:
+    values = [_short(trial.params[key]) if key in trial.params else "-" for key in keys]
+    best = trial.user_attrs.get("best")
+    value = trial.value if trial.value is not None else best
+    shown = "-" if value is None else f"{value:.4g}"
+    return [str(trial.number), trial.state.name.lower(), *values, shown, trial.user_attrs.get("run_dir", "-")]
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
+def write_best_config(study: optuna.Study, experiment_dir: Path) -> Path | None:
+    """Copy the best finished trial's config.json (its overrides applied) to ``experiment_dir/best-config.json``."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        return None
+    best = study.best_trial
+    source = Path(best.user_attrs.get("run_dir", "")) / "config.json"
+    if not source.is_file():
+        logger.warning("The best trial's run folder (%s) is gone; %s not written", source.parent, BEST_CONFIG)
+        return None
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    target = experiment_dir / BEST_CONFIG
+    shutil.copyfile(source, target)
+    return target

@@ -1,0 +1,74 @@
+"""One sweep trial: an ordinary training run (train.py's own ``train``) with the sampled settings as overrides.
+
+The trial reports its monitored metric to Optuna after every saved epoch, as one of the Trainer's stop
+rules: when the pruner says stop, the run ends there exactly as an early stop does (checkpoints,
+metrics.csv and train.log complete), and the trial is marked pruned. A trial's value is the best value
+of the metric over its epochs, the one its best.pth holds.
+"""
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from sweeps.space import SweepSpec
+from sweeps.study import FINISHED
+from trainer.monitor import Monitor
+from utils.errors import NonFiniteLossError, UsageError
+
+logger = logging.getLogger(__name__)
+
+# train.py's train, given its argv and a watcher; returns the run folder.
+TrainRun = Callable[[list[str], Any], Path]
+
+
+class TrialWatcher:
+    """What train.py's ``train`` calls back: the run folder once it exists, then every saved epoch's metrics."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, sampled: dict[str, Any]) -> None:
+        self.trial, self.sampled = trial, sampled
+        self.monitor = Monitor.parse(metric)  # keeps the best value, as trainer.monitor does
+        self.pruned = False
+
+    def run_started(self, run_dir: Path) -> None:
+        self.trial.set_user_attr("run_dir", str(run_dir))
+        settings = ", ".join(f"{key}={json.dumps(value)}" for key, value in self.sampled.items())
+        logger.info("Sweep trial %d: %s", self.trial.number, settings)  # in the trial's own train.log
+
+    def __call__(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None:
+        name = self.monitor.metric
+        if name not in epoch_metrics:
+            raise UsageError(f"sweep metric {name!r} is not measured; choose one of {', '.join(epoch_metrics)}")
+        value = epoch_metrics[name]
+        if self.monitor.update(epoch_metrics):
+            self.trial.set_user_attr("best", self.monitor.best)
+        self.trial.report(value, epoch)
+        if not self.trial.should_prune():
+            return None
+        self.pruned = True
+        return f"pruned by the sweep at epoch {epoch} ({name} {value:.4g})"
+
+
+def make_objective(train_run: TrainRun, base_argv: list[str], spec: SweepSpec, metric: str) -> Callable[..., float]:
+    """Optuna's objective: sample the space, train with it, return the best value (or raise TrialPruned)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        sampled = {param.key: param.suggest(trial) for param in spec.params}
+        argv = [*base_argv, *(arg for key, value in sampled.items() for arg in ("--set", f"{key}={json.dumps(value)}"))]
+        watcher = TrialWatcher(trial, metric, sampled)
+        train_run(argv, watcher)
+        if watcher.pruned:
+            raise optuna.TrialPruned()
+        return watcher.monitor.best
+
+    return objective
+
+
+def run_trials(study: optuna.Study, objective: Callable[..., float], count: int, total: int) -> None:
+    """Run ``count`` trials in this process, fewer if the study reaches ``total`` finished trials first (other
+    machines share it); a trial whose loss became NaN fails and the sweep goes on."""
+    enough = optuna.study.MaxTrialsCallback(total, states=FINISHED)
+    study.optimize(objective, n_trials=count, catch=(NonFiniteLossError,), callbacks=[enough])

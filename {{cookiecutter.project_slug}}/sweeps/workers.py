@@ -1,0 +1,39 @@
+"""``--jobs J``: J worker processes on this machine, each running its share of the trials on the shared study.
+
+The workers are this same command with ``--jobs 1`` and their share; they coordinate only through the
+study's storage. Each runs in its own session, so a Ctrl-C in the terminal reaches this process alone and
+is passed on once: every worker saves its trial's state and stops, as train.py does.
+"""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+from utils.signals import STOP_SIGNALS
+
+
+def shares(count: int, jobs: int) -> list[int]:
+    """``count`` trials split as evenly as possible among ``jobs`` workers (none gets 0 while another gets 2)."""
+    return [count // jobs + (index < count % jobs) for index in range(min(jobs, count))]
+
+
+def run_workers(script: Path, argv: list[str], work: list[int]) -> int:
+    """Start one ``python script argv --share N`` per entry of ``work``, wait for all; the first failure's exit
+    code (a stop signal's 128+N), else 0."""
+    commands = [[sys.executable, str(script), *argv, "--share", str(count)] for count in work]
+    workers = [subprocess.Popen(command, start_new_session=True) for command in commands]
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in STOP_SIGNALS}
+    try:
+        codes = [worker.wait() for worker in workers]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return next((code for code in codes if code != 0), 0)

@@ -1,0 +1,158 @@
+"""sweep.py on the tiny setup: parallel workers on the journal file, pruning through the early-stop path,
+best-config.json, continuing a stopped sweep, a database URL, and bad sweep files refused before any trial."""
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import sweep
+import train
+from parse_config import Registry
+from tests.hostile import Result, run_dirs, small_config, write_config
+from tests.tiny import TINY
+from tests.tiny.models import TinyConvNet
+
+optuna = pytest.importorskip("optuna")
+
+# lr 0 cannot learn: with this seed each worker samples 0.05, 0, 0.05, so every lr-0 trial starts after a
+# trial that learned has finished, and the median pruner stops it after its first epoch.
+LEARNS_OR_NOT = {"type": "categorical", "choices": [0.0, 0.05]}
+PRUNE_EARLY = {"type": "MedianPruner", "args": {"n_startup_trials": 1, "n_warmup_steps": 0}}
+SEEDED = {"type": "RandomSampler", "args": {"seed": 0}}
+
+
+def sweep_files(folder: Path, space: dict[str, Any], epochs: int = 2, **spec: Any) -> Path:
+    """config.json (the small tiny config) and sweep.json with ``space`` side by side; the config's path."""
+    config_path = write_config(folder / "config.json", small_config(folder / "saved", epochs=epochs))
+    write_config(folder / "sweep.json", {"space": space, **spec})
+    return config_path
+
+
+def run_sweep(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
+    capsys.readouterr()
+    code = sweep.main([str(arg) for arg in argv], modules=modules)
+    captured = capsys.readouterr()
+    return Result(code, captured.err, captured.out)
+
+
+def trials(storage: Any, name: str = "tiny") -> list[Any]:
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def journal(save_dir: Path) -> Any:
+    backend = optuna.storages.journal.JournalFileBackend(str(save_dir / "tiny" / "sweep.journal"))
+    return optuna.storages.JournalStorage(backend)
+
+
+def test_two_workers_share_the_journal_prune_the_hopeless_and_the_best_config_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = {"optimizer.args.lr": LEARNS_OR_NOT, "optimizer.args.weight_decay": {"type": "float", "low": 1e-6,
+             "high": 1e-3, "log": True}}  # fmt: skip
+    config_path = sweep_files(tmp_path, space, epochs=3, pruner=PRUNE_EARLY, sampler=SEEDED)
+    result = run_sweep(capsys, "-c", config_path, "--trials", 6, "--jobs", 2)
+    assert result.code == 0, result.err
+    done = trials(journal(tmp_path / "saved"))
+    states = [trial.state.name for trial in done]
+    assert len(done) == 6 and set(states) <= {"COMPLETE", "PRUNED"} and "PRUNED" in states, states
+    for trial in done:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        recorded = json.loads((run_dir / "config.json").read_text())
+        assert recorded["optimizer"]["args"]["lr"] == trial.params["optimizer.args.lr"]
+        rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+        assert len(rows) == (1 if trial.state.name == "PRUNED" else 3), "a pruned trial stops after epoch 1"
+        assert (run_dir / "last.pth").is_file() and not (run_dir / "run.lock").exists()
+        if trial.state.name == "PRUNED":
+            assert "Early stop: pruned by the sweep at epoch 1" in (run_dir / "train.log").read_text()
+    assert "trial  state" in result.out and "Best: trial" in result.out
+    best = tmp_path / "saved" / "tiny" / "best-config.json"
+    assert json.loads(best.read_text())["optimizer"]["args"]["lr"] == 0.05
+    assert train.main(["-c", str(best), "--set", "trainer.epochs=1"], modules=TINY) == 0
+
+
+class StoppingNet(TinyConvNet):
+    """TinyConvNet that sends this process SIGTERM on its ``stop_at``-th training forward pass."""
+
+    stop_at: int | None = None
+    forwards = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and StoppingNet.stop_at is not None:
+            StoppingNet.forwards += 1
+            if StoppingNet.forwards == StoppingNet.stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return super().forward(x)
+
+
+STOPPABLE = Registry(sys.modules[__name__], TINY.data_loaders, TINY.losses, TINY.metrics)
+
+
+def test_a_stopped_sweep_continues_to_the_same_total_on_an_sqlite_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}})
+    config = json.loads(config_path.read_text())
+    config["arch"]["type"] = "StoppingNet"
+    write_config(config_path, config)
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    command = ["-c", config_path, "--trials", 3, "--storage", url]
+    StoppingNet.stop_at, StoppingNet.forwards = 6, 0  # the second trial's first epoch (2 steps per epoch)
+    try:
+        assert run_sweep(capsys, *command, modules=STOPPABLE).code == 128 + signal.SIGTERM
+    finally:
+        StoppingNet.stop_at = None
+    assert [trial.state.name for trial in trials(url)] == ["COMPLETE", "FAIL"]
+    stopped = Path(trials(url)[1].user_attrs["run_dir"])
+    assert torch.load(stopped / "last.pth", weights_only=True)["mid_epoch"]["step"] == 2, "its state was saved"
+    result = run_sweep(capsys, *command, modules=STOPPABLE)
+    assert result.code == 0, result.err
+    assert [trial.state.name for trial in trials(url)] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert len(run_dirs(tmp_path / "saved")) == 4 and not (tmp_path / "saved" / "tiny" / "sweep.journal").exists()
+    summary = run_sweep(capsys, "-c", config_path, "--storage", url, "--summary", modules=STOPPABLE)
+    assert summary.code == 0 and summary.out.count(" complete ") == 3 and " fail " in summary.out
+
+
+BAD_SPACES = {
+    "unknown key path": ({"trainer.epoch": {"type": "int", "low": 1, "high": 3}}, "did you mean 'epochs'?"),
+    "low above high": ({"optimizer.args.lr": {"type": "float", "low": 0.1, "high": 0.01}}, "low (0.1) must be below"),
+    "empty choices": ({"arch.args.width": {"type": "categorical", "choices": []}}, '"choices" must be a non-empty'),
+    "unknown type": ({"optimizer.args.lr": {"type": "uniform", "low": 0, "high": 1}}, "with a type of float, int"),
+    "log from zero": ({"optimizer.args.lr": {"type": "float", "low": 0, "high": 1, "log": True}}, "needs low > 0"),
+    "bad value": ({"trainer.epochs": {"type": "int", "low": 0, "high": 2}}, "trainer.epochs: expected an integer"),
+}
+
+
+@pytest.mark.parametrize("space,message", BAD_SPACES.values(), ids=BAD_SPACES.keys())
+def test_a_bad_sweep_file_is_one_line_before_any_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], space: dict[str, Any], message: str
+) -> None:
+    config_path = sweep_files(tmp_path, space)
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2)
+    assert result.code == 2 and message in result.error_line(), result.err
+    assert not (tmp_path / "saved").exists(), "nothing written"
+
+
+def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
+    config_path = sweep_files(tmp_path, lr, pruner={"type": "MedianPrunner"})
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2)
+    assert result.code == 2 and "pruner.type: unknown name 'MedianPrunner'; did you mean 'MedianPruner'?" in result.err
+
+
+def test_without_optuna_the_sweep_is_one_line_saying_what_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    no_optuna = lambda name, *rest: None if name == "optuna" else real_find_spec(name, *rest)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", no_optuna)
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}})
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2)
+    assert result.code == 2 and result.error_line() == 'error: sweep.py needs Optuna; pip install -e ".[sweep]"'
+    assert not (tmp_path / "saved").exists()

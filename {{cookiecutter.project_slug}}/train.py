@@ -17,6 +17,7 @@ import model.metric
 import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
+from logger.metrics_csv import FILE_NAME as METRICS_CSV
 from logger.trackers import check_installed, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
@@ -165,6 +166,9 @@ def new_run_dir(start: RunStart) -> Path:
                 "weights_only": start.weights_only,
             }
             write_json(origin, run_dir / "origin.json")
+            earlier_rows = start.checkpoint_path.parent / METRICS_CSV
+            if not start.weights_only and earlier_rows.is_file():  # the epochs up to the checkpoint stay in view
+                shutil.copyfile(earlier_rows, run_dir / METRICS_CSV)  # the rows after it are dropped on open
     except BaseException:  # a full disk or a Ctrl-C: leave no half-made run folder (and no lock) behind
         shutil.rmtree(run_dir, ignore_errors=True)
         raise

@@ -71,12 +71,12 @@ def test_benchmark_prints_its_table(config_file: Path, capsys: pytest.CaptureFix
 def test_benchmark_adds_the_limit_and_the_trainer_with_metrics(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["-c", str(config_file), "--epochs", "3", "--limit", "--with-metrics"], modules=TINY) == 0
+    assert main(["-c", str(config_file), "--epochs", "1", "--limit", "--with-metrics"], modules=TINY) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [row.split()[0] for row in lines[2:6]] == ["hand-written", "Trainer", "Trainer+metrics", "limit"]
     ratios = [line.split(":")[0] for line in lines[6:]]
     assert ratios == ["ratio Trainer/hand-written", "ratio Trainer/limit", "ratio Trainer+metrics/limit"]
-    assert all("median of 3 paired epochs" in line for line in lines[6:])
+    assert all("median of 1 paired epochs" in line for line in lines[6:])
 
 
 def test_the_limit_turns_every_speed_option_on(config_file: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import train
+from logger.metrics_csv import read_rows
 from tests.hostile import (
     EXTRA,
     Killed,
@@ -248,6 +249,9 @@ def test_resuming_an_older_checkpoint_starts_a_new_run_folder(
     ]
     # Epochs 2 and 3 again from the same state: the same weights as the first time.
     assert_same_weights(last["model"], load_checkpoint(old_run / "last.pth")["model"], "replayed last.pth")
+    # metrics.csv carries the epochs up to the checkpoint over, then one row per epoch trained here.
+    old_rows, new_rows = (read_rows(run / "metrics.csv") for run in (old_run, new))
+    assert sorted(new_rows) == [1, 2, 3] and new_rows[1] == old_rows[1]
     assert_no_lock(tmp_path / "saved")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 TEMPLATE_PROJECT = Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}"
-TEMPLATE_OWNED = ("base", "trainer", "utils", "logger", "inference")
+TEMPLATE_OWNED = ("base", "trainer", "utils", "logger", "inference", "sweeps")
 USER_OWNED = ("model", "data_loader")
 MAX_FUNCTION_LINES = 40
 

@@ -11,21 +11,14 @@ from inference.trained import check_output_folder, load_trained_model
 from logger.logger import setup_logging
 from parse_config import Registry
 from train import PROJECT_MODULES
-from utils.cli import overrides_from_flags, run_command
+from utils.cli import add_checkpoint_flag, overrides_from_flags, run_command
 
 logger = logging.getLogger("export")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "-r",
-        "--resume",
-        type=Path,
-        required=True,
-        metavar="RUN_OR_CHECKPOINT",
-        help="a .pth file, a run folder (uses best.pth, else last.pth) or saved/<name> (newest run)",
-    )
+    add_checkpoint_flag(parser)
     parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     parser.add_argument("-o", "--output", type=Path, help="the file to write (default: beside the checkpoint)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",

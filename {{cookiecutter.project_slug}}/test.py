@@ -16,7 +16,7 @@ from trainer.build import build_data, build_loss_and_metrics, build_model
 from trainer.trainer import check_model_fits, evaluate
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
-from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.cli import add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, write_json
 
 logger = logging.getLogger("test")
@@ -24,14 +24,7 @@ logger = logging.getLogger("test")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "-r",
-        "--resume",
-        type=Path,
-        required=True,
-        metavar="CHECKPOINT",
-        help="a .pth file, a run folder (uses best.pth, else last.pth) or saved/<name> (newest run)",
-    )
+    add_checkpoint_flag(parser, metavar="CHECKPOINT")
     add_override_flags(parser, lr=False)
     return parser.parse_args(argv)
 

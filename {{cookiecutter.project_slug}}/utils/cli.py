@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch.distributed as dist
 
@@ -30,6 +31,18 @@ def add_override_flags(parser: argparse.ArgumentParser, lr: bool = True) -> None
         help="override any config key; VALUE is JSON (a bare word is a string); repeatable",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+
+
+def add_checkpoint_flag(parser: argparse.ArgumentParser, metavar: str = "RUN_OR_CHECKPOINT") -> None:
+    """``-r/--resume``: the trained checkpoint that test.py, predict.py and export.py start from."""
+    parser.add_argument(
+        "-r",
+        "--resume",
+        type=Path,
+        required=True,
+        metavar=metavar,
+        help="a .pth file, a run folder (uses best.pth, else last.pth) or saved/<name> (newest run)",
+    )
 
 
 SHORTCUTS = {"device": "device", "lr": "optimizer.args.lr", "bs": "data_loader.args.batch_size"}

@@ -182,28 +182,31 @@ def atomic_renames(kill_at: int | None = None, error: BaseException | None = Non
 
 
 class InterruptingNet(TinyConvNet):
-    """TinyConvNet that sends this process SIGINT during its ``interrupt_at``-th forward pass in training
-    mode (evaluation and the one-batch check run in eval mode and are not counted): a Ctrl-C that arrives
-    part way through an epoch, at a step the test chooses. The trainer's handler turns it into a save."""
+    """TinyConvNet that sends this process ``signal_number`` (SIGINT unless told otherwise) during its
+    ``interrupt_at``-th forward pass in training mode (evaluation and the one-batch check run in eval mode
+    and are not counted): a Ctrl-C, or a scheduler's SIGTERM, that arrives part way through an epoch, at a
+    step the test chooses. The trainer's handler turns it into a save."""
 
     interrupt_at: int | None = None
+    signal_number: int = signal.SIGINT
     forwards = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and InterruptingNet.interrupt_at is not None:
             InterruptingNet.forwards += 1
             if InterruptingNet.forwards == InterruptingNet.interrupt_at:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), InterruptingNet.signal_number)
         return super().forward(x)
 
 
 @contextmanager
-def interrupt_on_forward(number: int) -> Iterator[None]:
-    InterruptingNet.interrupt_at, InterruptingNet.forwards = number, 0
+def interrupt_on_forward(number: int, signal_number: int = signal.SIGINT) -> Iterator[None]:
+    """InterruptingNet sends ``signal_number`` on its ``number``-th training forward pass inside the block."""
+    InterruptingNet.interrupt_at, InterruptingNet.forwards, InterruptingNet.signal_number = number, 0, signal_number
     try:
         yield
     finally:
-        InterruptingNet.interrupt_at, InterruptingNet.forwards = None, 0
+        InterruptingNet.interrupt_at, InterruptingNet.forwards, InterruptingNet.signal_number = None, 0, signal.SIGINT
 
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

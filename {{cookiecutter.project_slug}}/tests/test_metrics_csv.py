@@ -1,46 +1,22 @@
 """metrics.csv: one row per finished epoch, whatever stops the run and however often it is resumed."""
 
 import csv
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 import train
 from logger.metrics_csv import MetricsCsv, read_rows
-from parse_config import Registry
-from tests.hostile import EXTRA, Killed, atomic_renames, only_run, small_config, write_config
-from tests.tiny.models import TinyConvNet
+from tests.hostile import EXTRA, Killed, atomic_renames, interrupt_on_forward, only_run, small_config, write_config
 
 EPOCHS, STEPS_PER_EPOCH = 3, 2  # small_config: 64 training samples in batches of 32
 
 
-class TerminatingNet(TinyConvNet):
-    """TinyConvNet that sends this process SIGTERM (what a scheduler sends before preemption) during its
-    ``terminate_at``-th forward pass in training mode."""
-
-    terminate_at: int | None = None
-    forwards = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and TerminatingNet.terminate_at is not None:
-            TerminatingNet.forwards += 1
-            if TerminatingNet.forwards == TerminatingNet.terminate_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-        return super().forward(x)
-
-
-# The registry looks up arch.type among the classes defined in this module: TerminatingNet.
-MODULES = Registry(sys.modules[__name__], EXTRA.data_loaders, EXTRA.losses, EXTRA.metrics)
-
-
 def config_file(folder: Path, **trainer_settings: Any) -> Path:
     config = small_config(folder / "saved", epochs=EPOCHS, **trainer_settings)
-    config["arch"]["type"] = "TerminatingNet"
+    config["arch"]["type"] = "InterruptingNet"
     config["loss"] = "cross_entropy"
     return write_config(folder / "config.json", config)
 
@@ -63,7 +39,7 @@ def epochs_and_metrics(path: Path) -> list[tuple[int, dict[str, float]]]:
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory, logging_restored_after_module: None) -> Path:
     """metrics.csv of a run that nothing stopped."""
     folder = tmp_path_factory.mktemp("uninterrupted")
-    assert train.main(["-c", str(config_file(folder))], modules=MODULES) == 0
+    assert train.main(["-c", str(config_file(folder))], modules=EXTRA) == 0
     return only_run(folder / "saved") / "metrics.csv"
 
 
@@ -84,14 +60,11 @@ def test_sigterm_then_resume_leaves_exactly_one_row_per_epoch(
     uninterrupted: Path, tmp_path: Path, terminate_at: int, rows_when_stopped: list[int]
 ) -> None:
     path = config_file(tmp_path)
-    TerminatingNet.terminate_at, TerminatingNet.forwards = terminate_at, 0
-    try:
-        assert train.main(["-c", str(path)], modules=MODULES) == 128 + signal.SIGTERM
-    finally:
-        TerminatingNet.terminate_at = None
+    with interrupt_on_forward(terminate_at, signal.SIGTERM):  # what a scheduler sends before preemption
+        assert train.main(["-c", str(path)], modules=EXTRA) == 128 + signal.SIGTERM
     run_dir = only_run(tmp_path / "saved")
     assert [epoch for epoch, _ in epochs_and_metrics(run_dir / "metrics.csv")] == rows_when_stopped
-    assert train.main(["-r", str(run_dir)], modules=MODULES) == 0
+    assert train.main(["-r", str(run_dir)], modules=EXTRA) == 0
     got, expected = epochs_and_metrics(run_dir / "metrics.csv"), epochs_and_metrics(uninterrupted)
     assert [epoch for epoch, _ in got] == [1, 2, 3]
     for (epoch, metrics), (_, wanted) in zip(got, expected, strict=True):
@@ -103,17 +76,17 @@ def test_a_kill_between_the_row_and_the_checkpoint_replays_the_epoch_once(uninte
     replaces the one written before the kill, rather than adding a second."""
     path = config_file(tmp_path)
     with atomic_renames() as renames:  # which files an epoch renames into place, in order
-        assert train.main(["-c", str(path)], modules=MODULES) == 0
+        assert train.main(["-c", str(path)], modules=EXTRA) == 0
     last_pth_writes = [index for index, target in enumerate(renames, start=1) if target.name == "last.pth"]
     kill_at = last_pth_writes[1]  # the second epoch's last.pth
     folder = tmp_path / "killed"
     killed_config = config_file(folder)
     with pytest.raises(Killed), atomic_renames(kill_at=kill_at):
-        train.main(["-c", str(killed_config)], modules=MODULES)
+        train.main(["-c", str(killed_config)], modules=EXTRA)
     run_dir = only_run(folder / "saved")
     assert sorted(read_rows(run_dir / "metrics.csv")) == [1, 2], "epoch 2's row was written before its last.pth"
     (run_dir / "run.lock").unlink(missing_ok=True)  # a kill -9 leaves it; this process is still alive
-    assert train.main(["-r", str(run_dir)], modules=MODULES) == 0
+    assert train.main(["-r", str(run_dir)], modules=EXTRA) == 0
     got = epochs_and_metrics(run_dir / "metrics.csv")
     assert [epoch for epoch, _ in got] == [1, 2, 3]
     assert [m for _, m in got] == pytest.approx([m for _, m in epochs_and_metrics(uninterrupted)], rel=1e-9)
@@ -121,10 +94,10 @@ def test_a_kill_between_the_row_and_the_checkpoint_replays_the_epoch_once(uninte
 
 def test_a_metric_added_on_resume_gets_a_column_empty_before(tmp_path: Path) -> None:
     path = config_file(tmp_path)
-    assert train.main(["-c", str(path), "--set", "trainer.epochs=2"], modules=MODULES) == 0
+    assert train.main(["-c", str(path), "--set", "trainer.epochs=2"], modules=EXTRA) == 0
     run_dir = only_run(tmp_path / "saved")
     resume = ["-r", str(run_dir), "--set", "trainer.epochs=3", "--set", 'metrics=["accuracy","error_rate"]']
-    assert train.main(resume, modules=MODULES) == 0
+    assert train.main(resume, modules=EXTRA) == 0
     csv_path = run_dir / "metrics.csv"
     assert header(csv_path) == [
         "epoch", "loss", "accuracy", "error_rate", "val_loss", "val_accuracy", "val_error_rate", "lr", "seconds",

@@ -3,9 +3,7 @@ best-config.json, continuing a stopped sweep, a database URL, and bad sweep file
 
 import importlib.util
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +13,8 @@ import torch
 import sweep
 import train
 from parse_config import Registry
-from tests.hostile import Result, run_dirs, small_config, write_config
+from tests.hostile import EXTRA, Result, interrupt_on_forward, run_dirs, small_config, write_config
 from tests.tiny import TINY
-from tests.tiny.models import TinyConvNet
 
 optuna = pytest.importorskip("optuna")
 
@@ -77,45 +74,25 @@ def test_two_workers_share_the_journal_prune_the_hopeless_and_the_best_config_tr
     assert train.main(["-c", str(best), "--set", "trainer.epochs=1"], modules=TINY) == 0
 
 
-class StoppingNet(TinyConvNet):
-    """TinyConvNet that sends this process SIGTERM on its ``stop_at``-th training forward pass."""
-
-    stop_at: int | None = None
-    forwards = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and StoppingNet.stop_at is not None:
-            StoppingNet.forwards += 1
-            if StoppingNet.forwards == StoppingNet.stop_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-        return super().forward(x)
-
-
-STOPPABLE = Registry(sys.modules[__name__], TINY.data_loaders, TINY.losses, TINY.metrics)
-
-
 def test_a_stopped_sweep_continues_to_the_same_total_on_an_sqlite_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}})
     config = json.loads(config_path.read_text())
-    config["arch"]["type"] = "StoppingNet"
+    config["arch"]["type"] = "InterruptingNet"
     write_config(config_path, config)
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     command = ["-c", config_path, "--trials", 3, "--storage", url]
-    StoppingNet.stop_at, StoppingNet.forwards = 6, 0  # the second trial's first epoch (2 steps per epoch)
-    try:
-        assert run_sweep(capsys, *command, modules=STOPPABLE).code == 128 + signal.SIGTERM
-    finally:
-        StoppingNet.stop_at = None
+    with interrupt_on_forward(6, signal.SIGTERM):  # the second trial's first epoch (2 steps per epoch)
+        assert run_sweep(capsys, *command, modules=EXTRA).code == 128 + signal.SIGTERM
     assert [trial.state.name for trial in trials(url)] == ["COMPLETE", "FAIL"]
     stopped = Path(trials(url)[1].user_attrs["run_dir"])
     assert torch.load(stopped / "last.pth", weights_only=True)["mid_epoch"]["step"] == 2, "its state was saved"
-    result = run_sweep(capsys, *command, modules=STOPPABLE)
+    result = run_sweep(capsys, *command, modules=EXTRA)
     assert result.code == 0, result.err
     assert [trial.state.name for trial in trials(url)] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert len(run_dirs(tmp_path / "saved")) == 4 and not (tmp_path / "saved" / "tiny" / "sweep.journal").exists()
-    summary = run_sweep(capsys, "-c", config_path, "--storage", url, "--summary", modules=STOPPABLE)
+    summary = run_sweep(capsys, "-c", config_path, "--storage", url, "--summary", modules=EXTRA)
     assert summary.code == 0 and summary.out.count(" complete ") == 3 and " fail " in summary.out
 
 

@@ -4,6 +4,7 @@
 # Here (needs cookiecutter):   bash .dev/gpu_checks.sh bake        # bakes the cuda and auto projects into .bake/
 # On the GPU machine:          bash .dev/gpu_checks.sh run         # carry .bake along; logs to $OUT/gpu_checks.log
 #                              BATCHES=512 bash .dev/gpu_checks.sh resident   # the resident-data benchmarks alone
+#                              DEADLINE=530 (seconds): checks that would run past it are cut short or skipped
 # A dry run on a CPU:          DEVICE=cpu EPOCHS=1 N_TRAIN=3000 bash .dev/gpu_checks.sh run
 #
 # Each check runs under its own time limit and a failure does not stop the others: one call of a
@@ -11,11 +12,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
-EPOCHS=${EPOCHS:-6}        # timed epochs per path for the device-resident benchmarks
+EPOCHS_512=${EPOCHS_512:-12}  # timed epochs per path for the device-resident benchmarks at batch 512
+EPOCHS_128=${EPOCHS_128:-4}   # and at batch 128, whose epochs take four times as long
 LOADER_EPOCHS=${LOADER_EPOCHS:-2}  # and for the DataLoader ones, whose epochs are slower
 N_TRAIN=${N_TRAIN:-60000}  # MNIST-shaped training samples (the test split gets a sixth)
 LOG=${OUT:-/tmp}/gpu_checks.log
 PYTHON=${PYTHON:-python3}  # the GPU machine has python3 only
+DEADLINE=${DEADLINE:-530}  # the whole script's budget: the checks are in order of importance
 
 if [ "${1:-}" = bake ]; then
     rm -rf .bake
@@ -29,6 +32,13 @@ FAILED=()
 check() {  # check NAME SECONDS COMMAND...: run it from the cuda project, log it, remember a failure
     local name=$1 limit=$2
     shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 20 ]; then
+        echo "-- $name: skipped, out of time" | tee -a "$LOG"
+        FAILED+=("$name (skipped, out of time)")
+        return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     echo "== $name" | tee -a "$LOG"
     local started=$SECONDS
     (cd .bake/cuda/mnist_classifier && timeout "$limit" "$@") 2>&1 | tee -a "$LOG"
@@ -50,11 +60,13 @@ MNIST60K=(--set data_loader.type=MnistDataLoader --set data_loader.args.data_dir
           --set data_loader.args.download=false)
 resident_benchmarks() {
     for batch in ${BATCHES:-512 128}; do
+        local epochs=$EPOCHS_512
+        [ "$batch" = 512 ] || epochs=$EPOCHS_128
         check "benchmark, batch $batch: the cuda defaults (resident, compile) against the practical limit" 240 \
-            "$PYTHON" -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS" "${MNIST60K[@]}" \
+            "$PYTHON" -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$epochs" "${MNIST60K[@]}" \
             --set data_loader.args.batch_size=$batch --limit --with-metrics
         check "benchmark, batch $batch: resident data, compile off" 150 \
-            "$PYTHON" -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS" "${MNIST60K[@]}" \
+            "$PYTHON" -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$epochs" "${MNIST60K[@]}" \
             --set data_loader.args.batch_size=$batch --set trainer.compile=off
     done
 }
@@ -68,10 +80,13 @@ loader_benchmarks() {
         done
     done
 }
-runs() {
+cuda_run() {
     check "cuda project: 1 epoch (AMP, compile, channels-last, fused Adam, resident data)" 240 \
         "$PYTHON" train.py -d "$DEVICE" --set trainer.epochs=1 --set trainer.save_dir="$SAVE/single"
     check "cuda project: test.py on that run" 120 "$PYTHON" test.py -r "$SAVE/single/mnist_classifier" -d "$DEVICE"
+    check "host time per batch of the metrics, eager and compiled" 60 "$PYTHON" ../../../.dev/bench_measures.py "$DEVICE"
+}
+other_runs() {
     check "torchrun, 1 process (NCCL on CUDA)" 180 \
         "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 train.py -d "$DEVICE" \
         --set trainer.epochs=1 --set trainer.save_dir="$SAVE/ddp"
@@ -83,9 +98,11 @@ runs() {
 
 if [ "${1:-}" = resident ]; then  # a shorter rerun: the resident-data benchmarks alone
     resident_benchmarks
-else
-    runs
-    resident_benchmarks
+else  # in order of importance: what is left when DEADLINE comes is skipped
+    cuda_run
+    BATCHES=512 resident_benchmarks
+    other_runs
+    BATCHES=128 resident_benchmarks
     loader_benchmarks
     check "the project's own tests, on the GPU machine's torch" 150 env OMP_NUM_THREADS=1 "$PYTHON" -m pytest -q -x -p no:cacheprovider
 fi

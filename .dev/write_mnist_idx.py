@@ -10,7 +10,8 @@ import numpy as np
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """IDX: two zero bytes, the type (8 = unsigned byte), the number of dimensions, then each size as big-endian int32."""
+    """IDX: two zero bytes, the type (8 = unsigned byte), the number of dimensions, then each size
+    as a big-endian int32."""
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.tiny import metrics as tiny_metrics
 from tests.tiny.models import TinyConvNet
 from trainer.loss_watch import LossWatch
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.errors import UsageError
-from utils.metric_tracker import MetricTracker
+from utils.metric_tracker import MetricTracker, batch_measures
 from utils.util import rng_state, set_rng_state
 
 CPU = torch.device("cpu")
@@ -22,8 +23,8 @@ CPU = torch.device("cpu")
 def test_metric_tracker_weights_by_sample_count() -> None:
     tracker = MetricTracker(["loss", "accuracy"], CPU)
     assert all(math.isnan(value) for value in tracker.result().values())
-    tracker.update(1, [torch.tensor(4.0), torch.tensor(0.0)])
-    tracker.update(3, [torch.tensor(2.0), torch.tensor(1.0)])
+    tracker.update(1, torch.tensor([4.0, 0.0]))
+    tracker.update(3, torch.tensor([2.0, 1.0]))
     # Sample-weighted: loss (1 * 4 + 3 * 2) / 4 = 2.5, not the mean of the batch means (3.0).
     assert tracker.result() == pytest.approx({"loss": 2.5, "accuracy": 0.75})
 
@@ -31,10 +32,10 @@ def test_metric_tracker_weights_by_sample_count() -> None:
 def test_metric_tracker_continues_from_its_state() -> None:
     # An epoch interrupted part way resumes with the totals it had.
     tracker = MetricTracker(["loss"], CPU)
-    tracker.update(2, [torch.tensor(1.0)])
+    tracker.update(2, torch.tensor([1.0]))
     resumed = MetricTracker(["loss"], CPU)
     resumed.load_state_dict(tracker.state_dict())
-    resumed.update(2, [torch.tensor(3.0)])
+    resumed.update(2, torch.tensor([3.0]))
     assert resumed.result() == pytest.approx({"loss": 2.0})
     with pytest.raises(ValueError, match="metric names changed"):
         MetricTracker(["loss", "accuracy"], CPU).load_state_dict(tracker.state_dict())
@@ -43,9 +44,28 @@ def test_metric_tracker_continues_from_its_state() -> None:
 def test_metric_tracker_with_the_loss_alone_keeps_float64_sums() -> None:
     tracker = MetricTracker(["loss"], CPU)
     for _ in range(3):
-        tracker.update(10**6, [torch.tensor(0.1, dtype=torch.float32)])
+        tracker.update(10**6, torch.tensor([0.1], dtype=torch.float32))
     assert tracker.result()["loss"] == pytest.approx(float(torch.tensor(0.1, dtype=torch.float32)), rel=1e-12)
 
+
+
+def hosted_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A metric torch.compile cannot trace whole: .item() breaks the graph."""
+    return torch.tensor((output.argmax(dim=1) == target).float().mean().item())
+
+
+def test_batch_measures_compiled_give_what_eager_ones_give() -> None:
+    # The Trainer compiles the training batches' metrics when trainer.compile is on (fewer kernel
+    # launches); a metric that breaks the graph must still count.
+    metrics = {"accuracy": tiny_metrics.accuracy, "top_2": tiny_metrics.top_2_accuracy, "hosted": hosted_accuracy}
+    generator = torch.Generator().manual_seed(0)
+    output, targets = torch.randn(64, 10, generator=generator), torch.randint(0, 10, (64,), generator=generator)
+    loss = torch.nn.functional.cross_entropy(output, targets)
+    eager = batch_measures(metrics)(loss, output, targets)
+    assert eager[0] == loss and eager[1] == eager[3] == (output.argmax(dim=1) == targets).float().mean()
+    assert torch.equal(batch_measures(metrics, compiled=True)(loss, output, targets), eager)
+    alone = batch_measures({})(loss, output, targets)
+    assert alone.shape == (1,) and alone.data_ptr() == loss.data_ptr()  # no copy for the loss alone
 
 @pytest.mark.parametrize(
     ("first_step", "losses", "check_at", "expected"),

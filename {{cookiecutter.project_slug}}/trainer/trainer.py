@@ -26,13 +26,12 @@ from utils.checkpoint import load_model_weights
 from utils.class_report import ConfusionMatrix
 from utils.dist import all_reduce, is_distributed
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
-from utils.metric_tracker import MetricTracker
+from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
 from utils.util import rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
-Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # Sees each finished epoch's number and metrics; returns why training should stop now, or None.
 StopRule = Callable[[int, dict[str, float]], str | None]
 
@@ -47,6 +46,8 @@ class Trainer:
                  recorded_config: dict[str, Any], classes: list[str] | None = None) -> None:  # fmt: skip
         self.model = model  # the plain module: its state_dict is what checkpoints hold
         self.criterion, self.metrics = criterion, metrics
+        # The training batches' loss and metrics as one tensor; compiled along with the model.
+        self.measure = batch_measures(metrics, compiled=settings.compile != "off")
         self.optimizer, self.lr_scheduler, self.schedule_per_step = optimizer, lr_scheduler, schedule_per_step
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config
@@ -164,7 +165,7 @@ class Trainer:
             output, loss = result
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
-                running.update(targets.size(0), [loss, *(metric(output, targets) for metric in self.metrics.values())])
+                running.update(targets.size(0), self.measure(loss, output, targets))
                 watch.add(step, loss)
             log_now = step % self.settings.log_step == 0
             if log_now:
@@ -347,12 +348,12 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
     """Loss and metrics over a whole loader, weighted by sample count (over every process under torchrun);
     ``confusion``, when given, also counts each sample's (true, predicted) class."""
     model.eval()
-    running = MetricTracker(["loss", *metrics], loader.device)
+    running, measure = MetricTracker(["loss", *metrics], loader.device), batch_measures(metrics)
     for images, targets in loader:
         with torch.autocast(loader.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             output = model(images)
             loss = criterion(output, targets)
-        running.update(targets.size(0), [loss, *(metric(output, targets) for metric in metrics.values())])
+        running.update(targets.size(0), measure(loss, output, targets))
         if confusion is not None:
             confusion.update(output, targets)
     return running.result()

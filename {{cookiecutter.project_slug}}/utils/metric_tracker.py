@@ -1,6 +1,6 @@
 """Sample-weighted running means that stay on the device until somebody reads them."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -20,10 +20,9 @@ class MetricTracker:
         self._sums = torch.zeros(len(self.names), dtype=torch.float64, device=device)
         self._count = 0
 
-    def update(self, batch_size: int, values: Sequence[torch.Tensor]) -> None:
-        # One kernel for the loss alone, two with metrics: on a small model each launch shows.
-        batch = values[0].detach().reshape(1) if len(values) == 1 else torch.stack([v.detach().float() for v in values])
-        self._sums.add_(batch, alpha=batch_size)
+    def update(self, batch_size: int, batch_means: torch.Tensor) -> None:
+        """Add one batch: ``batch_means`` holds its mean of each name, in order (see ``batch_measures``)."""
+        self._sums.add_(batch_means, alpha=batch_size)
         self._count += batch_size
 
     def _totals(self) -> tuple[torch.Tensor, int]:
@@ -54,3 +53,25 @@ class MetricTracker:
         if count == 0:
             return dict.fromkeys(self.names, float("nan"))
         return dict(zip(self.names, (sums / count).tolist(), strict=True))
+
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Measure = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def batch_measures(metrics: dict[str, Metric], compiled: bool = False) -> Measure:
+    """A function of (loss, output, targets) that gives the batch's loss and each metric, in that
+    order, as one float tensor for ``MetricTracker.update``.
+
+    ``compiled`` runs it through torch.compile. A small model on a GPU spends its step launching
+    kernels, and metrics add a dozen tiny ones per batch (argmax, compare, cast, mean...); compiled,
+    they fuse into a few. Metrics that torch.compile cannot trace still work: it falls back to eager.
+    """
+    if not metrics:
+        return lambda loss, output, targets: loss.detach().reshape(1)  # a view: no kernel at all
+
+    def measure(loss: torch.Tensor, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        values = [loss.detach(), *(metric(output, targets) for metric in metrics.values())]
+        return torch.stack([value.float() for value in values])
+
+    return torch.compile(measure) if compiled else measure

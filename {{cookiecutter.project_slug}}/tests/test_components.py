@@ -49,21 +49,13 @@ def test_metric_tracker_with_the_loss_alone_keeps_float64_sums() -> None:
 
 
 
-def hosted_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """A metric torch.compile cannot trace whole: .item() breaks the graph."""
-    return torch.tensor((output.argmax(dim=1) == target).float().mean().item())
-
-
-def test_batch_measures_compiled_give_what_eager_ones_give() -> None:
-    # The Trainer compiles the training batches' metrics when trainer.compile is on (fewer kernel
-    # launches); a metric that breaks the graph must still count.
-    metrics = {"accuracy": tiny_metrics.accuracy, "top_2": tiny_metrics.top_2_accuracy, "hosted": hosted_accuracy}
+def test_batch_measures_stack_the_loss_and_each_metric_in_order() -> None:
     generator = torch.Generator().manual_seed(0)
     output, targets = torch.randn(64, 10, generator=generator), torch.randint(0, 10, (64,), generator=generator)
     loss = torch.nn.functional.cross_entropy(output, targets)
-    eager = batch_measures(metrics)(loss, output, targets)
-    assert eager[0] == loss and eager[1] == eager[3] == (output.argmax(dim=1) == targets).float().mean()
-    assert torch.equal(batch_measures(metrics, compiled=True)(loss, output, targets), eager)
+    accuracy = (output.argmax(dim=1) == targets).float().mean()
+    measures = batch_measures({"accuracy": tiny_metrics.accuracy, "top_10": lambda output, targets: loss.new_ones(())})
+    assert torch.equal(measures(loss, output, targets), torch.stack([loss, accuracy, loss.new_ones(())]))
     alone = batch_measures({})(loss, output, targets)
     assert alone.shape == (1,) and alone.data_ptr() == loss.data_ptr()  # no copy for the loss alone
 

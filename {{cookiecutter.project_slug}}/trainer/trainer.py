@@ -46,8 +46,7 @@ class Trainer:
                  recorded_config: dict[str, Any], classes: list[str] | None = None) -> None:  # fmt: skip
         self.model = model  # the plain module: its state_dict is what checkpoints hold
         self.criterion, self.metrics = criterion, metrics
-        # The training batches' loss and metrics as one tensor; compiled along with the model.
-        self.measure = batch_measures(metrics, compiled=settings.compile != "off")
+        self.measure = batch_measures(metrics)  # a training batch's loss and metrics as one tensor
         self.optimizer, self.lr_scheduler, self.schedule_per_step = optimizer, lr_scheduler, schedule_per_step
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config

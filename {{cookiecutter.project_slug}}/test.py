@@ -42,7 +42,7 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     model.to(device)
     criterion, metrics = build_loss_and_metrics(config, modules)
     first_images, first_targets = next(iter(test_loader))
-    check_model_fits(model, criterion, first_images, first_targets)
+    check_model_fits(model, criterion, metrics, first_images, first_targets)
     confusion = confusion_for(model, first_images, first_targets)
     logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, checkpoint["epoch"])
     result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device), confusion)

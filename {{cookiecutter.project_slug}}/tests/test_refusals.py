@@ -17,7 +17,9 @@ import pytest
 import torch
 
 import train
+from parse_config import Registry
 from tests.hostile import (
+    EXTRA,
     assert_no_lock,
     assert_unchanged,
     only_run,
@@ -47,6 +49,7 @@ class Mistake:
     changes: dict[str, Any] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     raw: bytes | None | str = "json"
+    modules: Registry = TINY
 
 
 def case(case_id: str, expect: str, marks: Any = (), **kwargs: Any) -> Any:
@@ -257,6 +260,25 @@ CONFIG_MISTAKES = [
         changes={"arch.args.num_classes": 2},
     ),
     case("in_channels-wrong", "arch: TinyConvNet cannot take the data's batches", changes={"arch.args.in_channels": 3}),
+    # metrics that cannot be added up on the device (tests/hostile.py)
+    case(
+        "metric-returns-a-float",
+        "metrics: hosted_accuracy returned float; return the batch mean as a 0-dim tensor, without .item()",
+        changes={"metrics": ["accuracy", "hosted_accuracy"]},
+        modules=EXTRA,
+    ),
+    case(
+        "metric-per-sample",
+        "metrics: correct returned a tensor of shape (",
+        changes={"metrics": ["correct"]},
+        modules=EXTRA,
+    ),
+    case(
+        "metric-fails",
+        "metrics: top_20_accuracy cannot score the model's output (",
+        changes={"metrics": ["top_20_accuracy"]},
+        modules=EXTRA,
+    ),
     # name, seed and the other top-level keys
     case("name-empty", "name: expected a plain folder name", changes={"name": ""}),
     case("name-dot", "name: expected a plain folder name", changes={"name": "."}),
@@ -352,7 +374,7 @@ def test_the_config_table_is_big_enough() -> None:
 def test_config_mistake_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], mistake: Mistake) -> None:
     path = prepare_config(tmp_path, mistake)
     before = snapshot(tmp_path)
-    result = run_train(capsys, "-c", path, *mistake.args)
+    result = run_train(capsys, "-c", path, *mistake.args, modules=mistake.modules)
     assert result.code == 2, result.err
     line = result.error_line()
     assert mistake.expect.replace("<config>", str(path)) in line, line

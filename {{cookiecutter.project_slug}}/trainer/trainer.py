@@ -86,7 +86,7 @@ class Trainer:
         written, so a model that does not fit the data is one line instead of a crash in epoch 1."""
         self.train_loader.set_epoch(self.start_epoch)
         images, targets = next(iter(self.train_loader))
-        check_model_fits(self.model, self.criterion, images, targets)
+        check_model_fits(self.model, self.criterion, self.metrics, images, targets)
 
     def metric_names(self) -> list[str]:
         names = ["loss", *self.metrics]
@@ -359,8 +359,10 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
 
 
 @torch.no_grad()
-def check_model_fits(model: nn.Module, criterion: Metric, images: torch.Tensor, targets: torch.Tensor) -> None:
-    """Raise a one-line UsageError when ``model`` cannot take a batch or its output does not fit the labels."""
+def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
+                     images: torch.Tensor, targets: torch.Tensor) -> None:  # fmt: skip
+    """Raise a one-line UsageError when ``model`` cannot take a batch, or its output does not fit the
+    labels, the loss or a metric."""
     name, was_training = type(model).__name__, model.training
     model.eval()
     try:
@@ -381,3 +383,19 @@ def check_model_fits(model: nn.Module, criterion: Metric, images: torch.Tensor, 
         criterion(output.float(), targets)
     except Exception as err:
         raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})") from None
+    for metric_name, metric in metrics.items():
+        check_metric(metric_name, metric, output, targets)
+
+
+def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:
+    """A metric must give the batch mean as a 0-dim tensor: the Trainer adds it up on the device."""
+    try:
+        value = metric(output, targets)
+    except Exception as err:
+        raise UsageError(f"metrics: {name} cannot score the model's output ({first_sentence(err)})") from None
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise UsageError(
+            f"metrics: {name} returned {got}; return the batch mean as a 0-dim tensor, without .item() "
+            "(as model/metric.py's accuracy does)"
+        )

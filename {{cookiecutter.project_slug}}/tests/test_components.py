@@ -48,7 +48,6 @@ def test_metric_tracker_with_the_loss_alone_keeps_float64_sums() -> None:
     assert tracker.result()["loss"] == pytest.approx(float(torch.tensor(0.1, dtype=torch.float32)), rel=1e-12)
 
 
-
 def test_batch_measures_stack_the_loss_and_each_metric_in_order() -> None:
     generator = torch.Generator().manual_seed(0)
     output, targets = torch.randn(64, 10, generator=generator), torch.randint(0, 10, (64,), generator=generator)
@@ -58,6 +57,7 @@ def test_batch_measures_stack_the_loss_and_each_metric_in_order() -> None:
     assert torch.equal(measures(loss, output, targets), torch.stack([loss, accuracy, loss.new_ones(())]))
     alone = batch_measures({})(loss, output, targets)
     assert alone.shape == (1,) and alone.data_ptr() == loss.data_ptr()  # no copy for the loss alone
+
 
 @pytest.mark.parametrize(
     ("first_step", "losses", "check_at", "expected"),

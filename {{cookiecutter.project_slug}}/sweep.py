@@ -53,7 +53,7 @@ class SweepPlan:
 
 def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     from sweeps.space import check_space, read_spec
-    from sweeps.study import engine_parts, open_study, route_optuna_logs, storage_for
+    from sweeps.study import engine_parts, fail_abandoned_trials, open_study, route_optuna_logs, storage_for
     from trainer.monitor import Monitor
 
     for flag, value in (("--trials", args.trials), ("--jobs", args.jobs)):
@@ -72,6 +72,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     pruner, sampler = engine_parts(spec, str(space_path))
     storage = storage_for(args.storage, experiment_dir)
     study = open_study(storage, args.study or config.name, Monitor.parse(metric), pruner, sampler)
+    fail_abandoned_trials(study)
     return SweepPlan(args.config, overrides, config, spec, metric, experiment_dir, study)
 
 

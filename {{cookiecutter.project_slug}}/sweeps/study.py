@@ -7,7 +7,10 @@ database URL Optuna takes (``sqlite:///sweep.db``, ``postgresql://...``, ``mysql
 
 import json
 import logging
+import os
 import shutil
+import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from parse_config import ObjectSpec, build
 from sweeps.space import SweepSpec
+from trainer.checkpoint import process_gone
 from trainer.monitor import Monitor
 from utils.errors import UsageError
 
@@ -24,6 +28,9 @@ logger = logging.getLogger(__name__)
 JOURNAL = "sweep.journal"
 BEST_CONFIG = "best-config.json"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards --trials
+WORKER = "worker"  # a trial's user attribute: "host:pid" of the process that runs it
+# A database's heartbeat: a trial whose worker stopped beating for GRACE seconds (on any machine) is failed.
+HEARTBEAT, GRACE = 60, 300
 
 
 def route_optuna_logs() -> None:
@@ -41,7 +48,9 @@ def storage_for(url: str | None, experiment_dir: Path) -> Any:
     if "://" not in url:
         raise UsageError(f"--storage {url!r}: expected a database URL such as sqlite:///sweep.db or postgresql://...")
     try:
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # the heartbeat is marked experimental; it is the way to catch dead workers
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
     except Exception as err:  # a driver that is not installed, a server that cannot be reached...
         raise UsageError(f"--storage {url!r}: cannot open it ({' '.join(str(err).split())[:300]})") from None
 
@@ -66,6 +75,24 @@ def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: A
     if study.direction.name.lower() != direction:
         raise UsageError(f"study {name!r} was created to {study.direction.name.lower()}; use another --study name")
     return study
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_abandoned_trials(study: optuna.Study) -> None:
+    """Mark failed the trials left running by a process of this machine that has ended (a kill -9, an
+    out-of-memory kill), so that the study stops counting them as in progress. A database's heartbeat
+    does the same for every machine; a journal file shared by several machines relies on this alone."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(trial.user_attrs.get(WORKER, "")).rpartition(":")
+        if host and pid.isdigit() and process_gone(int(pid), host):
+            study.tell(trial.number, state=TrialState.FAIL)
+            run_dir = trial.user_attrs.get("run_dir")
+            resume = f"; its run folder resumes with: python train.py -r {run_dir}" if run_dir else ""
+            logger.warning("Trial %d was left running by process %s, which has ended: marked failed%s",
+                           trial.number, pid, resume)  # fmt: skip
 
 
 def finished_count(study: optuna.Study) -> int:

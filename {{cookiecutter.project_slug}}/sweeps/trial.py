@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 
 from sweeps.space import SweepSpec
-from sweeps.study import FINISHED
+from sweeps.study import FINISHED, WORKER, this_worker
 from trainer.monitor import Monitor
 from utils.errors import NonFiniteLossError, UsageError
 
@@ -56,6 +56,7 @@ def make_objective(train_run: TrainRun, base_argv: list[str], spec: SweepSpec, m
     """Optuna's objective: sample the space, train with it, return the best value (or raise TrialPruned)."""
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER, this_worker())  # so that a later command can tell if this process died
         sampled = {param.key: param.suggest(trial) for param in spec.params}
         argv = [*base_argv, *(arg for key, value in sampled.items() for arg in ("--set", f"{key}={json.dumps(value)}"))]
         watcher = TrialWatcher(trial, metric, sampled)

@@ -3,7 +3,9 @@ best-config.json, continuing a stopped sweep, a database URL, and bad sweep file
 
 import importlib.util
 import json
+import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import torch
 import sweep
 import train
 from parse_config import Registry
-from tests.hostile import EXTRA, Result, interrupt_on_forward, run_dirs, small_config, write_config
+from tests.hostile import EXTRA, Result, dead_pid, interrupt_on_forward, run_dirs, small_config, write_config
 from tests.tiny import TINY
 
 optuna = pytest.importorskip("optuna")
@@ -94,6 +96,24 @@ def test_a_stopped_sweep_continues_to_the_same_total_on_an_sqlite_database(
     assert len(run_dirs(tmp_path / "saved")) == 4 and not (tmp_path / "saved" / "tiny" / "sweep.journal").exists()
     summary = run_sweep(capsys, "-c", config_path, "--storage", url, "--summary", modules=EXTRA)
     assert summary.code == 0 and summary.out.count(" complete ") == 3 and " fail " in summary.out
+
+
+def test_a_trial_left_running_by_a_killed_worker_is_failed_and_the_sweep_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a kill -9 leaves in the journal: a RUNNING trial whose worker process is gone.
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}}, epochs=1)
+    (tmp_path / "saved" / "tiny").mkdir(parents=True)
+    study = optuna.create_study(storage=journal(tmp_path / "saved"), study_name="tiny", direction="minimize")
+    workers = {"killed": f"{socket.gethostname()}:{dead_pid()}", "alive": f"{socket.gethostname()}:{os.getpid()}",
+               "elsewhere": "another-host:1"}  # fmt: skip
+    for worker in workers.values():
+        study.ask().set_user_attr("worker", worker)
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2)
+    assert result.code == 0, result.err
+    states = [trial.state.name for trial in trials(journal(tmp_path / "saved"))]
+    assert states == ["FAIL", "RUNNING", "RUNNING", "COMPLETE", "COMPLETE"], "only the dead worker's trial is failed"
+    assert f"Trial 0 was left running by process {workers['killed'].split(':')[1]}, which has ended" in result.err
 
 
 BAD_SPACES = {

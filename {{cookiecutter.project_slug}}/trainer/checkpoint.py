@@ -121,7 +121,7 @@ class RunLock:
 
     def _take_over_if_stale(self) -> None:
         pid, host, since = self._holder()
-        if host == socket.gethostname() and not _alive(pid):
+        if process_gone(pid, host):
             logger.warning("Taking over %s, left by process %s that is no longer running", self.path, pid)
             self.path.unlink(missing_ok=True)
             return
@@ -135,7 +135,7 @@ class RunLock:
         if not self.path.is_file():
             return False
         pid, host, _ = self._holder()
-        return host != socket.gethostname() or _alive(pid)
+        return not process_gone(pid, host)
 
     def release(self) -> None:
         """Remove the lock if this process holds it (any process may call this)."""
@@ -143,13 +143,16 @@ class RunLock:
             self.path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
+def process_gone(pid: int, host: str) -> bool:
+    """Whether process ``pid`` of ``host`` has ended; a process of another host cannot be checked (False)."""
+    if host != socket.gethostname():
         return False
+    if pid <= 0:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return True
     except PermissionError:
-        return True  # someone else's process
-    return True
+        return False  # someone else's process
+    return False

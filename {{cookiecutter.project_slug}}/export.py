@@ -11,7 +11,7 @@ from inference.trained import check_output_folder, load_trained_model
 from logger.logger import setup_logging
 from parse_config import Registry
 from train import PROJECT_MODULES
-from utils.cli import add_checkpoint_flag, overrides_from_flags, run_command
+from utils.cli import add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
 
 logger = logging.getLogger("export")
 
@@ -21,9 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_checkpoint_flag(parser)
     parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     parser.add_argument("-o", "--output", type=Path, help="the file to write (default: beside the checkpoint)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a key of the checkpoint's config (e.g. data_loader.args.data_dir)")  # fmt: skip
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    add_override_flags(parser, shortcuts=())  # exported on the CPU (below), so no -d
     return parser.parse_args(argv)
 
 

@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched below) or globs")
     parser.add_argument("-o", "--output", type=Path, default=Path("predictions.csv"), help="the CSV to write")
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="how many classes to list per image")
-    add_override_flags(parser, lr=False)
+    add_override_flags(parser, shortcuts=("device", "bs"))
     return parser.parse_args(argv)
 
 

@@ -25,7 +25,7 @@ logger = logging.getLogger("test")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     add_checkpoint_flag(parser, metavar="CHECKPOINT")
-    add_override_flags(parser, lr=False)
+    add_override_flags(parser, shortcuts=("device", "bs"))
     return parser.parse_args(argv)
 
 

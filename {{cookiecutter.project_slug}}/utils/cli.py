@@ -16,12 +16,14 @@ from utils.victoresque import gpu_indices_advice
 logger = logging.getLogger(__name__)
 
 
-def add_override_flags(parser: argparse.ArgumentParser, lr: bool = True) -> None:
-    """``-d``, ``--bs``, ``--set`` (and ``--lr``) and ``--debug``: the flags that change the config."""
-    parser.add_argument("-d", "--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config's device)")
-    if lr:
+def add_override_flags(parser: argparse.ArgumentParser, shortcuts: tuple[str, ...] = ("device", "lr", "bs")) -> None:
+    """``--set`` and ``--debug``, and the ``shortcuts`` asked for (``-d``, ``--lr``, ``--bs``)."""
+    if "device" in shortcuts:
+        parser.add_argument("-d", "--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config's device)")
+    if "lr" in shortcuts:
         parser.add_argument("--lr", type=float, help="shortcut for --set optimizer.args.lr=LR")
-    parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")
+    if "bs" in shortcuts:
+        parser.add_argument("--bs", type=int, help="shortcut for --set data_loader.args.batch_size=BS")
     parser.add_argument(
         "--set",
         dest="overrides",

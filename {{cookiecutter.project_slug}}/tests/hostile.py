@@ -3,6 +3,7 @@ test_file_modes.py): small configs, running train.py and test.py in this process
 disk, a stand-in for ``kill -9`` while a file is saved, and a registry with a few more names than ``TINY``.
 """
 
+import enum
 import json
 import os
 import signal
@@ -43,13 +44,23 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def set_path(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """``config[a][b][c] = value`` for ``a.b.c`` (a missing last key is added)."""
-    *parents, last = dotted.split(".")
+class Marker(enum.Enum):
+    DELETE = "delete"  # a value for set_path: remove the key (an enum member survives copy.deepcopy)
+
+
+DELETE = Marker.DELETE
+
+
+def set_path(config: dict[str, Any], dotted: str, value: Any, separator: str = ".") -> None:
+    """``config[a][b][c] = value`` for ``a.b.c`` (a missing last key is added; DELETE removes it)."""
+    *parents, last = dotted.split(separator)
     node = config
     for key in parents:
         node = node[key]
-    node[last] = value
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
 
 
 # --- running the entry points ---------------------------------------------------------------------------

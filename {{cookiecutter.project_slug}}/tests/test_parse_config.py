@@ -11,22 +11,10 @@ import pytest
 import torch
 
 from parse_config import Config, ObjectSpec, apply_override, build, load_config, lookup_function, parse_override
+from tests.hostile import DELETE, set_path
 from tests.tiny import TINY
 from trainer.settings import TrainerSettings
 from utils.errors import UsageError
-
-DELETE = object()  # marks a key to remove in the tables of configs
-
-
-def set_path(config: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node = config
-    for key in parents:
-        node = node[key]
-    if value is DELETE:
-        del node[last]
-    else:
-        node[last] = value
 
 
 def get_path(config: dict[str, Any], path: str) -> Any:

@@ -19,6 +19,7 @@ import torch
 import train
 from parse_config import Registry
 from tests.hostile import (
+    DELETE,
     EXTRA,
     assert_no_lock,
     assert_unchanged,
@@ -34,7 +35,6 @@ from tests.tiny import TINY
 from tests.tiny.models import TinyConvNet
 from utils.checkpoint import digest, save_checkpoint
 
-DELETE = object()  # in ``changes``: remove the key
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 
 
@@ -354,15 +354,8 @@ def prepare_config(tmp_path: Path, mistake: Mistake) -> Path:
         return path
     config = small_config(tmp_path / "saved")
     for key, value in mistake.changes.items():
-        if value is DELETE:
-            *parents, last = key.split(".")
-            node = config
-            for part in parents:
-                node = node[part]
-            del node[last]
-        else:
-            value = copy.deepcopy(value)
-            set_path(config, key, value.replace("<tmp>", str(tmp_path)) if isinstance(value, str) else value)
+        value = value.replace("<tmp>", str(tmp_path)) if isinstance(value, str) else copy.deepcopy(value)
+        set_path(config, key, value)
     return write_config(path, config)
 
 

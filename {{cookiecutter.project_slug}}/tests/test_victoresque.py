@@ -24,7 +24,16 @@ import torch.nn.functional as F
 import parse_config
 import train
 from parse_config import Registry
-from tests.hostile import assert_no_lock, assert_unchanged, only_run, run_test, run_train, snapshot
+from tests.hostile import (
+    DELETE,
+    assert_no_lock,
+    assert_unchanged,
+    only_run,
+    run_test,
+    run_train,
+    set_path,
+    snapshot,
+)
 from tests.tiny import TINY
 from tests.tiny.data_loaders import TinyTensorLoader
 from tests.tiny.models import TinyConvNet
@@ -54,7 +63,6 @@ LATEST: dict[str, Any] = {
         "tensorboard": True,
     },
 }
-DELETE = object()
 
 
 def older(**changes: Any) -> dict[str, Any]:
@@ -62,14 +70,7 @@ def older(**changes: Any) -> dict[str, Any]:
     config = copy.deepcopy(LATEST)
     config["metrics"] = ["my_metric", "my_metric2"]  # the example metrics' names until June 2019
     for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = config
-        for key in parents:
-            node = node[key]
-        if value is DELETE:
-            del node[last]
-        else:
-            node[last] = value
+        set_path(config, dotted, value, separator="__")
     return config
 
 

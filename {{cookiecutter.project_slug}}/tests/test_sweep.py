@@ -1,11 +1,15 @@
 """sweep.py on the tiny setup: parallel workers on the journal file, pruning through the early-stop path,
 best-config.json, continuing a stopped sweep, a database URL, and bad sweep files refused before any trial."""
 
+import contextlib
 import importlib.util
 import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +118,53 @@ def test_a_trial_left_running_by_a_killed_worker_is_failed_and_the_sweep_goes_on
     states = [trial.state.name for trial in trials(journal(tmp_path / "saved"))]
     assert states == ["FAIL", "RUNNING", "RUNNING", "COMPLETE", "COMPLETE"], "only the dead worker's trial is failed"
     assert f"Trial 0 was left running by process {workers['killed'].split(':')[1]}, which has ended" in result.err
+
+
+def running_with_a_saved_epoch(save_dir: Path) -> int:
+    """How many trials are running and have finished an epoch (a row in their metrics.csv)."""
+    if not (save_dir / "tiny" / "sweep.journal").is_file():
+        return 0
+    running = [trial for trial in trials(journal(save_dir)) if trial.state.name == "RUNNING"]
+    csv_files = [
+        Path(trial.user_attrs["run_dir"]) / "metrics.csv" for trial in running if "run_dir" in trial.user_attrs
+    ]
+    return sum(1 for path in csv_files if path.is_file() and len(path.read_text().splitlines()) > 1)
+
+
+def kill_workers(save_dir: Path) -> None:
+    for trial in trials(journal(save_dir)) if (save_dir / "tiny" / "sweep.journal").is_file() else []:
+        with contextlib.suppress(ProcessLookupError, KeyError, ValueError):
+            os.kill(int(trial.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+
+
+def test_ctrl_c_stops_every_worker_of_a_parallel_sweep_with_its_state_saved(tmp_path: Path) -> None:
+    # Trials far too long to finish: the sweep ends only by the signal, passed on to both workers.
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}}, 10**6)
+    registry = ",".join(f"tests.tiny.{name}" for name in ("models", "data_loaders", "losses", "metrics"))
+    options = ["--trials", "2", "--jobs", "2", "--registry", registry]
+    command = [sys.executable, "sweep.py", "-c", str(config_path), *options]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sweep_process = subprocess.Popen(
+        command, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while running_with_a_saved_epoch(tmp_path / "saved") < 2 and sweep_process.poll() is None:
+            assert time.monotonic() < deadline, "the two workers did not both start training"
+            time.sleep(0.2)
+        sweep_process.send_signal(signal.SIGINT)  # what Ctrl-C sends the command in the terminal
+        _, err = sweep_process.communicate(timeout=120)
+    finally:
+        sweep_process.kill()
+        kill_workers(tmp_path / "saved")  # they run in sessions of their own; none may outlive a failed test
+    assert sweep_process.returncode == 128 + signal.SIGINT, err
+    stopped = trials(journal(tmp_path / "saved"))
+    assert [trial.state.name for trial in stopped] == ["FAIL", "FAIL"], err
+    for trial in stopped:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] >= 1 and not (run_dir / "run.lock").exists()
+        assert "stopped by SIGINT" in (run_dir / "train.log").read_text()
+    assert "run the same command to continue" in err
 
 
 BAD_SPACES = {

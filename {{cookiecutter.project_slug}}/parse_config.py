@@ -114,6 +114,10 @@ def load_config(
 
 
 def read_config_file(path: Path) -> Any:
+    if path.is_dir():
+        raise UsageError(
+            f"config file {str(path)!r} is a folder; pass -c {str(path / 'config.json')!r} or another file"
+        )
     if not path.is_file():
         raise UsageError(f"config file {str(path)!r} does not exist; pass -c path/to/config.json")
     try:

@@ -118,7 +118,7 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (None, "does not exist"),
-        (b"not a checkpoint", "cannot be loaded"),
+        (b"not a checkpoint", "cannot be loaded: it is not a file written by torch.save; pass a .pth file"),
         ({"a": 1}, "not written by this project's trainer"),
         ([1, 2], "not written by this project's trainer"),
     ],

@@ -42,8 +42,8 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has 
 class Mistake:
     """A config mistake: ``changes`` to the small config (dotted keys; DELETE removes one), extra command
     line ``args``, or ``raw`` bytes for the whole file (None: no file at all). ``expect`` must appear in the
-    error line; ``<config>`` in it stands for the config file's path. ``<tmp>`` in a value stands for the
-    test's folder, where a file named ``occupied`` exists."""
+    error line; ``<config>`` in it stands for the config file's path. ``<tmp>`` in a value, an argument or
+    ``expect`` stands for the test's folder, where a file named ``occupied`` exists."""
 
     expect: str
     changes: dict[str, Any] = field(default_factory=dict)
@@ -312,6 +312,7 @@ CONFIG_MISTAKES = [
     ),
     # the file itself
     case("file-missing", "config file '<config>' does not exist", raw=None),
+    case("file-is-a-folder", "config file '<tmp>' is a folder; pass -c '<tmp>/config.json'", args=["-c", "<tmp>"]),
     case("file-not-utf8", "config file '<config>' is not UTF-8", raw='{"name": "caf\xe9"}'.encode("latin-1")),
     case("file-not-json", "config file '<config>' is not valid JSON", raw=b'{"name": "tiny",}'),
     case(
@@ -367,10 +368,11 @@ def test_the_config_table_is_big_enough() -> None:
 def test_config_mistake_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], mistake: Mistake) -> None:
     path = prepare_config(tmp_path, mistake)
     before = snapshot(tmp_path)
-    result = run_train(capsys, "-c", path, *mistake.args, modules=mistake.modules)
+    args = [arg.replace("<tmp>", str(tmp_path)) for arg in mistake.args]
+    result = run_train(capsys, "-c", path, *args, modules=mistake.modules)
     assert result.code == 2, result.err
     line = result.error_line()
-    assert mistake.expect.replace("<config>", str(path)) in line, line
+    assert mistake.expect.replace("<config>", str(path)).replace("<tmp>", str(tmp_path)) in line, line
     assert_unchanged(before, snapshot(tmp_path))
 
 

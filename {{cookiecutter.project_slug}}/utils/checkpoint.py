@@ -3,6 +3,7 @@ schema check, so a corrupt, forged or foreign file is refused with one line inst
 
 import hashlib
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,23 @@ def _why_unloadable(err: Exception, path: Path) -> str:
     """PyTorch's reason in one sentence; for a pickled object (its message runs to a page, with escape
     codes), what it means here and the flag that takes the weights anyway."""
     unsupported = _UNSUPPORTED_GLOBAL.search(plain_text(str(err)))
+    if unsupported is None and not _written_by_torch_save(path):
+        return "it is not a file written by torch.save; pass a .pth file that train.py wrote, or its run folder"
     if unsupported is None:
         return first_sentence(err)
     return (
         f"it holds pickled Python objects (such as {unsupported[1]}; a victoresque or other foreign checkpoint?); "
         f"to take its weights use: python train.py -c config.json --init-from {path} --trust-pickle"
     )
+
+
+def _written_by_torch_save(path: Path) -> bool:
+    """torch.save writes a zip archive (since PyTorch 1.6), or before that a pickle (protocol byte 0x80)."""
+    with path.open("rb") as handle:
+        if zipfile.is_zipfile(handle):
+            return True
+        handle.seek(0)
+        return handle.read(1) == b"\x80"
 
 
 def find_checkpoint(path: Path, prefer: tuple[str, ...] = ("best.pth", "last.pth")) -> Path:

@@ -113,29 +113,29 @@ def load_config(
     return Config.from_dict(data)
 
 
-def read_config_file(path: Path) -> Any:
+def read_config_file(path: Path, what: str = "config file", usual_name: str = "config.json") -> Any:
+    """The JSON in ``path``, or a one-line UsageError calling it ``what`` (a sweep file names sweep.json)."""
+    label = f"{what} {str(path)!r}"
     if path.is_dir():
-        raise UsageError(
-            f"config file {str(path)!r} is a folder; pass -c {str(path / 'config.json')!r} or another file"
-        )
+        raise UsageError(f"{label} is a folder; pass {str(path / usual_name)!r} or another file")
     if not path.is_file():
-        raise UsageError(f"config file {str(path)!r} does not exist; pass -c path/to/config.json")
+        raise UsageError(f"{label} does not exist; pass -c path/to/config.json")
     try:
         return read_json(path)
     except json.JSONDecodeError as err:
         conflict = _conflict_marker_line(path)
         if conflict:  # what a cruft update or a git merge with conflicts leaves
             raise UsageError(
-                f"config file {str(path)!r} holds merge-conflict markers (line {conflict}); keep one side of "
+                f"{label} holds merge-conflict markers (line {conflict}); keep one side of "
                 "each conflict, delete the <<<<<<< ======= >>>>>>> lines, and run again"
             ) from None
-        raise UsageError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+        raise UsageError(f"{label} is not valid JSON: {err}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"config file {str(path)!r} is not UTF-8 text; save it as UTF-8") from None
+        raise UsageError(f"{label} is not UTF-8 text; save it as UTF-8") from None
     except RecursionError:
-        raise UsageError(f"config file {str(path)!r} is nested too deeply to be a config") from None
+        raise UsageError(f"{label} is nested too deeply to be a config") from None
     except OSError as err:
-        raise UsageError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        raise UsageError(f"{label} cannot be read: {err.strerror}") from None
 
 
 def _conflict_marker_line(path: Path) -> int | None:

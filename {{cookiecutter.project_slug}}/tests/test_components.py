@@ -1,5 +1,6 @@
 """The pieces the trainer is made of: metric tracking, the non-finite loss watch, checkpoint files and RNG state."""
 
+import errno
 import math
 import os
 import random
@@ -15,7 +16,7 @@ from trainer.loss_watch import LossWatch
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.errors import UsageError
 from utils.metric_tracker import MetricTracker, batch_measures
-from utils.util import rng_state, set_rng_state
+from utils.util import rng_state, set_rng_state, storage_error
 
 CPU = torch.device("cpu")
 
@@ -180,3 +181,19 @@ def test_rng_state_roundtrip_through_a_checkpoint(tmp_path: Path) -> None:
     draws()
     set_rng_state(torch.load(tmp_path / "c.pth", weights_only=True)["rng"])
     assert draws() == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "fix"),
+    [
+        (errno.ENOSPC, "; free some space"),
+        (errno.EACCES, "; fix the folder's permissions"),
+        (errno.EROFS, "; write to another folder"),
+        (errno.ENOENT, "; create the folder or write to another one"),
+        (errno.EIO, "; free some space or fix the folder's permissions"),
+    ],
+)
+def test_a_failed_write_names_the_fix_for_its_cause(tmp_path: Path, number: int, fix: str) -> None:
+    target = tmp_path / "out" / "last.pth"
+    message = str(storage_error(target, OSError(number, os.strerror(number))))
+    assert message == f"cannot write {str(target)!r}: {os.strerror(number)}{fix}"

@@ -312,7 +312,7 @@ CONFIG_MISTAKES = [
     ),
     # the file itself
     case("file-missing", "config file '<config>' does not exist", raw=None),
-    case("file-is-a-folder", "config file '<tmp>' is a folder; pass -c '<tmp>/config.json'", args=["-c", "<tmp>"]),
+    case("file-is-a-folder", "config file '<tmp>' is a folder; pass '<tmp>/config.json'", args=["-c", "<tmp>"]),
     case("file-not-utf8", "config file '<config>' is not UTF-8", raw='{"name": "caf\xe9"}'.encode("latin-1")),
     case("file-not-json", "config file '<config>' is not valid JSON", raw=b'{"name": "tiny",}'),
     case(

@@ -187,6 +187,24 @@ def test_a_bad_sweep_file_is_one_line_before_any_trial(
     assert not (tmp_path / "saved").exists(), "nothing written"
 
 
+@pytest.mark.parametrize(
+    ("space_file", "message"),
+    [
+        ("folder", "sweep file '{tmp}/folder' is a folder; pass '{tmp}/folder/sweep.json' or another file"),
+        ("notes.txt", "sweep file '{tmp}/notes.txt' is not valid JSON"),
+        ("missing.json", "sweep file '{tmp}/missing.json' does not exist; write one (see README, Sweeps)"),
+    ],
+)
+def test_a_space_that_is_not_a_sweep_file_is_named_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], space_file: str, message: str
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}})
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("lr from 0.01 to 0.1\n")
+    result = run_sweep(capsys, "-c", config_path, "--space", tmp_path / space_file, "--trials", 1)
+    assert result.code == 2 and message.format(tmp=tmp_path) in result.error_line(), result.err
+
+
 def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
     config_path = sweep_files(tmp_path, lr, pruner={"type": "MedianPrunner"})

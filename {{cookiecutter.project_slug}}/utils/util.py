@@ -1,5 +1,6 @@
 """Small helpers: JSON files, atomic writes, seeding and random state, devices and kernels."""
 
+import errno
 import json
 import os
 import random
@@ -57,10 +58,22 @@ def _os_error(err: BaseException | None) -> OSError | None:
     return err
 
 
+# What to do about the usual reasons a write fails, by errno.
+WRITE_FIXES = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space",
+    errno.EACCES: "fix the folder's permissions",
+    errno.EPERM: "fix the folder's permissions",
+    errno.EROFS: "write to another folder",
+    errno.ENOENT: "create the folder or write to another one",
+}
+
+
 def storage_error(path: Path, err: BaseException) -> UsageError:
     cause = _os_error(err)
     reason = cause.strerror or str(cause) if cause is not None else str(err)
-    return UsageError(f"cannot write {str(path)!r}: {reason}; free some space or fix the folder's permissions")
+    fix = WRITE_FIXES.get(cause.errno if cause is not None else None, "free some space or fix the folder's permissions")
+    return UsageError(f"cannot write {str(path)!r}: {reason}; {fix}")
 
 
 def write_json(data: Any, path: Path) -> None:
@@ -137,7 +150,7 @@ def resolve_device(spec: str) -> torch.device:
         if not torch.cuda.is_available():
             raise UsageError(
                 f"device: {spec!r} asked for, but this machine has no usable CUDA GPU; "
-                "train on the CPU with --device cpu (or --set device=auto)"
+                "run on the CPU with --device cpu (or --set device=auto)"
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
@@ -148,7 +161,7 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type == "mps" and not _has_mps():
         raise UsageError(
             "device: 'mps' asked for, but this machine has no usable Apple GPU (MPS needs Apple silicon and a "
-            "PyTorch built with MPS); train on the CPU with --device cpu (or --set device=auto)"
+            "PyTorch built with MPS); run on the CPU with --device cpu (or --set device=auto)"
         )
     elif device.type not in ("cpu", "mps"):
         raise UsageError(f"device: {spec!r} is not supported; use auto, cpu, cuda, cuda:N or mps")

@@ -11,13 +11,13 @@ from inference.trained import check_output_folder, load_trained_model
 from logger.logger import setup_logging
 from parse_config import Registry
 from train import PROJECT_MODULES
-from utils.cli import add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
+from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
 
 logger = logging.getLogger("export")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(prog="export.py", description=__doc__)
     add_checkpoint_flag(parser)
     parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     parser.add_argument("-o", "--output", type=Path, help="the file to write (default: beside the checkpoint)")

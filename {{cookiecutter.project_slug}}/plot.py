@@ -15,14 +15,14 @@ from logger.metrics_csv import FILE_NAME, Row, read_rows
 from logger.plots import draw_curves, matplotlib_figure
 from logger.run_summary import format_table, summary_rows
 from logger.runs import differing_settings, find_runs, read_config, run_label
-from utils.cli import run_command
+from utils.cli import ArgumentParser, run_command
 from utils.errors import UsageError
 
 logger = logging.getLogger("plot")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="plot.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="a run folder, or saved/<name> for its runs")
     parser.add_argument("-o", "--output", type=Path, help="the PNG to write (default: RUN/curves.png for one run, "
                         "saved/<name>/curves.png for runs of one experiment, else ./curves.png)")  # fmt: skip

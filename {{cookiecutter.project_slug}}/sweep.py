@@ -16,14 +16,14 @@ from typing import Any
 import train
 from logger.logger import setup_logging
 from parse_config import Config, Registry, load_config
-from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.errors import TrainingStopped, UsageError
 
 logger = logging.getLogger("sweep")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(prog="sweep.py", description=__doc__)
     parser.add_argument("-c", "--config", type=Path, default=Path("config.json"), help="every trial's config")
     parser.add_argument("--space", type=Path, help="the search space (default: sweep.json beside the config)")
     parser.add_argument("--trials", type=int, help="finished (complete or pruned) trials the study should hold")

@@ -16,14 +16,14 @@ from trainer.build import build_data, build_loss_and_metrics, build_model
 from trainer.trainer import check_model_fits, evaluate
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
-from utils.cli import add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
+from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, write_json
 
 logger = logging.getLogger("test")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(prog="test.py", description=__doc__)
     add_checkpoint_flag(parser, metavar="CHECKPOINT")
     add_override_flags(parser, shortcuts=("device", "bs"))
     return parser.parse_args(argv)

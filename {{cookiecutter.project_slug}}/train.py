@@ -25,7 +25,7 @@ from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
 from trainer.resume import apply_overrides, changed_keys, check_changes
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
-from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.dist import broadcast, describe_world, init_distributed, is_distributed, is_main, launched_by_torchrun, rank
 from utils.errors import UsageError
 from utils.foreign_weights import import_weights
@@ -40,7 +40,7 @@ PROJECT_MODULES = Registry(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(prog="train.py", description=__doc__)
     parser.add_argument("-c", "--config", type=Path, help="config file (default: config.json, or the checkpoint's)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument(

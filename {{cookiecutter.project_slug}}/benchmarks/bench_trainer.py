@@ -38,7 +38,7 @@ from parse_config import Config, Registry, build, load_config, lookup_function
 from train import PROJECT_MODULES
 from trainer.build import build_data, build_model, build_trainer
 from trainer.checkpoint import Checkpointer
-from utils.cli import add_override_flags, overrides_from_flags, run_command
+from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, seed_everything
 
 PROC_STATUS = Path("/proc/self/status")
@@ -246,7 +246,11 @@ def run(args: argparse.Namespace, modules: Registry) -> None:
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="python -m benchmarks.bench_trainer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-c", "--config", type=Path, default=Path("config.json"))
     parser.add_argument("--epochs", type=int, default=8, help="timed epochs per path, after one warm-up epoch")
     parser.add_argument("--limit", action="store_true", help="also time a hand-written loop with all speed options on")

@@ -1,10 +1,19 @@
-"""Command-line flags: a shortcut and a --set of the same key, numbers that are not numbers, devices."""
+"""Command-line flags: a shortcut and a --set of the same key, numbers that are not numbers, devices,
+and flags argparse itself refuses (one line for every entry point)."""
 
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
+import export
+import plot
+import predict
+import sweep
+import test as test_script  # the project's test.py
+import train
+from benchmarks import bench_trainer
 from tests.hostile import run_test, run_train, small_config, write_config
 from utils.util import resolve_device
 
@@ -54,3 +63,34 @@ def test_test_py_names_the_run_it_evaluates(tmp_path: Path, capsys: pytest.Captu
     assert result.code == 0
     [run] = list((tmp_path / "saved" / "tiny").iterdir())
     assert f"Evaluating {run / 'best.pth'} (epoch 1)" in result.err
+
+
+# (entry point, arguments, what the one error line says): argparse's own refusals, made one line
+ARGPARSE_REFUSALS = {
+    "train-unknown-flag": (
+        train,
+        ["--epochs", "3"],
+        "unrecognized arguments: --epochs 3; a config key is set with "
+        "--set KEY.PATH=VALUE, such as --set trainer.epochs=20; see train.py --help",
+    ),  # fmt: skip
+    "train-close-flag": (train, ["--lr-rate", "0.1"], "unrecognized arguments: --lr-rate 0.1 (did you mean --lr?)"),
+    "train-not-a-float": (train, ["--lr", "abc"], "argument --lr: invalid float value: 'abc'; see train.py --help"),
+    "train-two-starts": (train, ["-r", "x", "--init-from", "y"], "argument --init-from: not allowed with argument -r"),
+    "test-no-checkpoint": (test_script, [], "the following arguments are required: -r/--resume; see test.py --help"),
+    "predict-no-images": (predict, ["-r", "x"], "the following arguments are required: INPUT"),
+    "export-no-format": (export, ["-r", "x"], "the following arguments are required: --format"),
+    "plot-unknown-flag": (plot, ["run", "--metrics", "loss"], "unrecognized arguments: --metrics loss; see plot.py"),
+    "sweep-jobs-text": (sweep, ["--jobs", "two"], "argument --jobs: invalid int value: 'two'"),
+    "bench-no-epochs": (bench_trainer, ["--epochs", "0"], "--epochs 0: time at least 1 epoch"),
+}
+
+
+@pytest.mark.parametrize(("entry_point", "args", "message"), ARGPARSE_REFUSALS.values(), ids=list(ARGPARSE_REFUSALS))
+def test_argparse_refusals_are_one_line(
+    capsys: pytest.CaptureFixture[str], entry_point: ModuleType, args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        entry_point.main(args)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: ") and message in err, err

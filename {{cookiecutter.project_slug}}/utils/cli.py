@@ -1,11 +1,13 @@
 """What every entry point shares: the config flags and turning errors into one line and an exit code."""
 
 import argparse
+import difflib
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch.distributed as dist
 
@@ -14,6 +16,27 @@ from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, Usage
 from utils.victoresque import gpu_indices_advice
 
 logger = logging.getLogger(__name__)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its mistakes as one line like every other refusal here (what is wrong, a close
+    flag when there is one, where the flags are listed) and exit code 2, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}{self._hint(message)}; see {self.prog} --help\n")
+
+    def _hint(self, message: str) -> str:
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        unknown = [token.partition("=")[0] for token in message.split(":", 1)[1].split() if token.startswith("--")]
+        known = [option for option in self._option_string_actions if option.startswith("--")]
+        for flag in unknown:
+            close = difflib.get_close_matches(flag, known, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+        if unknown and "--set" in self._option_string_actions:
+            return "; a config key is set with --set KEY.PATH=VALUE, such as --set trainer.epochs=20"
+        return ""
 
 
 def add_override_flags(parser: argparse.ArgumentParser, shortcuts: tuple[str, ...] = ("device", "lr", "bs")) -> None:

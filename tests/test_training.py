@@ -311,6 +311,22 @@ def test_image_folder_reads_its_classes_from_the_folders(cookies, tmp_path: Path
     assert report["test_accuracy"] > 0.9, "the test split lacks 'blue' but keeps the training labels"
 
 
+def test_an_unreadable_image_file_is_one_line_naming_it(cookies, tmp_path: Path) -> None:
+    # Read by DataLoader workers (the image_folder default): the refusal crosses a process boundary.
+    project = Path(cookies.bake(extra_context={"dataset": "image_folder"}).project_path)
+    write_image_folders(project / "data" / "images", {"red": (200, 30, 30), "green": (30, 200, 30)})
+    broken = project / "data" / "images" / "train" / "red" / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    train = run_project(
+        project, "train.py", "-d", "cpu", "--set", "trainer.epochs=1", "--set", "data_loader.args.image_size=16",
+        "--set", "data_loader.args.num_workers=2", "--set", f"trainer.save_dir={json.dumps(str(tmp_path))}",
+    )  # fmt: skip
+    assert train.returncode == 2, describe(train)
+    [line] = [line for line in train.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: image file {str(broken.relative_to(project))!r} cannot be read (")
+    assert "remove or replace it" in line and "Traceback" not in train.stderr, train.stderr[-2000:]
+
+
 def run_in_terminal(project: Path, columns: int, *args: str) -> str:
     """Run ``python <args>`` with stdout and stderr on a pseudo-terminal ``columns`` wide; what it showed."""
     import fcntl

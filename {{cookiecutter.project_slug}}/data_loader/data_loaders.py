@@ -19,7 +19,7 @@ from torchvision import datasets
 
 from base.augment import RandomAffine, RandomCropFlip
 from base.base_data_loader import BaseDataLoader, ImageTensors
-from utils.errors import UsageError
+from utils.errors import UsageError, first_sentence
 
 DIGITS = tuple("0123456789")
 
@@ -150,3 +150,12 @@ class _ClassFolders(datasets.ImageFolder):
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self._classes, {name: label for label, name in enumerate(self._classes)}
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        try:
+            return super().__getitem__(index)
+        except (OSError, ValueError, SyntaxError) as err:  # what PIL raises on files that are not images
+            raise UsageError(
+                f"image file {self.samples[index][0]!r} cannot be read ({first_sentence(err)}); remove or replace it "
+                "and run again (a stopped training run continues with train.py -r)"
+            ) from None

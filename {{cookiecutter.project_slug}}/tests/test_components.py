@@ -14,7 +14,7 @@ from tests.tiny import metrics as tiny_metrics
 from tests.tiny.models import TinyConvNet
 from trainer.loss_watch import LossWatch
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
-from utils.errors import UsageError
+from utils.errors import UsageError, usage_message
 from utils.metric_tracker import MetricTracker, batch_measures
 from utils.util import rng_state, set_rng_state, storage_error
 
@@ -197,3 +197,21 @@ def test_a_failed_write_names_the_fix_for_its_cause(tmp_path: Path, number: int,
     target = tmp_path / "out" / "last.pth"
     message = str(storage_error(target, OSError(number, os.strerror(number))))
     assert message == f"cannot write {str(target)!r}: {os.strerror(number)}{fix}"
+
+
+class RefusingDataset(torch.utils.data.Dataset):
+    """Every item is refused, as an unreadable image file is by the image-folder loader."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        raise UsageError(f"image file 'broken-{index}.png' cannot be read (truncated); remove or replace it")
+
+
+def test_a_refusal_raised_in_a_data_loader_worker_is_still_one_line() -> None:
+    with pytest.raises(UsageError) as err:
+        next(iter(torch.utils.data.DataLoader(RefusingDataset(), num_workers=1)))
+    assert "Original Traceback" in str(err.value), "the DataLoader wraps it in the worker's traceback"
+    assert usage_message(err.value) == "image file 'broken-0.png' cannot be read (truncated); remove or replace it"
+    assert usage_message(UsageError("raised  in\nthis process")) == "raised in this process"

@@ -12,7 +12,7 @@ from typing import NoReturn
 import torch.distributed as dist
 
 from utils.dist import is_distributed
-from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError, plain_text
+from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError, usage_message
 from utils.victoresque import gpu_indices_advice
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
     except UsageError as err:
         if debug:
             raise
-        message = "error: " + plain_text(str(err))  # one line without escape codes, whatever the cause's text holds
+        message = "error: " + usage_message(err)  # one line without escape codes, whatever the cause's text holds
         print(message, file=sys.stderr)
         log_to_files(message)
         return 2

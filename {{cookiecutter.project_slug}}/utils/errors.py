@@ -29,6 +29,9 @@ class CheckFailed(Exception):
 # The escape sequences that colour or embolden terminal text (PyTorch puts some in its own messages).
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+# A UsageError raised in a DataLoader worker (an unreadable image file, say) reaches the main process
+# as a new UsageError whose message is the worker's whole traceback; its own message is the last line.
+_FROM_WORKER = re.compile(r"Original Traceback.*UsageError: (.*)\Z", re.DOTALL)
 
 
 def plain_text(text: str) -> str:
@@ -43,3 +46,10 @@ def first_sentence(err: BaseException) -> str:
     if not text:
         return type(err).__name__
     return _SENTENCE_END.split(text, maxsplit=1)[0]
+
+
+def usage_message(err: UsageError) -> str:
+    """``err``'s message on one line, taken out of the traceback a DataLoader worker wraps it in."""
+    text = str(err)
+    from_worker = _FROM_WORKER.search(text)
+    return plain_text(from_worker[1] if from_worker else text)

@@ -304,8 +304,12 @@ def test_image_folder_reads_its_classes_from_the_folders(cookies, tmp_path: Path
     assert train.returncode == 0, describe(train)
     [run] = run_folders(tmp_path, name="image_classifier")  # the default name follows the dataset answer
     assert torch.load(run / "best.pth", weights_only=True)["classes"] == ["blue", "green", "red"]
+    unknown = project / "data" / "images" / "test" / "purple"  # a class the model was never trained on
+    unknown.mkdir()
+    shutil.copy(project / "data" / "images" / "test" / "red" / "0.png", unknown / "0.png")
     evaluate = run_project(project, "test.py", "-r", str(run))
     assert evaluate.returncode == 0, describe(evaluate)
+    assert "data/images/test: purple not among the training classes (blue, green, red); left out" in evaluate.stderr
     report = json.loads((run / "best.test.json").read_text())
     assert report["classes"] == "blue, green, red" and report["samples"] == 12
     assert report["test_accuracy"] > 0.9, "the test split lacks 'blue' but keeps the training labels"

@@ -8,6 +8,7 @@ batching and the choice between the device-resident and the DataLoader path live
 from ``data_loader.args`` too.
 """
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from torchvision import datasets
 from base.augment import RandomAffine, RandomCropFlip
 from base.base_data_loader import BaseDataLoader, ImageTensors
 from utils.errors import UsageError, first_sentence
+
+logger = logging.getLogger(__name__)
 
 DIGITS = tuple("0123456789")
 
@@ -147,6 +150,10 @@ class _ClassFolders(datasets.ImageFolder):
     def __init__(self, root: Path, classes: list[str], loader: Callable[[str], torch.Tensor]) -> None:
         self._classes = classes
         super().__init__(root, loader=loader, allow_empty=True)
+        unknown = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and entry.name not in classes)
+        if unknown:  # no label to give them: say so rather than drop them unseen
+            logger.warning("%s: %s not among the training classes (%s); left out", root,
+                           ", ".join(unknown), ", ".join(classes))  # fmt: skip
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         return self._classes, {name: label for label, name in enumerate(self._classes)}

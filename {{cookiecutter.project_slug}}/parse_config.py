@@ -211,11 +211,10 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
     arguments = {**copy.deepcopy(spec.args), **kwargs}
     try:
         signature = inspect.signature(factory)
-        signature.bind(*args, **arguments)
-    except TypeError as err:
-        raise UsageError(f"{key}.args: {factory.__name__} does not accept these arguments ({err})") from None
     except ValueError:
         signature = None  # some builtins have no signature to check against
+    if signature is not None:
+        _check_arguments(key, factory.__name__, signature, len(args), arguments)
     for name, value in spec.args.items():
         default = signature.parameters[name].default if signature and name in signature.parameters else None
         if _is_number(default) and not _is_number(value):  # e.g. --set optimizer.args.lr=abc
@@ -224,6 +223,23 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
         return factory(*args, **arguments)
     except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
         raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}") from None
+
+
+def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
+    """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the
+    code); a misspelt argument name gets a "did you mean"."""
+    try:
+        signature.bind(*range(n_given), **arguments)
+    except TypeError as err:
+        parameters = signature.parameters.values()
+        given = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_given]
+        named = [
+            p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in given
+        ]
+        unknown = [argument for argument in arguments if argument not in signature.parameters]
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named) from None
+        raise UsageError(f"{key}.args: {name} does not accept these arguments ({err})") from None
 
 
 def _is_number(value: Any) -> bool:

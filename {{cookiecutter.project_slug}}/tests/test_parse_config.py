@@ -270,7 +270,10 @@ def test_build_unknown_type_lists_available_names() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (ObjectSpec("TinyConvNet", {"widht": 8}), "arch.args: TinyConvNet does not accept these arguments"),
+        (
+            ObjectSpec("TinyConvNet", {"widht": 8}),
+            "arch.args.widht: unknown key; did you mean 'width'? known keys: dropout, in_channels, num_classes, width",
+        ),  # fmt: skip
         (ObjectSpec("TinyConvNet", {"width": "8"}), 'arch.args.width: expected a number, got "8"'),
         (ObjectSpec("TinyConvNet", {"width": -2}), "arch.args: TinyConvNet rejected its arguments"),
     ],
@@ -285,6 +288,15 @@ def test_build_names_what_a_torch_class_rejects() -> None:
     parameters = torch.nn.Linear(2, 2).parameters()
     with pytest.raises(UsageError, match=r"optimizer\.args: Adam rejected its arguments: Invalid learning rate"):
         build(ObjectSpec("Adam", {"lr": -1}), "optimizer", torch.optim, torch.optim.Optimizer, parameters)
+
+
+def test_a_misspelt_argument_of_a_torch_class_gets_a_did_you_mean() -> None:
+    parameters = torch.nn.Linear(2, 2).parameters()  # given by the code: not a key the config may set
+    with pytest.raises(
+        UsageError, match=r"^optimizer\.args\.lrr: unknown key; did you mean 'lr'\? known keys: "
+    ) as err:
+        build(ObjectSpec("Adam", {"lrr": 0.1}), "optimizer", torch.optim, torch.optim.Optimizer, parameters)
+    assert "params" not in str(err.value).split("known keys: ")[1].split(", ")
 
 
 def test_lookup_function_offers_the_functions_defined_in_the_module() -> None:

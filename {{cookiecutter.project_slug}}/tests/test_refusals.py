@@ -111,11 +111,19 @@ CONFIG_MISTAKES = [
         "data_loader.args.batchsize: unknown key; did you mean 'batch_size'?",
         changes={"data_loader.args.batchsize": 16},
     ),
-    case("unknown-optimizer-arg", "optimizer.args: Adam does not accept", changes={"optimizer.args.lrr": 0.1}),
-    case("unknown-arch-arg", "arch.args: TinyConvNet does not accept", changes={"arch.args.num_class": 3}),
+    case(
+        "unknown-optimizer-arg",
+        "optimizer.args.lrr: unknown key; did you mean 'lr'?",
+        changes={"optimizer.args.lrr": 0.1},
+    ),
+    case(
+        "unknown-arch-arg",
+        "arch.args.num_class: unknown key; did you mean 'num_classes'?",
+        changes={"arch.args.num_class": 3},
+    ),
     case(
         "unknown-scheduler-arg",
-        "lr_scheduler.args: StepLR does not accept",
+        "lr_scheduler.args.gama: unknown key; did you mean 'gamma'?",
         changes={"lr_scheduler": {"type": "StepLR", "args": {"step_size": 1, "gama": 0.5}}},
     ),
     case("unknown-set-path", "trainer.nope: unknown key", args=["--set", "trainer.nope=1"]),

@@ -3,9 +3,10 @@
 #
 # Here (needs cookiecutter):   bash .dev/gpu_checks.sh bake        # bakes the cuda and auto projects into .bake/
 # On the GPU machine:          bash .dev/gpu_checks.sh run         # carry .bake along; logs to $OUT/gpu_checks.log
+#   (PATH=/opt/torch/.venv/bin:$PATH there; the whole run takes about 9 minutes, resident alone about 4)
 #                              BATCHES=512 bash .dev/gpu_checks.sh resident   # the resident-data benchmarks alone
 #                              DEADLINE=530 (seconds): checks that would run past it are cut short or skipped
-# A dry run on a CPU:          DEVICE=cpu EPOCHS=1 N_TRAIN=3000 bash .dev/gpu_checks.sh run
+# A dry run on a CPU:          DEVICE=cpu EPOCHS_512=1 EPOCHS_128=1 N_TRAIN=3000 bash .dev/gpu_checks.sh run
 #
 # Each check runs under its own time limit and a failure does not stop the others: one call of a
 # lent GPU has to show everything. The summary at the end lists what failed.

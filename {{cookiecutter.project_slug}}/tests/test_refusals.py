@@ -150,8 +150,13 @@ CONFIG_MISTAKES = [
     ),
     case(
         "monitor-val-without-split",
-        "trainer.monitor: 'val_loss' is not measured",
+        "trainer.monitor: 'val_loss' is not measured; choose one of loss, accuracy (val_* needs a validation_split)",
         changes={"data_loader.args.validation_split": 0},
+    ),
+    case(
+        "monitor-misspelt",
+        "trainer.monitor: 'val_acc' is not measured; did you mean 'val_accuracy'? choose one of",
+        changes={"trainer.monitor": "max val_acc"},
     ),
     # names of classes and functions
     case(

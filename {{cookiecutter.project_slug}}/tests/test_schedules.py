@@ -50,6 +50,16 @@ def test_per_step_schedule_spans_the_run(schedule: dict[str, Any], tmp_path: Pat
         assert last["optimizer"]["param_groups"][0]["lr"] < 1e-9, "the cosine ends at zero with the run"
 
 
+def test_a_run_of_one_optimizer_step_keeps_its_per_step_schedule(tmp_path: Path) -> None:
+    # One epoch of one batch: the check before the run steps the schedule only as often as the run will.
+    config = small_config(tmp_path / "saved", epochs=1)
+    config["lr_scheduler"] = SCHEDULES["onecycle-with-no-args"]
+    config["data_loader"]["args"]["batch_size"] = 1000
+    path = write_config(tmp_path / "config.json", config)
+    assert train.main(["-c", str(path)], modules=EXTRA) == 0
+    assert load_checkpoint(only_run(tmp_path / "saved") / "last.pth", resume=True)["lr_scheduler"]["total_steps"] == 1
+
+
 @pytest.mark.parametrize(("args", "peak"), [({}, 0.2), ({"max_lr": 0.05}, 0.05)])
 def test_onecycle_peaks_at_the_optimizer_rate_unless_told(args: dict[str, Any], peak: float) -> None:
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)  # what --lr sets

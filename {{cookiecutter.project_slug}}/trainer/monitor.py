@@ -1,5 +1,6 @@
 """What ``trainer.monitor`` watches, the best value so far, and early stopping."""
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +40,13 @@ class Monitor:
     def check(self, measured: list[str]) -> None:
         """Refuse a metric that nothing measures, before anything is trained or written."""
         if self.enabled and self.metric not in measured:
+            validation = self.metric.startswith("val_")  # offer a training metric for a training one only
+            same_split = [name for name in measured if name.startswith("val_") == validation]
+            close = difflib.get_close_matches(self.metric, same_split, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise UsageError(
                 f"trainer.monitor: {self.metric!r} is not measured; "
-                f"choose one of {', '.join(measured)} (val_* needs a validation_split)"
+                f"{hint}choose one of {', '.join(measured)} (val_* needs a validation_split)"
             )
 
     def update(self, epoch_metrics: dict[str, float]) -> bool:

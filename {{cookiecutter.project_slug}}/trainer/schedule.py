@@ -55,12 +55,13 @@ def build_schedule(
 
 
 def check_schedule_steps(spec: SchedulerSpec, epochs: int, steps_per_epoch: int) -> None:
-    """Step the schedule twice on a throwaway optimizer: arguments that fail only when stepped
-    (``step_size`` 0, an abstract class) then fail before anything is trained or written."""
+    """Step the schedule twice (or as often as the run will, if less) on a throwaway optimizer: arguments
+    that fail only when stepped (``step_size`` 0, an abstract class) then fail before anything is trained."""
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     scheduler = build_schedule(spec, optimizer, epochs, steps_per_epoch)
+    steps_in_run = epochs * steps_per_epoch if is_per_step(spec) else epochs
     try:
-        for _ in range(2):
+        for _ in range(min(2, steps_in_run)):
             optimizer.step()
             scheduler.step(0.0) if isinstance(scheduler, ReduceLROnPlateau) else scheduler.step()
     except Exception as err:

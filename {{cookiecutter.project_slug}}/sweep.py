@@ -54,7 +54,7 @@ class SweepPlan:
 def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     from sweeps.space import check_space, read_spec
     from sweeps.study import engine_parts, fail_abandoned_trials, open_study, route_optuna_logs, storage_for
-    from trainer.monitor import Monitor
+    from trainer.monitor import Monitor, measured_names
 
     for flag, value in (("--trials", args.trials), ("--jobs", args.jobs)):
         if value is not None and value < 1:
@@ -67,6 +67,8 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     metric = spec.metric or config.trainer.monitor
     if not Monitor.parse(metric).enabled:
         raise UsageError(f"{space_path}: metric: trainer.monitor is 'off'; set one, such as \"min val_loss\"")
+    validates = config.data_loader.args.get("validation_split", 0) != 0  # as BaseDataLoader holds one out
+    Monitor.parse(metric).check(measured_names(config.metrics, validates), f"{space_path}: metric")
     experiment_dir = Path(config.trainer.save_dir) / config.name
     route_optuna_logs()
     pruner, sampler = engine_parts(spec, str(space_path))

@@ -205,6 +205,17 @@ def test_a_space_that_is_not_a_sweep_file_is_named_as_one(
     assert result.code == 2 and message.format(tmp=tmp_path) in result.error_line(), result.err
 
 
+def test_a_sweep_metric_that_is_not_measured_is_one_line_before_any_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
+    config_path = sweep_files(tmp_path, lr, metric="max val_acc")
+    result = run_sweep(capsys, "-c", config_path, "--trials", 1)
+    expected = f"{tmp_path / 'sweep.json'}: metric: 'val_acc' is not measured; did you mean 'val_accuracy'?"
+    assert result.code == 2 and expected in result.error_line(), result.err
+    assert not (tmp_path / "saved").exists(), "refused before any trial"
+
+
 def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
     config_path = sweep_files(tmp_path, lr, pruner={"type": "MedianPrunner"})

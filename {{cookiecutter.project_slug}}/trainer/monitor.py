@@ -37,7 +37,7 @@ class Monitor:
     def enabled(self) -> bool:
         return self.mode != "off"
 
-    def check(self, measured: list[str]) -> None:
+    def check(self, measured: list[str], key: str = "trainer.monitor") -> None:
         """Refuse a metric that nothing measures, before anything is trained or written."""
         if self.enabled and self.metric not in measured:
             validation = self.metric.startswith("val_")  # offer a training metric for a training one only
@@ -45,7 +45,7 @@ class Monitor:
             close = difflib.get_close_matches(self.metric, same_split, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise UsageError(
-                f"trainer.monitor: {self.metric!r} is not measured; "
+                f"{key}: {self.metric!r} is not measured; "
                 f"{hint}choose one of {', '.join(measured)} (val_* needs a validation_split)"
             )
 
@@ -81,3 +81,10 @@ class Monitor:
 
     def text(self) -> str:
         return f"{self.mode} {self.metric}" if self.enabled else "off"
+
+
+def measured_names(metrics: list[str], validates: bool) -> list[str]:
+    """What each epoch measures: the loss and ``metrics`` on the training data, and the same with
+    ``val_`` in front when the run holds out a validation split."""
+    names = ["loss", *metrics]
+    return names + [f"val_{name}" for name in names] if validates else names

@@ -20,7 +20,7 @@ from base.base_data_loader import Loader
 from logger.trackers import Tracker
 from trainer.checkpoint import Checkpointer
 from trainer.loss_watch import LossWatch
-from trainer.monitor import Monitor
+from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
 from utils.class_report import ConfusionMatrix
@@ -89,8 +89,7 @@ class Trainer:
         check_model_fits(self.model, self.criterion, self.metrics, images, targets)
 
     def metric_names(self) -> list[str]:
-        names = ["loss", *self.metrics]
-        return names + [f"val_{name}" for name in names] if self.valid_loader is not None else names
+        return measured_names(list(self.metrics), validates=self.valid_loader is not None)
 
     def fit(self, checkpoints: Checkpointer, tracker: Tracker) -> None:
         """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal;

@@ -32,13 +32,21 @@ def tracking_uri(configured: str | None) -> str:
 
 
 class MlflowTracker:
-    def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int = 1) -> None:
         self.run_dir = Path(run_dir)
         self.uri = tracking_uri(configured_uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.run_id = self._continue_or_create(config["name"])
         self._log_params(flat_settings(config))
+        self.replayed = self._logged_from(start_epoch)
         logger.info("MLflow: run %s in %s", self.run_id, self.uri)
+
+    def _logged_from(self, start_epoch: int) -> set[int]:
+        """Epochs from ``start_epoch`` on that the MLflow run already holds: logged by a process killed
+        before their checkpoint was saved (kill -9), and replayed now. MLflow cannot delete a point, so
+        they are not logged twice; the replay repeats the same batches from the same state."""
+        history = self.client.get_metric_history(self.run_id, "seconds")  # logged with every epoch
+        return {point.step for point in history if point.step >= start_epoch}
 
     def _continue_or_create(self, experiment_name: str) -> str:
         """The MLflow run this run folder logged to before (set running again), or a new one."""
@@ -62,6 +70,8 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=params[first : first + BATCH])
 
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        if epoch in self.replayed:
+            return
         now = int(time.time() * 1000)
         values = {**epoch_metrics, "seconds": seconds}
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()])

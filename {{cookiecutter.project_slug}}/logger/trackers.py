@@ -63,7 +63,7 @@ def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabl
     if enabled and "mlflow" in names:
         from logger.mlflow_tracker import MlflowTracker
 
-        trackers.append(MlflowTracker(run_dir, config, settings["tracking_uri"]))
+        trackers.append(MlflowTracker(run_dir, config, settings["tracking_uri"], start_epoch))
     if enabled and "wandb" in names:
         from logger.wandb_tracker import WandbTracker
 

@@ -51,6 +51,27 @@ def test_mlflow_run_has_params_one_point_per_epoch_and_files_after_a_stop_and_re
     assert {"best.pth", "config.json"} <= {item.path for item in client.list_artifacts(run_id)}
 
 
+def test_mlflow_keeps_one_point_for_an_epoch_replayed_after_a_kill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What kill -9 between logging epoch 3 and saving its checkpoint leaves: MLflow holds epoch 3, last.pth
+    # holds epoch 2. The resume trains epoch 3 again; MLflow must not get a second point for it.
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config_path = tracked_config(tmp_path, ["mlflow"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=2", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for name in ("seconds", "val_loss"):
+        client.log_metric(run_id, name, 0.5, step=3)  # epoch 3, logged by the killed process
+    assert run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=3", modules=EXTRA).code == 0
+    for name in ("seconds", "val_loss"):
+        assert [point.step for point in client.get_metric_history(run_id, name)] == [1, 2, 3], name
+
+
 def wandb_records(path: Path) -> Iterator[Any]:
     """The protobuf records of a W&B ``.wandb`` file (a LevelDB-style log: 32 KiB blocks of chunks with
     a 7-byte header: checksum, length, type; types 1 and 4 end a record), after the file's 7-byte header."""

@@ -42,8 +42,8 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     model.to(device)
     criterion, metrics = build_loss_and_metrics(config, modules)
     first_images, first_targets = next(iter(test_loader))
-    check_model_fits(model, criterion, metrics, first_images, first_targets)
-    confusion = confusion_for(model, first_images, first_targets)
+    first_output = check_model_fits(model, criterion, metrics, first_images, first_targets)
+    confusion = confusion_for(first_output, first_targets)
     logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, checkpoint["epoch"])
     result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device), confusion)
 
@@ -60,14 +60,13 @@ def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
     return result
 
 
-@torch.no_grad()
-def confusion_for(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> ConfusionMatrix | None:
-    """A confusion matrix as wide as the model's output, or None when the output is not a score per class."""
-    output = model.eval()(images)
+def confusion_for(output: torch.Tensor, targets: torch.Tensor) -> ConfusionMatrix | None:
+    """A confusion matrix as wide as the model's ``output`` on a batch, or None when the output is not a
+    score per class."""
     if output.dim() != 2 or targets.dim() != 1 or targets.is_floating_point():
         logger.info("No per-class report: the model's output is not one score per class")
         return None
-    return ConfusionMatrix(output.size(1), images.device)
+    return ConfusionMatrix(output.size(1), output.device)
 
 
 def save_report(report: dict[str, Any], checkpoint_path: Path) -> None:

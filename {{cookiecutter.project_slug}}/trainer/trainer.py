@@ -359,9 +359,9 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
 
 @torch.no_grad()
 def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
-                     images: torch.Tensor, targets: torch.Tensor) -> None:  # fmt: skip
-    """Raise a one-line UsageError when ``model`` cannot take a batch, or its output does not fit the
-    labels, the loss or a metric."""
+                     images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The model's output on the batch (in eval mode); a one-line UsageError when ``model`` cannot take
+    it, or its output does not fit the labels, the loss or a metric."""
     name, was_training = type(model).__name__, model.training
     model.eval()
     try:
@@ -384,6 +384,7 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
         raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})") from None
     for metric_name, metric in metrics.items():
         check_metric(metric_name, metric, output, targets)
+    return output
 
 
 def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:

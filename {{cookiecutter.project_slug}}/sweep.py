@@ -52,6 +52,7 @@ class SweepPlan:
 
 
 def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
+    from base.base_data_loader import LoaderSettings
     from sweeps.space import check_space, read_spec
     from sweeps.study import engine_parts, fail_abandoned_trials, open_study, route_optuna_logs, storage_for
     from trainer.monitor import Monitor, measured_names
@@ -65,15 +66,16 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     spec = read_spec(space_path)
     check_space(spec, args.config, overrides, str(space_path))
     metric = spec.metric or config.trainer.monitor
-    if not Monitor.parse(metric).enabled:
+    monitor = Monitor.parse(metric)
+    if not monitor.enabled:
         raise UsageError(f"{space_path}: metric: trainer.monitor is 'off'; set one, such as \"min val_loss\"")
-    validates = config.data_loader.args.get("validation_split", 0) != 0  # as BaseDataLoader holds one out
-    Monitor.parse(metric).check(measured_names(config.metrics, validates), f"{space_path}: metric")
+    split = config.data_loader.args.get("validation_split", LoaderSettings.validation_split)
+    monitor.check(measured_names(config.metrics, validates=split != 0), f"{space_path}: metric")
     experiment_dir = Path(config.trainer.save_dir) / config.name
     route_optuna_logs()
     pruner, sampler = engine_parts(spec, str(space_path))
     storage = storage_for(args.storage, experiment_dir)
-    study = open_study(storage, args.study or config.name, Monitor.parse(metric), pruner, sampler)
+    study = open_study(storage, args.study or config.name, monitor, pruner, sampler)
     fail_abandoned_trials(study)
     return SweepPlan(args.config, overrides, config, spec, metric, experiment_dir, study)
 

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 JOURNAL = "sweep.journal"
 BEST_CONFIG = "best-config.json"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards --trials
-WORKER = "worker"  # a trial's user attribute: "host:pid" of the process that runs it
+WORKER = "worker"  # a trial's user attribute: {"host": ..., "pid": ...} of the process that runs it
 # A database's heartbeat: a trial whose worker stopped beating for GRACE seconds (on any machine) is failed.
 HEARTBEAT, GRACE = 60, 300
 
@@ -77,8 +77,8 @@ def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: A
     return study
 
 
-def this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def this_worker() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def fail_abandoned_trials(study: optuna.Study) -> None:
@@ -86,13 +86,13 @@ def fail_abandoned_trials(study: optuna.Study) -> None:
     out-of-memory kill), so that the study stops counting them as in progress. A database's heartbeat
     does the same for every machine; a journal file shared by several machines relies on this alone."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, _, pid = str(trial.user_attrs.get(WORKER, "")).rpartition(":")
-        if host and pid.isdigit() and process_gone(int(pid), host):
+        worker = trial.user_attrs.get(WORKER)  # none on trials of a template version that did not record it
+        if worker is not None and process_gone(worker["pid"], worker["host"]):
             study.tell(trial.number, state=TrialState.FAIL)
             run_dir = trial.user_attrs.get("run_dir")
             resume = f"; its run folder resumes with: python train.py -r {run_dir}" if run_dir else ""
             logger.warning("Trial %d was left running by process %s, which has ended: marked failed%s",
-                           trial.number, pid, resume)  # fmt: skip
+                           trial.number, worker["pid"], resume)  # fmt: skip
 
 
 def finished_count(study: optuna.Study) -> int:

@@ -4,6 +4,7 @@ disk, a stand-in for ``kill -9`` while a file is saved, and a registry with a fe
 """
 
 import enum
+import importlib.util
 import json
 import os
 import signal
@@ -80,18 +81,28 @@ class Result:
         return errors[0]
 
 
-def run_train(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
+def run_main(capsys: pytest.CaptureFixture[str], main: Callable[..., int], *argv: Any, modules: Registry) -> Result:
+    """An entry point's ``main`` run in this process on ``argv`` and ``modules``: its exit code and output."""
     capsys.readouterr()  # start from empty buffers
-    code = train.main([str(arg) for arg in argv], modules=modules)
+    code = main([str(arg) for arg in argv], modules=modules)
     captured = capsys.readouterr()
     return Result(code, captured.err, captured.out)
+
+
+def run_train(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
+    return run_main(capsys, train.main, *argv, modules=modules)
 
 
 def run_test(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
-    capsys.readouterr()
-    code = test_script.main([str(arg) for arg in argv], modules=modules)
-    captured = capsys.readouterr()
-    return Result(code, captured.err, captured.out)
+    return run_main(capsys, test_script.main, *argv, modules=modules)
+
+
+def hide_package(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make ``importlib.util.find_spec`` report the package ``name`` as not installed."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda module, *rest: None if module == name else real_find_spec(module, *rest)
+    )
 
 
 def run_dirs(save_dir: Path, name: str = "tiny") -> list[Path]:

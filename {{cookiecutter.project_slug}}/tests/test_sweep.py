@@ -2,7 +2,6 @@
 best-config.json, continuing a stopped sweep, a database URL, and bad sweep files refused before any trial."""
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -19,7 +18,17 @@ import torch
 import sweep
 import train
 from parse_config import Registry
-from tests.hostile import EXTRA, Result, dead_pid, interrupt_on_forward, run_dirs, small_config, write_config
+from tests.hostile import (
+    EXTRA,
+    Result,
+    dead_pid,
+    hide_package,
+    interrupt_on_forward,
+    run_dirs,
+    run_main,
+    small_config,
+    write_config,
+)
 from tests.tiny import TINY
 
 optuna = pytest.importorskip("optuna")
@@ -39,10 +48,7 @@ def sweep_files(folder: Path, space: dict[str, Any], epochs: int = 2, **spec: An
 
 
 def run_sweep(capsys: pytest.CaptureFixture[str], *argv: Any, modules: Registry = TINY) -> Result:
-    capsys.readouterr()
-    code = sweep.main([str(arg) for arg in argv], modules=modules)
-    captured = capsys.readouterr()
-    return Result(code, captured.err, captured.out)
+    return run_main(capsys, sweep.main, *argv, modules=modules)
 
 
 def trials(storage: Any, name: str = "tiny") -> list[Any]:
@@ -109,15 +115,16 @@ def test_a_trial_left_running_by_a_killed_worker_is_failed_and_the_sweep_goes_on
     config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}}, epochs=1)
     (tmp_path / "saved" / "tiny").mkdir(parents=True)
     study = optuna.create_study(storage=journal(tmp_path / "saved"), study_name="tiny", direction="minimize")
-    workers = {"killed": f"{socket.gethostname()}:{dead_pid()}", "alive": f"{socket.gethostname()}:{os.getpid()}",
-               "elsewhere": "another-host:1"}  # fmt: skip
+    here = socket.gethostname()
+    workers = {"killed": {"host": here, "pid": dead_pid()}, "alive": {"host": here, "pid": os.getpid()},
+               "elsewhere": {"host": "another-host", "pid": 1}}  # fmt: skip
     for worker in workers.values():
         study.ask().set_user_attr("worker", worker)
     result = run_sweep(capsys, "-c", config_path, "--trials", 2)
     assert result.code == 0, result.err
     states = [trial.state.name for trial in trials(journal(tmp_path / "saved"))]
     assert states == ["FAIL", "RUNNING", "RUNNING", "COMPLETE", "COMPLETE"], "only the dead worker's trial is failed"
-    assert f"Trial 0 was left running by process {workers['killed'].split(':')[1]}, which has ended" in result.err
+    assert f"Trial 0 was left running by process {workers['killed']['pid']}, which has ended" in result.err
 
 
 def running_with_a_saved_epoch(save_dir: Path) -> int:
@@ -133,8 +140,8 @@ def running_with_a_saved_epoch(save_dir: Path) -> int:
 
 def kill_workers(save_dir: Path) -> None:
     for trial in trials(journal(save_dir)) if (save_dir / "tiny" / "sweep.journal").is_file() else []:
-        with contextlib.suppress(ProcessLookupError, KeyError, ValueError):
-            os.kill(int(trial.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, KeyError):
+            os.kill(trial.user_attrs["worker"]["pid"], signal.SIGKILL)
 
 
 def test_ctrl_c_stops_every_worker_of_a_parallel_sweep_with_its_state_saved(tmp_path: Path) -> None:
@@ -226,9 +233,7 @@ def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 def test_without_optuna_the_sweep_is_one_line_saying_what_to_install(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_find_spec = importlib.util.find_spec
-    no_optuna = lambda name, *rest: None if name == "optuna" else real_find_spec(name, *rest)  # noqa: E731
-    monkeypatch.setattr(importlib.util, "find_spec", no_optuna)
+    hide_package(monkeypatch, "optuna")
     config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}})
     result = run_sweep(capsys, "-c", config_path, "--trials", 2)
     assert result.code == 2 and result.error_line() == 'error: sweep.py needs Optuna; pip install -e ".[sweep]"'

@@ -1,7 +1,6 @@
 """trainer.loggers: MLflow and W&B get the params, one point per epoch and the files, and a resume continues the
 same tracker run; a backend that is not installed is one line before any run folder exists. All offline."""
 
-import importlib.util
 import json
 import struct
 import time
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile import EXTRA, interrupt_on_forward, only_run, run_train, small_config, write_config
+from tests.hostile import EXTRA, hide_package, interrupt_on_forward, only_run, run_train, small_config, write_config
 
 STOPPED = 130  # 128 + SIGINT
 
@@ -124,9 +123,7 @@ def test_wandb_offline_writes_the_metrics_in_the_run_folder_and_a_resume_keeps_t
 def test_a_tracker_that_is_not_installed_is_one_line_before_any_run_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_find_spec = importlib.util.find_spec
-    missing_mlflow = lambda name, *rest: None if name == "mlflow" else real_find_spec(name, *rest)  # noqa: E731
-    monkeypatch.setattr(importlib.util, "find_spec", missing_mlflow)
+    hide_package(monkeypatch, "mlflow")
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "mlflow"]), modules=EXTRA)
     assert result.code == 2
     expected = "error: trainer.loggers: 'mlflow' needs the mlflow package; " + 'pip install -e ".[mlflow]"'

@@ -1,4 +1,5 @@
-"""Turn the accelerator answer into consistent config defaults, and record the answers.
+"""Turn the accelerator answer into consistent config defaults, leave out the parts not asked for, and
+record the answers.
 
 Deterministic on purpose: the same answers and template commit always give the same files (no
 probing of this machine beyond asking git for the template's commit, no network, no timestamps), so
@@ -7,6 +8,7 @@ plain functions that tests import; only ``main`` reads the answers rendered into
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,12 @@ from typing import Any
 # Datasets read from files by torchvision benefit from worker processes; the shipped sample is a
 # tensor in memory, where workers only add start-up time and copies.
 IN_MEMORY_DATASETS = frozenset({"mnist_sample"})
+
+# A yes/no answer -> the files and folders of the part it adds, removed when the answer is no. The
+# template holds every part; `cruft update --variables-to-update '{"sweeps": true}'` brings one in later.
+OPTIONAL_PARTS = {
+    "sweeps": ("sweep.py", "sweep.json", "sweeps", "tests/test_sweep.py"),
+}
 
 
 def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
@@ -86,6 +94,24 @@ def template_commit(context: dict[str, Any]) -> str | None:
     return commit if Path(top).resolve() == Path(repo_dir).resolve() else None  # not some enclosing repository
 
 
+def remove_parts_not_asked_for(project: Path, answers: dict[str, Any]) -> list[str]:
+    """Delete the files of each optional part whose answer is no; the paths removed, for tests."""
+    removed = []
+    for answer, paths in OPTIONAL_PARTS.items():
+        if answers[answer]:
+            continue
+        for relative in paths:
+            path = project / relative
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            removed.append(relative)
+    return removed
+
+
 def write_config(path: Path, config: dict[str, Any]) -> None:
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -95,6 +121,7 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     config_path = project / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     write_config(config_path, apply_defaults(config, accelerator_defaults(context["accelerator"], context["dataset"])))
+    remove_parts_not_asked_for(project, context)
     # For projects made with plain cookiecutter: what to answer again, and what to link cruft to.
     write_config(project / ".cookiecutter.json", recorded_answers(context))
 

@@ -15,6 +15,14 @@ def default_project(cookies_session) -> Path:
     return Path(result.project_path)
 
 
+@pytest.fixture(scope="session")
+def sweeps_project(cookies_session) -> Path:
+    """The project baked with the default answers but sweeps (sweep.py and its parts)."""
+    result = cookies_session.bake(extra_context={"sweeps": True})
+    assert result.exit_code == 0, result.exception
+    return Path(result.project_path)
+
+
 @pytest.fixture(scope="module")
 def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the default project with test-only models: NaN logits on chosen steps, or slow steps."""

@@ -23,8 +23,6 @@ PROJECT_FILES = {
     "predict.py",
     "plot.py",
     "export.py",
-    "sweep.py",
-    "sweep.json",
     "base/__init__.py",
     "base/augment.py",
     "base/base_data_loader.py",
@@ -65,11 +63,6 @@ PROJECT_FILES = {
     "trainer/schedule.py",
     "trainer/settings.py",
     "trainer/trainer.py",
-    "sweeps/__init__.py",
-    "sweeps/space.py",
-    "sweeps/study.py",
-    "sweeps/trial.py",
-    "sweeps/workers.py",
     "utils/__init__.py",
     "utils/checkpoint.py",
     "utils/class_report.py",
@@ -84,6 +77,16 @@ PROJECT_FILES = {
     "utils/victoresque.py",
     "scripts/slurm/train.sbatch",
     "scripts/slurm/train-single-node.sbatch",
+}
+# What the sweeps answer adds (its tests, tests/test_sweep.py, besides).
+SWEEP_FILES = {
+    "sweep.py",
+    "sweep.json",
+    "sweeps/__init__.py",
+    "sweeps/space.py",
+    "sweeps/study.py",
+    "sweeps/trial.py",
+    "sweeps/workers.py",
 }
 COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
 ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]
@@ -123,6 +126,13 @@ def test_default_bake_has_exact_file_set(default_project: Path) -> None:
     assert default_project.name == "mnist_classifier"
     assert project_files(default_project) == PROJECT_FILES
     assert list((default_project / "tests").glob("test_*.py")), "the generated project ships its own tests"
+
+
+def test_the_sweeps_answer_adds_sweep_py_and_its_parts(sweeps_project: Path) -> None:
+    assert project_files(sweeps_project) == PROJECT_FILES | SWEEP_FILES
+    assert (sweeps_project / "tests" / "test_sweep.py").is_file()
+    assert not unrendered_lines(sweeps_project)
+    assert ruff_check(sweeps_project).returncode == 0
 
 
 def test_no_unrendered_template_syntax(default_project: Path) -> None:

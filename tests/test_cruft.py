@@ -143,6 +143,27 @@ def test_changing_an_answer_rewrites_only_what_depends_on_it(project: Path) -> N
     assert before != after and outside_install(before) == outside_install(after), "only the install notes change"
 
 
+SWEEP_FILES = {"sweep.py", "sweep.json", "sweeps/space.py", "sweeps/study.py", "sweeps/trial.py", "tests/test_sweep.py"}
+
+
+def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Path) -> None:
+    assert not (project / "sweep.py").exists(), "off by default"
+    run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": true}', cwd=project)
+    added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())
+    assert added >= SWEEP_FILES and all(name.startswith(("sweep", "tests/test_sweep")) for name in added), added
+    assert "sweep = [" in (project / "pyproject.toml").read_text()
+    assert "\nsweep: ##" in (project / "Makefile").read_text()
+    helped = run_project(project, "sweep.py", "--help")
+    assert helped.returncode == 0 and "--trials" in helped.stdout, describe(helped)
+    run("git", "add", "-A", cwd=project)
+    run("git", "commit", "-qm", "with sweeps", cwd=project)
+    run("cruft", "check", cwd=project)
+
+    run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": false}', cwd=project)
+    assert not any((project / name).exists() for name in SWEEP_FILES), "the answer no takes them away again"
+    assert "sweep" not in (project / "pyproject.toml").read_text()
+
+
 def outside_install(readme: str) -> str:
     head, _, rest = readme.partition("## Install")
     return head + rest.partition("## Train")[2]

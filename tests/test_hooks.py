@@ -162,13 +162,39 @@ def test_generate_is_idempotent(tmp_path: Path) -> None:
         "data_loader": {"args": {"pin_memory": None, "num_workers": 9}},
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    context = {"accelerator": "cuda", "dataset": "mnist_sample", "tensorboard": False}
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweep.py").write_text("")
+    context = {"accelerator": "cuda", "dataset": "mnist_sample", "tensorboard": False, "sweeps": False}
     post_gen.generate(tmp_path, context)
     first = (tmp_path / "config.json").read_text()
     post_gen.generate(tmp_path, context)
     assert (tmp_path / "config.json").read_text() == first
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".cookiecutter.json", "config.json"]
     assert json.loads(first)["device"] == "cuda"
     assert json.loads((tmp_path / ".cookiecutter.json").read_text()) == {**context, "_template": ""}
+
+
+@pytest.mark.parametrize("answer", list(post_gen.OPTIONAL_PARTS))
+@pytest.mark.parametrize("wanted", [True, False], ids=["yes", "no"])
+def test_an_optional_part_is_kept_only_when_asked_for(tmp_path: Path, answer: str, wanted: bool) -> None:
+    parts = post_gen.OPTIONAL_PARTS[answer]
+    for relative in parts:  # a folder's name has no suffix; its files are made inside it
+        path = tmp_path / relative / "a.py" if "." not in relative else tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    (tmp_path / "train.py").write_text("")
+    answers = dict.fromkeys(post_gen.OPTIONAL_PARTS, True) | {answer: wanted}
+    removed = post_gen.remove_parts_not_asked_for(tmp_path, answers)
+    assert removed == ([] if wanted else list(parts))
+    assert all((tmp_path / relative).exists() is wanted for relative in parts)
+    assert (tmp_path / "train.py").is_file()
+
+
+def test_every_optional_part_is_a_yes_no_answer_with_a_prompt() -> None:
+    answers = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
+    for answer in post_gen.OPTIONAL_PARTS:
+        assert answers[answer] is False, answer  # off by default: the default project stays small
+        assert answers["__prompts__"][answer].endswith("?"), answer
 
 
 def git(*args: str, cwd: Path) -> str:

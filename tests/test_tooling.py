@@ -150,8 +150,7 @@ def makefile_targets(project: Path) -> set[str]:
 def test_make_help_lists_every_target_and_is_the_default(repo_project: Path) -> None:
     make = tool("make")
     targets = makefile_targets(repo_project)
-    expected = MAKE_TARGETS | ({"sweep"} if (repo_project / "sweep.py").exists() else set())
-    assert expected <= targets, expected - targets
+    assert targets >= MAKE_TARGETS, MAKE_TARGETS - targets
     listed = run(make, "help", cwd=repo_project)
     assert listed.returncode == 0, describe(listed)
     shown = set(re.findall(r"^  make (\S+)", listed.stdout, re.MULTILINE))
@@ -160,6 +159,21 @@ def test_make_help_lists_every_target_and_is_the_default(repo_project: Path) -> 
     readme = (repo_project / "README.md").read_text(encoding="utf-8")
     [tooling_row] = [line for line in readme.splitlines() if line.startswith("| `Makefile` |")]
     assert not [t for t in targets - {"help"} if f"`{t}`" not in tooling_row], "the README's Tooling table lists them"
+
+
+def test_make_sweep_comes_with_the_sweeps_answer(default_project: Path, sweeps_project: Path) -> None:
+    assert makefile_targets(sweeps_project) == makefile_targets(default_project) | {"sweep"}
+    listed = run(tool("make"), "help", cwd=sweeps_project)
+    assert "  make sweep " in listed.stdout, listed.stdout
+    dry = run(tool("make"), "-n", "sweep", "TRIALS=3", cwd=sweeps_project)
+    assert dry.stdout.strip() == "python sweep.py -c config.json --trials 3 --jobs 1", describe(dry)
+    readme = (sweeps_project / "README.md").read_text(encoding="utf-8")
+    assert "`export`, `sweep`, `test`" in readme and "sweep" not in makefile_readme_row(default_project)
+
+
+def makefile_readme_row(project: Path) -> str:
+    [row] = [line for line in (project / "README.md").read_text().splitlines() if line.startswith("| `Makefile` |")]
+    return row
 
 
 def test_make_dry_runs_every_target(repo_project: Path) -> None:

@@ -238,3 +238,10 @@ def test_without_optuna_the_sweep_is_one_line_saying_what_to_install(
     result = run_sweep(capsys, "-c", config_path, "--trials", 2)
     assert result.code == 2 and result.error_line() == 'error: sweep.py needs Optuna; pip install -e ".[sweep]"'
     assert not (tmp_path / "saved").exists()
+
+
+def test_a_flag_argparse_refuses_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        sweep.main(["--jobs", "two"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err == "error: argument --jobs: invalid int value: 'two'; see sweep.py --help\n"

@@ -1,5 +1,5 @@
-"""Turn the accelerator answer into consistent config defaults, leave out the parts not asked for, and
-record the answers.
+"""Turn the accelerator and tracker answers into consistent config defaults, leave out the parts not
+asked for, and record the answers.
 
 Deterministic on purpose: the same answers and template commit always give the same files (no
 probing of this machine beyond asking git for the template's commit, no network, no timestamps), so
@@ -22,7 +22,11 @@ IN_MEMORY_DATASETS = frozenset({"mnist_sample"})
 # template holds every part; `cruft update --variables-to-update '{"sweeps": true}'` brings one in later.
 OPTIONAL_PARTS = {
     "sweeps": ("sweep.py", "sweep.json", "sweeps", "tests/test_sweep.py"),
+    "mlflow": ("logger/mlflow_tracker.py", "tests/test_mlflow.py"),
+    "wandb": ("logger/wandb_tracker.py", "tests/test_wandb.py"),
 }
+# The answers that add an experiment tracker, by its name in trainer.loggers: a yes also turns it on.
+TRACKER_ANSWERS = ("mlflow", "wandb")
 
 
 def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
@@ -55,6 +59,11 @@ def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
             "data_loader.args.num_workers": 0 if in_memory else 2,
         }
     raise ValueError(f"accelerator {accelerator!r}: expected auto, cpu or cuda")
+
+
+def tracker_defaults(answers: dict[str, Any]) -> dict[str, Any]:
+    """trainer.loggers with the trackers the answers asked for (metrics.csv is always written)."""
+    return {"trainer.loggers": ["csv", *(name for name in TRACKER_ANSWERS if answers[name])]}
 
 
 def apply_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +129,8 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     """Apply every answer-dependent change to the freshly generated ``project``; safe to repeat."""
     config_path = project / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    write_config(config_path, apply_defaults(config, accelerator_defaults(context["accelerator"], context["dataset"])))
+    defaults = accelerator_defaults(context["accelerator"], context["dataset"]) | tracker_defaults(context)
+    write_config(config_path, apply_defaults(config, defaults))
     remove_parts_not_asked_for(project, context)
     # For projects made with plain cookiecutter: what to answer again, and what to link cruft to.
     write_config(project / ".cookiecutter.json", recorded_answers(context))

@@ -23,6 +23,14 @@ def sweeps_project(cookies_session) -> Path:
     return Path(result.project_path)
 
 
+@pytest.fixture(scope="session")
+def all_parts_project(cookies_session) -> Path:
+    """The project baked with the default answers but every optional part: sweeps, MLflow and W&B."""
+    result = cookies_session.bake(extra_context={"sweeps": True, "mlflow": True, "wandb": True})
+    assert result.exit_code == 0, result.exception
+    return Path(result.project_path)
+
+
 @pytest.fixture(scope="module")
 def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the default project with test-only models: NaN logits on chosen steps, or slow steps."""

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tomllib
+
 PROJECT_FILES = {
     ".cookiecutter.json",
     ".dockerignore",
@@ -43,13 +45,11 @@ PROJECT_FILES = {
     "logger/__init__.py",
     "logger/logger.py",
     "logger/metrics_csv.py",
-    "logger/mlflow_tracker.py",
     "logger/trackers.py",
     "logger/plots.py",
     "logger/run_summary.py",
     "logger/runs.py",
     "logger/visualization.py",
-    "logger/wandb_tracker.py",
     "model/__init__.py",
     "model/loss.py",
     "model/metric.py",
@@ -88,6 +88,8 @@ SWEEP_FILES = {
     "sweeps/trial.py",
     "sweeps/workers.py",
 }
+# What the mlflow and wandb answers add (and their tests, tests/test_mlflow.py and tests/test_wandb.py).
+TRACKER_FILES = {"logger/mlflow_tracker.py", "logger/wandb_tracker.py"}
 COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
 ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]
 # Jinja delimiters, or a reference to an answer that escaped rendering (e.g. cookiecutter.project_slug).
@@ -135,6 +137,17 @@ def test_the_sweeps_answer_adds_sweep_py_and_its_parts(sweeps_project: Path) -> 
     assert ruff_check(sweeps_project).returncode == 0
 
 
+def test_every_optional_part_together(all_parts_project: Path) -> None:
+    assert project_files(all_parts_project) == PROJECT_FILES | SWEEP_FILES | TRACKER_FILES
+    assert {"test_sweep.py", "test_mlflow.py", "test_wandb.py"} <= {p.name for p in all_parts_project.glob("tests/*")}
+    config = json.loads((all_parts_project / "config.json").read_text())
+    assert config["trainer"]["loggers"] == ["csv", "mlflow", "wandb"], "each tracker answered yes is on"
+    pyproject = tomllib.loads((all_parts_project / "pyproject.toml").read_text())
+    assert {"mlflow-skinny>=2.10", "wandb>=0.18"} <= set(pyproject["project"]["dependencies"])
+    assert not unrendered_lines(all_parts_project)
+    assert ruff_check(all_parts_project).returncode == 0
+
+
 def test_no_unrendered_template_syntax(default_project: Path) -> None:
     leftovers = unrendered_lines(default_project)
     assert not leftovers, "\n".join(leftovers)
@@ -146,6 +159,7 @@ def test_default_config_values(default_project: Path) -> None:
     assert config["device"] == "auto"
     assert config["data_loader"]["type"] == "MnistSampleDataLoader"
     assert config["trainer"]["tensorboard"] is True
+    assert config["trainer"]["loggers"] == ["csv"], "no tracker asked for, none generated"
     assert config["trainer"]["monitor"] == "min val_loss"
     assert config["trainer"]["amp"] == "auto"
 

@@ -164,6 +164,23 @@ def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Pat
     assert "sweep" not in (project / "pyproject.toml").read_text()
 
 
+def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_path: Path) -> None:
+    run("cruft", "update", "-y", "--variables-to-update", '{"mlflow": true}', cwd=project)
+    added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())
+    assert added == {"logger/mlflow_tracker.py", "tests/test_mlflow.py"}
+    assert json.loads((project / "config.json").read_text())["trainer"]["loggers"] == ["csv", "mlflow"]
+    assert '"mlflow-skinny>=2.10",' in (project / "pyproject.toml").read_text()
+
+    save_dir = json.dumps(str(tmp_path / "saved"))
+    quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracked = ["--set", "trainer.epochs=1", "--set", f"trainer.tracking_uri={uri}"]
+    trained = run_project(project, "train.py", *quick, *tracked)
+    assert trained.returncode == 0, describe(trained)
+    [run_dir] = run_folders(tmp_path / "saved")
+    assert json.loads((run_dir / "mlflow.json").read_text())["run_id"], "the run was logged to MLflow"
+
+
 def outside_install(readme: str) -> str:
     head, _, rest = readme.partition("## Install")
     return head + rest.partition("## Train")[2]

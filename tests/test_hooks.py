@@ -165,12 +165,14 @@ def test_generate_is_idempotent(tmp_path: Path) -> None:
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweep.py").write_text("")
     context = {"accelerator": "cuda", "dataset": "mnist_sample", "tensorboard": False, "sweeps": False}
+    context |= {"mlflow": True, "wandb": False}
     post_gen.generate(tmp_path, context)
     first = (tmp_path / "config.json").read_text()
     post_gen.generate(tmp_path, context)
     assert (tmp_path / "config.json").read_text() == first
     assert sorted(path.name for path in tmp_path.iterdir()) == [".cookiecutter.json", "config.json"]
     assert json.loads(first)["device"] == "cuda"
+    assert json.loads(first)["trainer"]["loggers"] == ["csv", "mlflow"]
     assert json.loads((tmp_path / ".cookiecutter.json").read_text()) == {**context, "_template": ""}
 
 
@@ -188,6 +190,19 @@ def test_an_optional_part_is_kept_only_when_asked_for(tmp_path: Path, answer: st
     assert removed == ([] if wanted else list(parts))
     assert all((tmp_path / relative).exists() is wanted for relative in parts)
     assert (tmp_path / "train.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("mlflow", "wandb", "loggers"),
+    [
+        (False, False, ["csv"]),
+        (True, False, ["csv", "mlflow"]),
+        (False, True, ["csv", "wandb"]),
+        (True, True, ["csv", "mlflow", "wandb"]),
+    ],
+)
+def test_a_tracker_answered_yes_is_turned_on(mlflow: bool, wandb: bool, loggers: list[str]) -> None:
+    assert post_gen.tracker_defaults({"mlflow": mlflow, "wandb": wandb}) == {"trainer.loggers": loggers}
 
 
 def test_every_optional_part_is_a_yes_no_answer_with_a_prompt() -> None:

@@ -78,8 +78,8 @@ def test_own_suite_passes_for_every_dataset_answer_without_data(cookies) -> None
     projects = {}
     for dataset in DATASETS:
         # The optional parts bring their own tests: one project without them, the others with them.
-        sweeps = dataset != DATASETS[0]
-        result = cookies.bake(extra_context={"dataset": dataset, "sweeps": sweeps})
+        parts = dataset != DATASETS[0]
+        result = cookies.bake(extra_context={"dataset": dataset, "sweeps": parts, "mlflow": parts, "wandb": parts})
         assert result.exit_code == 0, (dataset, result.exception)
         projects[dataset] = Path(result.project_path)
         shutil.rmtree(projects[dataset] / "data")  # nothing to read, nothing downloaded

@@ -4,10 +4,12 @@ The Trainer sees only ``Tracker``: ``add_epoch`` after every finished epoch (bef
 ``close`` once at the end, told whether the run finished. ``open_trackers`` builds the ones the config
 asks for; ``check_installed`` refuses a backend whose package is missing before the run folder exists.
 metrics.csv is always kept (logger/metrics_csv.py); TensorBoard is logger/visualization.py; MLflow and
-Weights & Biases are logger/mlflow_tracker.py and logger/wandb_tracker.py, each imported only when asked for.
+Weights & Biases are logger/mlflow_tracker.py and logger/wandb_tracker.py, each imported only when asked for
+and generated only when the project was (the mlflow and wandb answers).
 """
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,11 +17,8 @@ from logger.metrics_csv import MetricsCsv
 from logger.visualization import TensorboardWriter
 from utils.errors import UsageError
 
-# name in trainer.loggers -> (the module it needs, what to install)
-OPTIONAL_BACKENDS = {
-    "mlflow": ("mlflow", 'pip install -e ".[mlflow]"'),
-    "wandb": ("wandb", 'pip install -e ".[wandb]"'),
-}
+# name in trainer.loggers -> (its tracker's module here, the package that module needs)
+OPTIONAL_BACKENDS = {"mlflow": ("logger.mlflow_tracker", "mlflow"), "wandb": ("logger.wandb_tracker", "wandb")}
 
 
 class Tracker(Protocol):
@@ -44,12 +43,19 @@ class Trackers:
 
 
 def check_installed(names: list[str]) -> None:
-    """One line naming what to install for the first backend in ``names`` whose package is missing."""
+    """One line for the first backend in ``names`` that this project lacks, or whose package is missing."""
     for name in names:
-        if name in OPTIONAL_BACKENDS:
-            module, install = OPTIONAL_BACKENDS[name]
-            if importlib.util.find_spec(module) is None:
-                raise UsageError(f"trainer.loggers: {name!r} needs the {module} package; {install}")
+        if name not in OPTIONAL_BACKENDS:
+            continue
+        tracker_module, package = OPTIONAL_BACKENDS[name]
+        if importlib.util.find_spec(tracker_module) is None:
+            file = tracker_module.replace(".", "/") + ".py"
+            raise UsageError(
+                f"trainer.loggers: {name!r} was not generated in this project (no {file}); "
+                f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}'"
+            )
+        if importlib.util.find_spec(package) is None:
+            raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; pip install -e .")
 
 
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:

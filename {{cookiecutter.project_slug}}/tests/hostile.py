@@ -279,3 +279,19 @@ EXTRA = Registry(
     losses=_namespace(cross_entropy, smoothed_cross_entropy),
     metrics=_namespace(accuracy, error_rate, hosted_accuracy, correct, top_20_accuracy),
 )
+
+
+def tracked_config(folder: Path, loggers: list[str], **trainer_settings: Any) -> Path:
+    """The small config (2 steps per epoch, 3 epochs) on the self-interrupting model, logging to ``loggers``."""
+    config = small_config(folder / "saved", epochs=3, loggers=loggers, **trainer_settings)
+    config["arch"]["type"] = "InterruptingNet"
+    return write_config(folder / "config.json", config)
+
+
+def stopped_then_resumed(capsys: pytest.CaptureFixture[str], config_path: Path, save_dir: Path) -> Path:
+    """Train, stopped by Ctrl-C at epoch 2's first step, then resume to the end; the run folder."""
+    with interrupt_on_forward(3):
+        assert run_train(capsys, "-c", config_path, modules=EXTRA).code == 128 + signal.SIGINT
+    run_dir = only_run(save_dir)
+    assert run_train(capsys, "-r", run_dir, modules=EXTRA).code == 0
+    return run_dir

@@ -1,0 +1,59 @@
+"""trainer.loggers with "mlflow" (the mlflow answer): the MLflow run gets the params, one point per epoch and
+the files, a resume continues it, and a missing package is one line before any run folder exists. Offline."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.hostile import EXTRA, hide_package, only_run, run_train, stopped_then_resumed, tracked_config
+
+
+def test_mlflow_run_has_params_one_point_per_epoch_and_files_after_a_stop_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)  # the SQLite store keeps its artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    run_dir = stopped_then_resumed(capsys, tracked_config(tmp_path, ["mlflow"]), tmp_path / "saved")
+    run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    [only] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert only.info.run_id == run_id, "the resume continued the same MLflow run"
+    assert only.info.status == "FINISHED" and only.info.run_name == run_dir.name
+    assert only.data.params["optimizer.args.lr"] == "0.02" and only.data.params["trainer.loggers"] == '["mlflow"]'
+    history = client.get_metric_history(run_id, "val_loss")
+    assert [point.step for point in history] == [1, 2, 3], "one point per epoch, none repeated"
+    assert {"best.pth", "config.json"} <= {item.path for item in client.list_artifacts(run_id)}
+
+
+def test_mlflow_keeps_one_point_for_an_epoch_replayed_after_a_kill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What kill -9 between logging epoch 3 and saving its checkpoint leaves: MLflow holds epoch 3, last.pth
+    # holds epoch 2. The resume trains epoch 3 again; MLflow must not get a second point for it.
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config_path = tracked_config(tmp_path, ["mlflow"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=2", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for name in ("seconds", "val_loss"):
+        client.log_metric(run_id, name, 0.5, step=3)  # epoch 3, logged by the killed process
+    assert run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=3", modules=EXTRA).code == 0
+    for name in ("seconds", "val_loss"):
+        assert [point.step for point in client.get_metric_history(run_id, name)] == [1, 2, 3], name
+
+
+def test_without_the_mlflow_package_it_is_one_line_before_any_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hide_package(monkeypatch, "mlflow")
+    result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "mlflow"]), modules=EXTRA)
+    assert result.code == 2
+    assert result.error_line() == "error: trainer.loggers: 'mlflow' needs the mlflow package; pip install -e ."
+    assert not (tmp_path / "saved").exists()

@@ -143,7 +143,7 @@ def test_every_optional_part_together(all_parts_project: Path) -> None:
     config = json.loads((all_parts_project / "config.json").read_text())
     assert config["trainer"]["loggers"] == ["csv", "mlflow", "wandb"], "each tracker answered yes is on"
     pyproject = tomllib.loads((all_parts_project / "pyproject.toml").read_text())
-    assert {"mlflow-skinny>=2.10", "wandb>=0.18"} <= set(pyproject["project"]["dependencies"])
+    assert {"mlflow-skinny>=2.10", "optuna>=4.0", "wandb>=0.18"} <= set(pyproject["project"]["dependencies"])
     assert not unrendered_lines(all_parts_project)
     assert ruff_check(all_parts_project).returncode == 0
 

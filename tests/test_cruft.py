@@ -151,7 +151,7 @@ def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Pat
     run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": true}', cwd=project)
     added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())
     assert added >= SWEEP_FILES and all(name.startswith(("sweep", "tests/test_sweep")) for name in added), added
-    assert "sweep = [" in (project / "pyproject.toml").read_text()
+    assert '"optuna>=4.0",' in (project / "pyproject.toml").read_text()
     assert "\nsweep: ##" in (project / "Makefile").read_text()
     helped = run_project(project, "sweep.py", "--help")
     assert helped.returncode == 0 and "--trials" in helped.stdout, describe(helped)
@@ -161,7 +161,7 @@ def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Pat
 
     run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": false}', cwd=project)
     assert not any((project / name).exists() for name in SWEEP_FILES), "the answer no takes them away again"
-    assert "sweep" not in (project / "pyproject.toml").read_text()
+    assert "optuna" not in (project / "pyproject.toml").read_text()
 
 
 def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def report(plan: SweepPlan) -> None:
 
 def _require_optuna() -> None:
     if importlib.util.find_spec("optuna") is None:
-        raise UsageError('sweep.py needs Optuna; pip install -e ".[sweep]"')
+        raise UsageError("sweep.py needs Optuna (the optuna package); pip install -e .")
 
 
 def registry_from(names: str | None) -> Registry | None:

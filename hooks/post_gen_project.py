@@ -27,6 +27,8 @@ OPTIONAL_PARTS = {
 }
 # The answers that add an experiment tracker, by its name in trainer.loggers: a yes also turns it on.
 TRACKER_ANSWERS = ("mlflow", "wandb")
+# Config keys only an optional part reads: left out of config.json without it (the code keeps their defaults).
+PART_SETTINGS = {"mlflow": ("trainer.tracking_uri",)}
 
 
 def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
@@ -74,6 +76,18 @@ def apply_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str
         for key in parents:
             node = node[key]
         node[leaf] = value
+    return config
+
+
+def remove_settings_not_asked_for(config: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any]:
+    """Delete from ``config`` each dotted key of PART_SETTINGS whose part was answered no."""
+    for answer, keys in PART_SETTINGS.items():
+        for dotted in () if answers[answer] else keys:
+            *parents, leaf = dotted.split(".")
+            node = config
+            for key in parents:
+                node = node[key]
+            node.pop(leaf, None)
     return config
 
 
@@ -130,7 +144,7 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     config_path = project / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     defaults = accelerator_defaults(context["accelerator"], context["dataset"]) | tracker_defaults(context)
-    write_config(config_path, apply_defaults(config, defaults))
+    write_config(config_path, remove_settings_not_asked_for(apply_defaults(config, defaults), context))
     remove_parts_not_asked_for(project, context)
     # For projects made with plain cookiecutter: what to answer again, and what to link cruft to.
     write_config(project / ".cookiecutter.json", recorded_answers(context))

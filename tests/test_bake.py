@@ -142,6 +142,7 @@ def test_every_optional_part_together(all_parts_project: Path) -> None:
     assert {"test_sweep.py", "test_mlflow.py", "test_wandb.py"} <= {p.name for p in all_parts_project.glob("tests/*")}
     config = json.loads((all_parts_project / "config.json").read_text())
     assert config["trainer"]["loggers"] == ["csv", "mlflow", "wandb"], "each tracker answered yes is on"
+    assert config["trainer"]["tracking_uri"] is None
     pyproject = tomllib.loads((all_parts_project / "pyproject.toml").read_text())
     assert {"mlflow-skinny>=2.10", "optuna>=4.0", "wandb>=0.18"} <= set(pyproject["project"]["dependencies"])
     assert not unrendered_lines(all_parts_project)
@@ -160,6 +161,7 @@ def test_default_config_values(default_project: Path) -> None:
     assert config["data_loader"]["type"] == "MnistSampleDataLoader"
     assert config["trainer"]["tensorboard"] is True
     assert config["trainer"]["loggers"] == ["csv"], "no tracker asked for, none generated"
+    assert "tracking_uri" not in config["trainer"], "MLflow's setting comes with MLflow"
     assert config["trainer"]["monitor"] == "min val_loss"
     assert config["trainer"]["amp"] == "auto"
 

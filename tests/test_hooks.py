@@ -205,6 +205,13 @@ def test_a_tracker_answered_yes_is_turned_on(mlflow: bool, wandb: bool, loggers:
     assert post_gen.tracker_defaults({"mlflow": mlflow, "wandb": wandb}) == {"trainer.loggers": loggers}
 
 
+@pytest.mark.parametrize("mlflow", [True, False], ids=["mlflow", "no-mlflow"])
+def test_a_setting_only_a_part_reads_goes_with_it(mlflow: bool) -> None:
+    config = {"trainer": {"tracking_uri": None, "epochs": 3}}
+    post_gen.remove_settings_not_asked_for(config, {"mlflow": mlflow})
+    assert config == {"trainer": {"tracking_uri": None, "epochs": 3} if mlflow else {"epochs": 3}}
+
+
 def test_every_optional_part_is_a_yes_no_answer_with_a_prompt() -> None:
     answers = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text())
     for answer in post_gen.OPTIONAL_PARTS:

@@ -40,7 +40,9 @@ class TrainerSettings:
     loggers: list[str] = setting(
         ["csv"], f"a list of {', '.join(LOGGERS)} (csv is always on)", lambda v: all(name in LOGGERS for name in v)
     )
-    tracking_uri: str | None = setting(None, "null (MLFLOW_TRACKING_URI, else ./mlruns) or an MLflow tracking URI")
+    tracking_uri: str | None = setting(
+        None, "null (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db) or an MLflow tracking URI"
+    )
     log_step: int = setting(20, "an integer >= 1", lambda v: v >= 1)
 
     def amp_dtype(self, device: torch.device) -> torch.dtype | None:

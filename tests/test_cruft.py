@@ -164,6 +164,43 @@ def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Pat
     assert "optuna" not in (project / "pyproject.toml").read_text()
 
 
+# The template's last commit before the sweeps, mlflow and wandb answers: its projects have all three parts.
+BEFORE_OPTIONAL_PARTS = "458d11297a179f35fb7548737eb7b5390272c911"
+
+
+def test_a_project_from_before_the_optional_parts_keeps_sweeps_as_the_readme_says(tmp_path: Path) -> None:
+    known = subprocess.run(["git", "cat-file", "-e", BEFORE_OPTIONAL_PARTS], cwd=TEMPLATE_ROOT, check=False)
+    if known.returncode != 0:
+        pytest.skip("needs the template's git history (a full clone, not a shallow one)")
+    repo = tmp_path / "template"
+    repo.mkdir()
+    archive = subprocess.run(["git", "archive", BEFORE_OPTIONAL_PARTS], cwd=TEMPLATE_ROOT, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True)
+    run("git", "init", "-q", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "before the optional parts", cwd=repo)
+    project = tmp_path / "out" / "mnist_classifier"
+    run("cruft", "create", "--no-input", str(repo), "--output-dir", str(project.parent), cwd=tmp_path)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "generated"]):
+        run(*command, cwd=project)
+    assert (project / "sweep.py").is_file() and (project / "logger" / "mlflow_tracker.py").is_file()
+
+    run("git", "rm", "-rq", ".", cwd=repo)
+    tracked = run("git", "ls-files", "-z", cwd=TEMPLATE_ROOT).stdout.split("\0")
+    for name in filter(None, tracked):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(TEMPLATE_ROOT / name, repo / name)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "with the optional parts", cwd=repo)
+    advice = (TEMPLATE_ROOT / "README.md").read_text().partition("**Projects generated before")[2].partition("\n\n")[0]
+    assert """`cruft update --variables-to-update '{"sweeps": true}'`""" in advice, "the command the README gives"
+    run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": true}', cwd=project)
+    assert (project / "sweep.py").is_file() and (project / "sweeps" / "trial.py").is_file(), "sweeps kept"
+    assert not (project / "logger" / "mlflow_tracker.py").exists(), "a tracker not answered for is left out"
+    helped = run_project(project, "sweep.py", "--help")
+    assert helped.returncode == 0, describe(helped)
+
+
 def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_path: Path) -> None:
     run("cruft", "update", "-y", "--variables-to-update", '{"mlflow": true}', cwd=project)
     added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())

@@ -15,8 +15,10 @@ from typing import Any
 PROJECT_IMPORTS = frozenset(
     {
         "torch", "torchvision", "numpy", "tqdm", "tensorboard", "pytest", "ruff", "setuptools",
-        "base", "data_loader", "model", "trainer", "logger", "utils", "parse_config",
-        "train", "test", "tests", "config", "data", "saved",
+        "onnx", "onnxruntime", "onnxscript", "matplotlib", "optuna", "mlflow", "wandb",
+        "base", "data_loader", "model", "trainer", "logger", "utils", "parse_config", "inference", "sweeps",
+        "benchmarks", "scripts", "train", "test", "predict", "export", "plot", "sweep", "tests", "config", "data",
+        "saved",
     }
 )  # fmt: skip
 SLUG_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")

@@ -1,5 +1,7 @@
 """Baking with the default answers: the exact file set, no template syntax left, lint-clean code."""
 
+import ast
+import importlib.util
 import json
 import re
 import subprocess
@@ -200,3 +202,26 @@ def test_readme_lists_every_default_the_code_has(default_project: Path) -> None:
         if f"| `{key}` | `{json.dumps(value)}` |" not in readme
     ]
     assert not missing, f"README.md's config.json table lacks or contradicts: {missing}"
+
+
+def imported_top_level_names(project: Path) -> set[str]:
+    """The top-level module of every absolute import in the project's Python files."""
+    names = set()
+    for path in project.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+    return names
+
+
+def test_every_name_the_project_imports_or_holds_is_refused_as_a_slug(all_parts_project: Path) -> None:
+    spec = importlib.util.spec_from_file_location("pre_gen", Path(__file__).parents[1] / "hooks" / "pre_gen_project.py")
+    assert spec and spec.loader
+    pre_gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pre_gen)
+    own = {path.stem for path in all_parts_project.iterdir() if path.is_dir() or path.suffix == ".py"}
+    names = {name for name in imported_top_level_names(all_parts_project) | own if pre_gen.SLUG_PATTERN.fullmatch(name)}
+    unguarded = sorted(name for name in names if pre_gen.slug_problem(name) is None)
+    assert not unguarded, f"a project folder named {unguarded} would shadow what the project imports"

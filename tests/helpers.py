@@ -1,16 +1,38 @@
-"""Helpers for running a baked project's own commands."""
+"""Helpers for running a baked project's own commands, and what several test files share."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SLUG = "mnist_classifier"
+# What the sweeps answer adds to a project, besides its tests (tests/test_sweep.py).
+SWEEP_FILES = {
+    "sweep.py",
+    "sweep.json",
+    "sweeps/__init__.py",
+    "sweeps/space.py",
+    "sweeps/study.py",
+    "sweeps/trial.py",
+    "sweeps/workers.py",
+}
 # The MNIST sample's one-cycle schedule is laid out over the run's steps, so a finished run of it
 # cannot be extended; tests that extend runs train with a per-epoch schedule instead.
 EXTENDABLE = ["--lr", "0.005", "--set", 'lr_scheduler={"type": "StepLR", "args": {"step_size": 2, "gamma": 0.5}}']
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a Python file that is not in a package (a hook, local_extensions.py) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_project(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,6 @@
 """Baking with the default answers: the exact file set, no template syntax left, lint-clean code."""
 
 import ast
-import importlib.util
 import json
 import re
 import subprocess
@@ -9,6 +8,7 @@ import sys
 from pathlib import Path
 
 import tomllib
+from helpers import SWEEP_FILES, TEMPLATE_ROOT, load_module
 
 PROJECT_FILES = {
     ".cookiecutter.json",
@@ -80,19 +80,9 @@ PROJECT_FILES = {
     "scripts/slurm/train.sbatch",
     "scripts/slurm/train-single-node.sbatch",
 }
-# What the sweeps answer adds (its tests, tests/test_sweep.py, besides).
-SWEEP_FILES = {
-    "sweep.py",
-    "sweep.json",
-    "sweeps/__init__.py",
-    "sweeps/space.py",
-    "sweeps/study.py",
-    "sweeps/trial.py",
-    "sweeps/workers.py",
-}
 # What the mlflow and wandb answers add (and their tests, tests/test_mlflow.py and tests/test_wandb.py).
 TRACKER_FILES = {"logger/mlflow_tracker.py", "logger/wandb_tracker.py"}
-COOKIECUTTER_JSON = Path(__file__).resolve().parents[1] / "cookiecutter.json"
+COOKIECUTTER_JSON = TEMPLATE_ROOT / "cookiecutter.json"
 ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]
 # Jinja delimiters, or a reference to an answer that escaped rendering (e.g. cookiecutter.project_slug).
 # GitHub's own ${{ expression }} in the copied-as-is workflows is not Jinja.
@@ -217,10 +207,7 @@ def imported_top_level_names(project: Path) -> set[str]:
 
 
 def test_every_name_the_project_imports_or_holds_is_refused_as_a_slug(all_parts_project: Path) -> None:
-    spec = importlib.util.spec_from_file_location("pre_gen", Path(__file__).parents[1] / "hooks" / "pre_gen_project.py")
-    assert spec and spec.loader
-    pre_gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pre_gen)
+    pre_gen = load_module(TEMPLATE_ROOT / "hooks" / "pre_gen_project.py")
     own = {path.stem for path in all_parts_project.iterdir() if path.is_dir() or path.suffix == ".py"}
     names = {name for name in imported_top_level_names(all_parts_project) | own if pre_gen.SLUG_PATTERN.fullmatch(name)}
     unguarded = sorted(name for name in names if pre_gen.slug_problem(name) is None)

@@ -1,25 +1,13 @@
 """Unit tests of the hook functions (their Jinja lives only in main) and of local_extensions.py."""
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import tomllib
+from helpers import TEMPLATE_ROOT, load_module
 from jinja2 import Environment
-
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 pre_gen = load_module(TEMPLATE_ROOT / "hooks" / "pre_gen_project.py")
 post_gen = load_module(TEMPLATE_ROOT / "hooks" / "post_gen_project.py")

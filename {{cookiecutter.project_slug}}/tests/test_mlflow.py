@@ -9,13 +9,19 @@ import pytest
 from tests.hostile import EXTRA, hide_package, only_run, run_train, stopped_then_resumed, tracked_config
 
 
-def test_mlflow_run_has_params_one_point_per_epoch_and_files_after_a_stop_and_resume(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    mlflow = pytest.importorskip("mlflow")
+@pytest.fixture
+def uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An SQLite tracking store in ``tmp_path``, set as MLFLOW_TRACKING_URI (what trainer.tracking_uri null takes)."""
     monkeypatch.chdir(tmp_path)  # the SQLite store keeps its artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def test_mlflow_run_has_params_one_point_per_epoch_and_files_after_a_stop_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    mlflow = pytest.importorskip("mlflow")
     run_dir = stopped_then_resumed(capsys, tracked_config(tmp_path, ["mlflow"]), tmp_path / "saved")
     run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -29,14 +35,11 @@ def test_mlflow_run_has_params_one_point_per_epoch_and_files_after_a_stop_and_re
 
 
 def test_mlflow_keeps_one_point_for_an_epoch_replayed_after_a_kill(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str
 ) -> None:
     # What kill -9 between logging epoch 3 and saving its checkpoint leaves: MLflow holds epoch 3, last.pth
     # holds epoch 2. The resume trains epoch 3 again; MLflow must not get a second point for it.
     mlflow = pytest.importorskip("mlflow")
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     config_path = tracked_config(tmp_path, ["mlflow"])
     assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=2", modules=EXTRA).code == 0
     run_dir = only_run(tmp_path / "saved")

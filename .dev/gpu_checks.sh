@@ -5,6 +5,8 @@
 # On the GPU machine:          bash .dev/gpu_checks.sh run         # carry .bake along; logs to $OUT/gpu_checks.log
 #   (PATH=/opt/torch/.venv/bin:$PATH there; the whole run takes about 9 minutes, resident alone about 4)
 #                              BATCHES=512 bash .dev/gpu_checks.sh resident   # the resident-data benchmarks alone
+#                              bash .dev/gpu_checks.sh compile-modes   # which torch.compile mode the cuda answer
+#                                                                      # should default to (off, default, reduce-overhead)
 #                              DEADLINE=530 (seconds): checks that would run past it are cut short or skipped
 # A dry run on a CPU:          DEVICE=cpu EPOCHS_512=1 EPOCHS_128=1 N_TRAIN=3000 bash .dev/gpu_checks.sh run
 #
@@ -81,6 +83,13 @@ loader_benchmarks() {
         done
     done
 }
+compile_modes() {  # the cuda answer compiles with mode "default"; CUDA graphs (reduce-overhead) are untried
+    for mode in off default reduce-overhead; do
+        check "benchmark, batch ${BATCHES:-512}: resident data, compile $mode" 200 \
+            "$PYTHON" -m benchmarks.bench_trainer -d "$DEVICE" --epochs "$EPOCHS_512" "${MNIST60K[@]}" \
+            --set data_loader.args.batch_size="${BATCHES:-512}" --set trainer.compile=$mode
+    done
+}
 cuda_run() {
     check "cuda project: 1 epoch (AMP, compile, channels-last, fused Adam, resident data)" 240 \
         "$PYTHON" train.py -d "$DEVICE" --set trainer.epochs=1 --set trainer.save_dir="$SAVE/single"
@@ -99,6 +108,8 @@ other_runs() {
 
 if [ "${1:-}" = resident ]; then  # a shorter rerun: the resident-data benchmarks alone
     resident_benchmarks
+elif [ "${1:-}" = compile-modes ]; then
+    compile_modes
 else  # in order of importance: what is left when DEADLINE comes is skipped
     cuda_run
     BATCHES=512 resident_benchmarks

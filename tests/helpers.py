@@ -21,6 +21,12 @@ SWEEP_FILES = {
     "sweeps/trial.py",
     "sweeps/workers.py",
 }
+# Each optional part's answer -> (the files it adds besides its tests, the dependency it adds).
+OPTIONAL_PARTS = {
+    "sweeps": (SWEEP_FILES, "optuna>=4.0"),
+    "mlflow": ({"logger/mlflow_tracker.py"}, "mlflow-skinny>=2.10"),
+    "wandb": ({"logger/wandb_tracker.py"}, "wandb>=0.18"),
+}
 # The MNIST sample's one-cycle schedule is laid out over the run's steps, so a finished run of it
 # cannot be extended; tests that extend runs train with a per-epoch schedule instead.
 EXTENDABLE = ["--lr", "0.005", "--set", 'lr_scheduler={"type": "StepLR", "args": {"step_size": 2, "gamma": 0.5}}']

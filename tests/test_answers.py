@@ -12,7 +12,7 @@ import pytest
 import tomllib
 import torch
 from cookiecutter.exceptions import FailedHookException
-from helpers import describe, run_folders, run_project
+from helpers import OPTIONAL_PARTS, describe, run_folders, run_project
 from test_bake import PROJECT_FILES, project_files, ruff_check, unrendered_lines
 
 DATASET_LOADERS = {
@@ -65,6 +65,40 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert ("whl/cpu" in readme) is (answers["accelerator"] != "cuda"), "CPU wheels are offered unless cuda"
     assert ("whl/cu128" in readme) is (answers["accelerator"] == "cuda")
     assert (project / "data" / "mnist_sample.npz").is_file(), "the sample ships with every project"
+
+
+# Every combination of the optional parts' answers (with the other answers at their defaults).
+PART_ANSWERS = [dict(zip(OPTIONAL_PARTS, wanted, strict=True)) for wanted in itertools.product([False, True], repeat=3)]
+
+
+def parts_id(answers: dict) -> str:
+    return "-".join(name for name, wanted in answers.items() if wanted) or "none"
+
+
+@pytest.mark.parametrize("answers", PART_ANSWERS, ids=[parts_id(a) for a in PART_ANSWERS])
+def test_each_optional_part_comes_whole_or_not_at_all(cookies, answers: dict) -> None:
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    wanted = [name for name, yes in answers.items() if yes]
+    assert project_files(project) == PROJECT_FILES.union(*(OPTIONAL_PARTS[name][0] for name in wanted))
+    tests = {path.name for path in (project / "tests").glob("test_*.py")}
+    for name, test_file in (("sweeps", "test_sweep.py"), ("mlflow", "test_mlflow.py"), ("wandb", "test_wandb.py")):
+        assert (test_file in tests) is answers[name], test_file
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [package for _, package in OPTIONAL_PARTS.values() if package in dependencies] == [
+        OPTIONAL_PARTS[name][1] for name in wanted
+    ]
+    trainer = json.loads((project / "config.json").read_text())["trainer"]
+    assert trainer["loggers"] == ["csv", *(name for name in ("mlflow", "wandb") if answers[name])]
+    assert ("tracking_uri" in trainer) is answers["mlflow"]
+    install_line = next(line for line in (project / "README.md").read_text().splitlines() if "pip install -e" in line)
+    for name, package in (("sweeps", "optuna"), ("mlflow", "mlflow-skinny"), ("wandb", "wandb")):
+        assert (package in install_line) is answers[name], install_line
+    assert ("\nsweep:" in (project / "Makefile").read_text()) is answers["sweeps"]
+    assert not unrendered_lines(project)
+    lint = ruff_check(project)
+    assert lint.returncode == 0, lint.stdout
 
 
 UNSUPPORTED = [

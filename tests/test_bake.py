@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import tomllib
-from helpers import SWEEP_FILES, TEMPLATE_ROOT, load_module
+from helpers import OPTIONAL_PARTS, SWEEP_FILES, TEMPLATE_ROOT, load_module
 
 PROJECT_FILES = {
     ".cookiecutter.json",
@@ -80,8 +80,6 @@ PROJECT_FILES = {
     "scripts/slurm/train.sbatch",
     "scripts/slurm/train-single-node.sbatch",
 }
-# What the mlflow and wandb answers add (and their tests, tests/test_mlflow.py and tests/test_wandb.py).
-TRACKER_FILES = {"logger/mlflow_tracker.py", "logger/wandb_tracker.py"}
 COOKIECUTTER_JSON = TEMPLATE_ROOT / "cookiecutter.json"
 ANSWER_NAMES = [key for key in json.loads(COOKIECUTTER_JSON.read_text()) if not key.startswith("_")]
 # Jinja delimiters, or a reference to an answer that escaped rendering (e.g. cookiecutter.project_slug).
@@ -130,13 +128,13 @@ def test_the_sweeps_answer_adds_sweep_py_and_its_parts(sweeps_project: Path) -> 
 
 
 def test_every_optional_part_together(all_parts_project: Path) -> None:
-    assert project_files(all_parts_project) == PROJECT_FILES | SWEEP_FILES | TRACKER_FILES
+    assert project_files(all_parts_project) == PROJECT_FILES.union(*(files for files, _ in OPTIONAL_PARTS.values()))
     assert {"test_sweep.py", "test_mlflow.py", "test_wandb.py"} <= {p.name for p in all_parts_project.glob("tests/*")}
     config = json.loads((all_parts_project / "config.json").read_text())
     assert config["trainer"]["loggers"] == ["csv", "mlflow", "wandb"], "each tracker answered yes is on"
     assert config["trainer"]["tracking_uri"] is None
     pyproject = tomllib.loads((all_parts_project / "pyproject.toml").read_text())
-    assert {"mlflow-skinny>=2.10", "optuna>=4.0", "wandb>=0.18"} <= set(pyproject["project"]["dependencies"])
+    assert {package for _, package in OPTIONAL_PARTS.values()} <= set(pyproject["project"]["dependencies"])
     assert not unrendered_lines(all_parts_project)
     assert ruff_check(all_parts_project).returncode == 0
 

@@ -43,19 +43,21 @@ class Trackers:
 
 
 def check_installed(names: list[str]) -> None:
-    """One line for the first backend in ``names`` that this project lacks, or whose package is missing."""
+    """One line for the first backend in ``names`` that this project lacks, or whose package is missing:
+    how to get it, or how to run without it (a resumed run may drop a tracker: --set trainer.loggers)."""
     for name in names:
         if name not in OPTIONAL_BACKENDS:
             continue
         tracker_module, package = OPTIONAL_BACKENDS[name]
+        without = f"or run without it: --set trainer.loggers='{json.dumps([n for n in names if n != name])}'"
         if importlib.util.find_spec(tracker_module) is None:
             file = tracker_module.replace(".", "/") + ".py"
             raise UsageError(
                 f"trainer.loggers: {name!r} was not generated in this project (no {file}); "
-                f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}'"
+                f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}', {without}"
             )
         if importlib.util.find_spec(package) is None:
-            raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; pip install -e .")
+            raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; pip install -e ., {without}")
 
 
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:

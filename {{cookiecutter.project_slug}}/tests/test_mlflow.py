@@ -58,5 +58,8 @@ def test_without_the_mlflow_package_it_is_one_line_before_any_run_folder(
     hide_package(monkeypatch, "mlflow")
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "mlflow"]), modules=EXTRA)
     assert result.code == 2
-    assert result.error_line() == "error: trainer.loggers: 'mlflow' needs the mlflow package; pip install -e ."
+    assert result.error_line() == (
+        "error: trainer.loggers: 'mlflow' needs the mlflow package; pip install -e ., "
+        """or run without it: --set trainer.loggers='["csv"]'"""
+    )
     assert not (tmp_path / "saved").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile import EXTRA, hide_package, run_train, tracked_config
+from tests.hostile import EXTRA, hide_package, only_run, run_train, tracked_config
 
 
 @pytest.mark.parametrize("name", ["mlflow", "wandb"])
@@ -18,7 +18,8 @@ def test_a_tracker_the_project_was_generated_without_is_one_line_saying_how_to_a
     assert result.code == 2
     assert result.error_line() == (
         f"error: trainer.loggers: {name!r} was not generated in this project (no logger/{name}_tracker.py); "
-        f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}'"
+        f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}', "
+        """or run without it: --set trainer.loggers='["csv"]'"""
     )
     assert not (tmp_path / "saved").exists()
 
@@ -26,3 +27,17 @@ def test_a_tracker_the_project_was_generated_without_is_one_line_saying_how_to_a
 def test_an_unknown_tracker_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["neptune"]), modules=EXTRA)
     assert result.code == 2 and "trainer.loggers: expected a list of csv, tensorboard, mlflow, wandb" in result.err
+
+
+def test_a_resumed_run_may_drop_a_tracker_the_project_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = tracked_config(tmp_path, ["csv"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=1", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    hide_package(monkeypatch, "logger.wandb_tracker")
+    more = ["-r", run_dir, "--set", "trainer.epochs=2"]
+    refused = run_train(capsys, *more, "--set", 'trainer.loggers=["csv", "wandb"]', modules=EXTRA)
+    assert refused.code == 2 and """--set trainer.loggers='["csv"]'""" in refused.error_line()
+    resumed = run_train(capsys, *more, "--set", 'trainer.loggers=["csv"]', modules=EXTRA)
+    assert resumed.code == 0 and "continuing at epoch 2" in resumed.err, resumed.err

@@ -68,13 +68,19 @@ def tracker_defaults(answers: dict[str, Any]) -> dict[str, Any]:
     return {"trainer.loggers": ["csv", *(name for name in TRACKER_ANSWERS if answers[name])]}
 
 
+def parent_and_leaf(config: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The object holding ``dotted`` (``a.b.c``: ``config["a"]["b"]``, which must exist) and the last key."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    return node, leaf
+
+
 def apply_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """Set each dotted key of ``defaults`` in ``config`` (which must already have the parent)."""
     for dotted, value in defaults.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for key in parents:
-            node = node[key]
+        node, leaf = parent_and_leaf(config, dotted)
         node[leaf] = value
     return config
 
@@ -83,10 +89,7 @@ def remove_settings_not_asked_for(config: dict[str, Any], answers: dict[str, Any
     """Delete from ``config`` each dotted key of PART_SETTINGS whose part was answered no."""
     for answer, keys in PART_SETTINGS.items():
         for dotted in () if answers[answer] else keys:
-            *parents, leaf = dotted.split(".")
-            node = config
-            for key in parents:
-                node = node[key]
+            node, leaf = parent_and_leaf(config, dotted)
             node.pop(leaf, None)
     return config
 

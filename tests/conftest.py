@@ -7,28 +7,29 @@ from pathlib import Path
 import pytest
 
 
+def baked(cookies_session, **answers: bool) -> Path:
+    """The project baked with ``answers`` and the defaults for the rest; the bake must succeed."""
+    result = cookies_session.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    return Path(result.project_path)
+
+
 @pytest.fixture(scope="session")
 def default_project(cookies_session) -> Path:
     """The project baked with every default answer."""
-    result = cookies_session.bake()
-    assert result.exit_code == 0, result.exception
-    return Path(result.project_path)
+    return baked(cookies_session)
 
 
 @pytest.fixture(scope="session")
 def sweeps_project(cookies_session) -> Path:
     """The project baked with the default answers but sweeps (sweep.py and its parts)."""
-    result = cookies_session.bake(extra_context={"sweeps": True})
-    assert result.exit_code == 0, result.exception
-    return Path(result.project_path)
+    return baked(cookies_session, sweeps=True)
 
 
 @pytest.fixture(scope="session")
 def all_parts_project(cookies_session) -> Path:
     """The project baked with the default answers but every optional part: sweeps, MLflow and W&B."""
-    result = cookies_session.bake(extra_context={"sweeps": True, "mlflow": True, "wandb": True})
-    assert result.exit_code == 0, result.exception
-    return Path(result.project_path)
+    return baked(cookies_session, sweeps=True, mlflow=True, wandb=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SLUG = "mnist_classifier"
@@ -21,11 +22,24 @@ SWEEP_FILES = {
     "sweeps/trial.py",
     "sweeps/workers.py",
 }
-# Each optional part's answer -> (the files it adds besides its tests, the dependency it adds).
+
+
+class Part(NamedTuple):
+    """What an optional part's yes adds: files (besides its tests), its test file, and a dependency."""
+
+    files: set[str]
+    test_file: str
+    requirement: str
+
+    @property
+    def package(self) -> str:
+        return self.requirement.partition(">=")[0]
+
+
 OPTIONAL_PARTS = {
-    "sweeps": (SWEEP_FILES, "optuna>=4.0"),
-    "mlflow": ({"logger/mlflow_tracker.py"}, "mlflow-skinny>=2.10"),
-    "wandb": ({"logger/wandb_tracker.py"}, "wandb>=0.18"),
+    "sweeps": Part(SWEEP_FILES, "test_sweep.py", "optuna>=4.0"),
+    "mlflow": Part({"logger/mlflow_tracker.py"}, "test_mlflow.py", "mlflow-skinny>=2.10"),
+    "wandb": Part({"logger/wandb_tracker.py"}, "test_wandb.py", "wandb>=0.18"),
 }
 # The MNIST sample's one-cycle schedule is laid out over the run's steps, so a finished run of it
 # cannot be extended; tests that extend runs train with a per-epoch schedule instead.

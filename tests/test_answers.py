@@ -81,20 +81,18 @@ def test_each_optional_part_comes_whole_or_not_at_all(cookies, answers: dict) ->
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
     wanted = [name for name, yes in answers.items() if yes]
-    assert project_files(project) == PROJECT_FILES.union(*(OPTIONAL_PARTS[name][0] for name in wanted))
+    assert project_files(project) == PROJECT_FILES.union(*(OPTIONAL_PARTS[name].files for name in wanted))
     tests = {path.name for path in (project / "tests").glob("test_*.py")}
-    for name, test_file in (("sweeps", "test_sweep.py"), ("mlflow", "test_mlflow.py"), ("wandb", "test_wandb.py")):
-        assert (test_file in tests) is answers[name], test_file
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert [package for _, package in OPTIONAL_PARTS.values() if package in dependencies] == [
-        OPTIONAL_PARTS[name][1] for name in wanted
-    ]
+    readme_lines = (project / "README.md").read_text().splitlines()
+    install_line = next(line for line in readme_lines if "pip install -e" in line)
+    for name, part in OPTIONAL_PARTS.items():
+        assert (part.test_file in tests) is answers[name], part.test_file
+        assert (part.requirement in dependencies) is answers[name], part.requirement
+        assert (part.package in install_line) is answers[name], install_line
     trainer = json.loads((project / "config.json").read_text())["trainer"]
     assert trainer["loggers"] == ["csv", *(name for name in ("mlflow", "wandb") if answers[name])]
     assert ("tracking_uri" in trainer) is answers["mlflow"]
-    install_line = next(line for line in (project / "README.md").read_text().splitlines() if "pip install -e" in line)
-    for name, package in (("sweeps", "optuna"), ("mlflow", "mlflow-skinny"), ("wandb", "wandb")):
-        assert (package in install_line) is answers[name], install_line
     assert ("\nsweep:" in (project / "Makefile").read_text()) is answers["sweeps"]
     assert not unrendered_lines(project)
     lint = ruff_check(project)

@@ -128,13 +128,13 @@ def test_the_sweeps_answer_adds_sweep_py_and_its_parts(sweeps_project: Path) -> 
 
 
 def test_every_optional_part_together(all_parts_project: Path) -> None:
-    assert project_files(all_parts_project) == PROJECT_FILES.union(*(files for files, _ in OPTIONAL_PARTS.values()))
+    assert project_files(all_parts_project) == PROJECT_FILES.union(*(part.files for part in OPTIONAL_PARTS.values()))
     assert {"test_sweep.py", "test_mlflow.py", "test_wandb.py"} <= {p.name for p in all_parts_project.glob("tests/*")}
     config = json.loads((all_parts_project / "config.json").read_text())
     assert config["trainer"]["loggers"] == ["csv", "mlflow", "wandb"], "each tracker answered yes is on"
     assert config["trainer"]["tracking_uri"] is None
     pyproject = tomllib.loads((all_parts_project / "pyproject.toml").read_text())
-    assert {package for _, package in OPTIONAL_PARTS.values()} <= set(pyproject["project"]["dependencies"])
+    assert {part.requirement for part in OPTIONAL_PARTS.values()} <= set(pyproject["project"]["dependencies"])
     assert not unrendered_lines(all_parts_project)
     assert ruff_check(all_parts_project).returncode == 0
 

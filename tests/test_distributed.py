@@ -12,7 +12,7 @@ import torch
 from helpers import describe, run_folders, run_project, wait_for
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-QUICK = ["-d", "cpu", "--set", "arch.args.width=8", "--set", "trainer.tensorboard=false"]
+QUICK = ["-d", "cpu", "--set", "arch.args.width=8", "--set", 'trainer.loggers=["csv"]']
 
 
 def save_to(path: Path) -> list[str]:
@@ -42,6 +42,17 @@ def test_one_process_under_torchrun_still_joins_a_process_group(default_project:
     result = run_project(default_project, *single, "train.py", *QUICK, "--set", "trainer.epochs=1", *save_to(tmp_path))
     assert result.returncode == 0, describe(result)
     assert "Distributed: world size 1, backend gloo" in result.stderr
+    [run] = run_folders(tmp_path)
+    assert load(run / "last.pth")["epoch"] == 1
+
+
+def test_unshuffled_processes_get_equal_shares_of_an_odd_count(default_project: Path, tmp_path: Path) -> None:
+    """7,001 training samples in batches of 50: unpadded, one process would have a 71st batch and wait
+    forever in its gradient all-reduce (as it did when only shuffled loaders were padded)."""
+    unshuffled = ["--set", "data_loader.args.shuffle=false", "--set", "data_loader.args.validation_split=2999"]
+    args = [*QUICK, *unshuffled, "--set", "trainer.epochs=1", "--bs", "50", *save_to(tmp_path)]
+    result = run_project(default_project, *TORCHRUN, "train.py", *args, timeout=240)
+    assert result.returncode == 0, describe(result)
     [run] = run_folders(tmp_path)
     assert load(run / "last.pth")["epoch"] == 1
 

@@ -90,8 +90,7 @@ class BaseDataLoader:
         """The training loader and, when ``validation_split`` holds some out, the validation loader."""
         data = self.load_split("train")
         train_indices, valid_indices = self._split(len(data))
-        augment = self.augmentation if self.settings.augment else None
-        train = self._loader(_subset(data, train_indices), device, shuffle=self.settings.shuffle, augment=augment)
+        train = self._loader(_subset(data, train_indices), device, training=True)
         valid = self._loader(_subset(data, valid_indices), device) if valid_indices else None
         return train, valid
 
@@ -118,11 +117,13 @@ class BaseDataLoader:
         order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(self.seed)).tolist()
         return order[n_valid:], order[:n_valid]
 
-    def _loader(self, data: Split, device: torch.device, shuffle: bool = False,
-                augment: BatchAugment | None = None) -> Loader:  # fmt: skip
-        """One loader over ``data``: training ones (``shuffle``) pad equal shares under torchrun."""
-        order = EpochOrder(len(data), self.seed, shuffle=shuffle, pad=shuffle)  # type: ignore[arg-type]
-        prep = self.batch_prep(device, augment)
+    def _loader(self, data: Split, device: torch.device, training: bool = False) -> Loader:
+        """One loader over ``data``. A ``training`` one shuffles and augments as the settings say and, under
+        torchrun, pads every process's share to the same length, shuffled or not: a process with one batch
+        more would wait forever in that batch's gradient all-reduce."""
+        shuffle = training and self.settings.shuffle
+        order = EpochOrder(len(data), self.seed, shuffle=shuffle, pad=training)  # type: ignore[arg-type]
+        prep = self.batch_prep(device, self.augmentation if training and self.settings.augment else None)
         batch_size = self.settings.batch_size
         if isinstance(data, ImageTensors) and self._resident(data, device):
             return ResidentLoader(data.images, data.targets, order, prep, batch_size, device)
@@ -138,8 +139,9 @@ class BaseDataLoader:
         fits = needed <= RESIDENT_SHARE_OF_FREE_GPU_MEMORY * free
         if not fits and wanted is True:
             raise UsageError(
-                f"data_loader.args.device_resident: the data needs {needed / 2**20:.0f} MiB, more than a quarter "
-                f'of the {free / 2**20:.0f} MiB free on {device}; set device_resident to "auto" or false'
+                f"data_loader.args.device_resident: the data needs {needed / 2**20:.0f} MiB, more than "
+                f"{RESIDENT_SHARE_OF_FREE_GPU_MEMORY:.0%} of the {free / 2**20:.0f} MiB free on {device}; "
+                'set device_resident to "auto" or false'
             )
         return fits
 

@@ -25,8 +25,8 @@ OPTIONAL_PARTS = {
     "mlflow": ("logger/mlflow_tracker.py", "tests/test_mlflow.py"),
     "wandb": ("logger/wandb_tracker.py", "tests/test_wandb.py"),
 }
-# The answers that add an experiment tracker, by its name in trainer.loggers: a yes also turns it on.
-TRACKER_ANSWERS = ("mlflow", "wandb")
+# The answers that add an experiment tracker, by its name in trainer.loggers: a yes turns it on.
+TRACKER_ANSWERS = ("tensorboard", "mlflow", "wandb")
 # Config keys only an optional part reads: left out of config.json without it (the code keeps their defaults).
 PART_SETTINGS = {"mlflow": ("trainer.tracking_uri",)}
 

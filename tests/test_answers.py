@@ -58,7 +58,7 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert (config["data_loader"]["args"]["num_workers"] == 0) is in_memory
     assert config["data_loader"]["type"] == DATASET_LOADERS[answers["dataset"]]
     assert config["arch"]["args"]["in_channels"] == (3 if answers["dataset"] in {"cifar10", "image_folder"} else 1)
-    assert config["trainer"]["tensorboard"] is answers["tensorboard"]
+    assert ("tensorboard" in config["trainer"]["loggers"]) is answers["tensorboard"]
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
     assert ("tensorboard" in dependencies) is answers["tensorboard"]
     readme = (project / "README.md").read_text()
@@ -91,7 +91,7 @@ def test_each_optional_part_comes_whole_or_not_at_all(cookies, answers: dict) ->
         assert (part.requirement in dependencies) is answers[name], part.requirement
         assert (part.package in install_line) is answers[name], install_line
     trainer = json.loads((project / "config.json").read_text())["trainer"]
-    assert trainer["loggers"] == ["csv", *(name for name in ("mlflow", "wandb") if answers[name])]
+    assert trainer["loggers"] == ["csv", "tensorboard", *(name for name in ("mlflow", "wandb") if answers[name])]
     assert ("tracking_uri" in trainer) is answers["mlflow"]
     assert ("\nsweep:" in (project / "Makefile").read_text()) is answers["sweeps"]
     assert not unrendered_lines(project)

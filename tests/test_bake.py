@@ -131,7 +131,7 @@ def test_every_optional_part_together(all_parts_project: Path) -> None:
     assert project_files(all_parts_project) == PROJECT_FILES.union(*(part.files for part in OPTIONAL_PARTS.values()))
     assert {"test_sweep.py", "test_mlflow.py", "test_wandb.py"} <= {p.name for p in all_parts_project.glob("tests/*")}
     config = json.loads((all_parts_project / "config.json").read_text())
-    assert config["trainer"]["loggers"] == ["csv", "mlflow", "wandb"], "each tracker answered yes is on"
+    assert config["trainer"]["loggers"] == ["csv", "tensorboard", "mlflow", "wandb"], "each tracker answered yes is on"
     assert config["trainer"]["tracking_uri"] is None
     pyproject = tomllib.loads((all_parts_project / "pyproject.toml").read_text())
     assert {part.requirement for part in OPTIONAL_PARTS.values()} <= set(pyproject["project"]["dependencies"])
@@ -149,8 +149,8 @@ def test_default_config_values(default_project: Path) -> None:
     assert config["name"] == "mnist_classifier"
     assert config["device"] == "auto"
     assert config["data_loader"]["type"] == "MnistSampleDataLoader"
-    assert config["trainer"]["tensorboard"] is True
-    assert config["trainer"]["loggers"] == ["csv"], "no tracker asked for, none generated"
+    assert config["trainer"]["loggers"] == ["csv", "tensorboard"], "TensorBoard by default, no other tracker"
+    assert "tensorboard" not in config["trainer"], "the retired switch is not written"
     assert "tracking_uri" not in config["trainer"], "MLflow's setting comes with MLflow"
     assert config["trainer"]["monitor"] == "min val_loss"
     assert config["trainer"]["amp"] == "auto"

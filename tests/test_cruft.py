@@ -196,7 +196,7 @@ def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_pa
     run("cruft", "update", "-y", "--variables-to-update", '{"mlflow": true}', cwd=project)
     added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())
     assert added == {"logger/mlflow_tracker.py", "tests/test_mlflow.py"}
-    assert json.loads((project / "config.json").read_text())["trainer"]["loggers"] == ["csv", "mlflow"]
+    assert json.loads((project / "config.json").read_text())["trainer"]["loggers"] == ["csv", "tensorboard", "mlflow"]
     assert '"mlflow-skinny>=2.10",' in (project / "pyproject.toml").read_text()
 
     save_dir = json.dumps(str(tmp_path / "saved"))

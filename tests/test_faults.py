@@ -13,7 +13,7 @@ from helpers import EXTENDABLE, describe, run_folders, run_project, start_projec
 # Small and quick, but several dozen steps per epoch so a signal lands inside one.
 FAST = [
     "-d", "cpu", "--set", "arch.args.width=8", "--set", "data_loader.args.validation_split=400",
-    "--set", "trainer.tensorboard=false", "--set", "trainer.save_period=1", "--set", "trainer.keep_last=0",
+    "--set", 'trainer.loggers=["csv"]', "--set", "trainer.save_period=1", "--set", "trainer.keep_last=0",
     *EXTENDABLE,
 ]  # fmt: skip
 

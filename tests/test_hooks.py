@@ -184,16 +184,18 @@ def test_an_optional_part_is_kept_only_when_asked_for(tmp_path: Path, answer: st
 
 
 @pytest.mark.parametrize(
-    ("mlflow", "wandb", "loggers"),
+    ("tensorboard", "mlflow", "wandb", "loggers"),
     [
-        (False, False, ["csv"]),
-        (True, False, ["csv", "mlflow"]),
-        (False, True, ["csv", "wandb"]),
-        (True, True, ["csv", "mlflow", "wandb"]),
+        (False, False, False, ["csv"]),
+        (True, False, False, ["csv", "tensorboard"]),
+        (False, True, False, ["csv", "mlflow"]),
+        (False, False, True, ["csv", "wandb"]),
+        (True, True, True, ["csv", "tensorboard", "mlflow", "wandb"]),
     ],
 )
-def test_a_tracker_answered_yes_is_turned_on(mlflow: bool, wandb: bool, loggers: list[str]) -> None:
-    assert post_gen.tracker_defaults({"mlflow": mlflow, "wandb": wandb}) == {"trainer.loggers": loggers}
+def test_a_tracker_answered_yes_is_turned_on(tensorboard: bool, mlflow: bool, wandb: bool, loggers: list[str]) -> None:
+    answers = {"tensorboard": tensorboard, "mlflow": mlflow, "wandb": wandb}
+    assert post_gen.tracker_defaults(answers) == {"trainer.loggers": loggers}
 
 
 @pytest.mark.parametrize("mlflow", [True, False], ids=["mlflow", "no-mlflow"])

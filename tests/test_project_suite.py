@@ -101,7 +101,7 @@ def test_own_suite_passes_after_the_user_replaces_model_loader_and_config(
     config["arch"] = {"type": "MLP", "args": {"num_classes": 3}}
     config["data_loader"] = {"type": "StripesDataLoader", "args": {"batch_size": 32, "validation_split": 0.2}}
     config["metrics"] = ["accuracy"]
-    config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"), tensorboard=False)
+    config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"), loggers=["csv"])
     (project / "config.json").write_text(json.dumps(config, indent=2))
     run_own_suite(project)
 

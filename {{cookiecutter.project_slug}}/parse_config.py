@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from base.base_data_loader import BaseDataLoader
-from trainer.settings import TrainerSettings
+from trainer.settings import TrainerSettings, upgrade_retired_keys
 from utils import victoresque
 from utils.errors import UsageError, first_sentence
-from utils.settings import REQUIRED, from_dict, setting, unknown_key
+from utils.settings import REQUIRED, from_dict, is_number, setting, unknown_key
 from utils.util import read_json
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Config:
         "experiment", "a plain folder name (no / or \\, not '.' or '..', at most 255 bytes)", _is_folder_name
     )
     seed: int = setting(42, "an integer from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32)
-    device: str = setting("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    device: str = setting("auto", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     deterministic: bool = setting(False, "true (reproducible kernels, slower) or false")
     arch: ObjectSpec = setting(REQUIRED, _OBJECT)
     data_loader: ObjectSpec = setting(REQUIRED, _OBJECT)
@@ -82,7 +82,7 @@ class Config:
     def from_dict(cls, data: Any, strict: bool = True) -> "Config":
         """Validate ``data``; with ``strict=False`` (a recorded config) unknown keys are dropped and logged."""
         dropped: list[str] = []
-        config = from_dict(cls, data, "", strict, dropped)
+        config = from_dict(cls, upgrade_retired_keys(data, strict), "", strict, dropped)
         if dropped:
             logger.warning("Ignoring keys this version of the project does not know: %s", ", ".join(dropped))
         return config
@@ -217,7 +217,7 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
         _check_arguments(key, factory.__name__, signature, len(args), arguments)
     for name, value in spec.args.items():
         default = signature.parameters[name].default if signature and name in signature.parameters else None
-        if _is_number(default) and not _is_number(value):  # e.g. --set optimizer.args.lr=abc
+        if is_number(default) and not is_number(value):  # e.g. --set optimizer.args.lr=abc
             raise UsageError(f"{key}.args.{name}: expected a number, got {json.dumps(value)}")
     try:
         return factory(*args, **arguments)
@@ -240,10 +240,6 @@ def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given:
         if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
             raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named) from None
         raise UsageError(f"{key}.args: {name} does not accept these arguments ({err})") from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def lookup_function(module: ModuleType, name: str, key: str) -> Any:

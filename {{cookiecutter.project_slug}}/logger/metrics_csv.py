@@ -52,7 +52,7 @@ class MetricsCsv:
         self.rows[epoch] = {**epoch_metrics, "seconds": seconds}
         self._write()
 
-    def close(self, finished: bool = True) -> None:
+    def close(self, finished: bool) -> None:
         """Nothing to do: every epoch's row is already on disk."""
 
     def _write(self) -> None:

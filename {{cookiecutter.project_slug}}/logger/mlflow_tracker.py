@@ -1,4 +1,4 @@
-"""MLflow (``"mlflow"`` in ``trainer.loggers``; ``pip install -e ".[mlflow]"``).
+"""MLflow (``"mlflow"`` in ``trainer.loggers``; mlflow-skinny is a dependency with the mlflow answer).
 
 One MLflow run per run folder, in the experiment named after the config's ``name``: the flattened
 config as params, every epoch's metrics at step = epoch, and ``best.pth`` and ``config.json`` as
@@ -16,13 +16,13 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
+from logger.trackers import run_artifacts
 from logger.visualization import flat_settings
 
 logger = logging.getLogger(__name__)
 
 ID_FILE = "mlflow.json"
 DEFAULT_URI = "sqlite:///mlflow.db"  # MLflow's own default: a database in the folder you run from
-ARTIFACTS = ("best.pth", "config.json")
 BATCH = 100  # MLflow takes at most 100 params in one call
 
 
@@ -32,7 +32,7 @@ def tracking_uri(configured: str | None) -> str:
 
 
 class MlflowTracker:
-    def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int = 1) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
         self.uri = tracking_uri(configured_uri)
         self.client = MlflowClient(tracking_uri=self.uri)
@@ -76,9 +76,7 @@ class MlflowTracker:
         values = {**epoch_metrics, "seconds": seconds}
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()])
 
-    def close(self, finished: bool = True) -> None:
-        names = [*ARTIFACTS, *(path.name for path in sorted(self.run_dir.glob("config-resume-*.json")))]
-        for name in names:
-            if (self.run_dir / name).is_file():
-                self.client.log_artifact(self.run_id, str(self.run_dir / name))
+    def close(self, finished: bool) -> None:
+        for path in run_artifacts(self.run_dir):
+            self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status="FINISHED" if finished else "KILLED")

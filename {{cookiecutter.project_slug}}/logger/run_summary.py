@@ -71,9 +71,10 @@ def test_metrics(run: Path) -> dict[str, float]:
     return {}
 
 
-def format_table(rows: list[dict[str, str]]) -> str:
-    """Aligned columns (the union over rows, in order of first appearance), "-" where a row has no value."""
-    columns = list(dict.fromkeys(column for row in rows for column in row))
+def format_table(rows: list[dict[str, str]], columns: list[str] | None = None) -> str:
+    """Aligned ``columns`` (by default the union over rows, in order of first appearance) under a header
+    line, "-" where a row has no value."""
+    columns = columns or list(dict.fromkeys(column for row in rows for column in row))
     cells = [columns, *([row.get(column, "-") for column in columns] for row in rows)]
     widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
     return "\n".join(

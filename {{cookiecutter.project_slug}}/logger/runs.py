@@ -9,7 +9,7 @@ import torch
 
 from logger.visualization import flat_settings
 from trainer.checkpoint import RunLock
-from utils.checkpoint import _run_order
+from utils.checkpoint import run_order
 from utils.errors import UsageError
 
 # How train.log says that a run ended, newest wins: (text of the line, status).
@@ -30,7 +30,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if is_run_dir(path):
             runs.append(path)
             continue
-        inside = sorted((run for run in path.iterdir() if is_run_dir(run)), key=_run_order) if path.is_dir() else []
+        inside = sorted((run for run in path.iterdir() if is_run_dir(run)), key=run_order) if path.is_dir() else []
         if not inside:
             raise UsageError(
                 f"{str(path)!r} is not a run folder (one holding config.json and train.log) and holds none; "

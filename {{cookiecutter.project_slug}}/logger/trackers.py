@@ -17,14 +17,18 @@ from logger.metrics_csv import MetricsCsv
 from logger.visualization import TensorboardWriter
 from utils.errors import UsageError
 
-# name in trainer.loggers -> (its tracker's module here, the package that module needs)
-OPTIONAL_BACKENDS = {"mlflow": ("logger.mlflow_tracker", "mlflow"), "wandb": ("logger.wandb_tracker", "wandb")}
+# name in trainer.loggers -> (its tracker's module here, the package that module needs, how to install it)
+OPTIONAL_BACKENDS = {
+    "tensorboard": ("logger.visualization", "tensorboard", "pip install tensorboard"),
+    "mlflow": ("logger.mlflow_tracker", "mlflow", "pip install -e ."),
+    "wandb": ("logger.wandb_tracker", "wandb", "pip install -e ."),
+}
 
 
 class Tracker(Protocol):
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None: ...
 
-    def close(self, finished: bool = True) -> None: ...
+    def close(self, finished: bool) -> None: ...
 
 
 class Trackers:
@@ -37,9 +41,16 @@ class Trackers:
         for tracker in self.trackers:
             tracker.add_epoch(epoch, epoch_metrics, seconds)
 
-    def close(self, finished: bool = True) -> None:
+    def close(self, finished: bool) -> None:
         for tracker in self.trackers:
             tracker.close(finished)
+
+
+def run_artifacts(run_dir: Path) -> list[Path]:
+    """What a tracker keeps a copy of when the run ends: best.pth, config.json, and the config-resume-N.json
+    record of each resume that changed settings."""
+    records = sorted(run_dir.glob("config-resume-*.json"))
+    return [path for path in (run_dir / "best.pth", run_dir / "config.json", *records) if path.is_file()]
 
 
 def check_installed(names: list[str]) -> None:
@@ -48,7 +59,7 @@ def check_installed(names: list[str]) -> None:
     for name in names:
         if name not in OPTIONAL_BACKENDS:
             continue
-        tracker_module, package = OPTIONAL_BACKENDS[name]
+        tracker_module, package, install = OPTIONAL_BACKENDS[name]
         without = f"or run without it: --set trainer.loggers='{json.dumps([n for n in names if n != name])}'"
         if importlib.util.find_spec(tracker_module) is None:
             file = tracker_module.replace(".", "/") + ".py"
@@ -57,7 +68,7 @@ def check_installed(names: list[str]) -> None:
                 f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}', {without}"
             )
         if importlib.util.find_spec(package) is None:
-            raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; pip install -e ., {without}")
+            raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
 
 
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:
@@ -66,8 +77,8 @@ def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabl
     settings = config["trainer"]
     names = settings["loggers"]
     trackers: list[Tracker] = [MetricsCsv(run_dir, enabled, keep_through=start_epoch - 1)]
-    tensorboard_on = (settings["tensorboard"] or "tensorboard" in names) and enabled
-    trackers.append(TensorboardWriter(run_dir, tensorboard_on, purge_step=start_epoch, config=config))
+    if enabled and "tensorboard" in names:
+        trackers.append(TensorboardWriter(run_dir, purge_step=start_epoch, config=config))
     if enabled and "mlflow" in names:
         from logger.mlflow_tracker import MlflowTracker
 

@@ -4,16 +4,13 @@ A metric's training and validation values share one tag (``loss``, ``accuracy``)
 the run, ``train/`` and ``val/``. TensorBoard draws a tag of several runs in one chart, so each metric's
 chart shows both curves, told apart by the folder (``<run>/train``, ``<run>/val``). The run folder's own
 event file holds the config (the Text tab) and its settings as hyperparameters (the HParams tab, which
-lists runs side by side with the final values of their train/ and val/ scalars). Nothing is written
-when TensorBoard is turned off.
+lists runs side by side with the final values of their train/ and val/ scalars). A run writes them when
+trainer.loggers lists "tensorboard".
 """
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 # Where a value of the epoch's metrics goes: (event folder inside the run folder, tag).
 TRAIN, VALID = "train", "val"
@@ -21,46 +18,35 @@ TRAIN, VALID = "train", "val"
 
 def place(name: str) -> tuple[str, str]:
     """``val_loss`` -> ("val", "loss"); ``loss`` and ``lr`` -> ("train", name)."""
-    return (VALID, name[4:]) if name.startswith("val_") else (TRAIN, name)
+    return (VALID, name.removeprefix("val_")) if name.startswith("val_") else (TRAIN, name)
 
 
 class TensorboardWriter:
-    """Scalars once per epoch (nothing per batch), and ``config`` once per start when given.
+    """Scalars once per epoch (nothing per batch), and ``config`` once per start.
 
     ``purge_step``: the epoch a (resumed) run starts at; events that an earlier process wrote from it on,
     after its last checkpoint, are dropped, so a replayed epoch is not drawn twice."""
 
-    def __init__(self, log_dir: Path, enabled: bool, purge_step: int | None = None,
-                 config: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(self, log_dir: Path, purge_step: int, config: dict[str, Any]) -> None:
+        # Imported here: a run that does not log to TensorBoard never loads it (logger/trackers.py checks
+        # that the package is installed before a run asks for it).
+        from torch.utils.tensorboard import SummaryWriter
+
         self._log_dir, self._purge_step = Path(log_dir), purge_step
-        self._writers: dict[str, Any] = {}
-        self._make = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            logger.warning(
-                "trainer.tensorboard is true but tensorboard is not installed; "
-                "pip install tensorboard, or set trainer.tensorboard to false"
-            )
-            return
+        self._writers: dict[str, SummaryWriter] = {}
         self._make = SummaryWriter
-        if config is not None:
-            self._add_config(config)
+        self._add_config(config)
 
     def _writer(self, folder: str) -> Any:
         """The SummaryWriter of an event folder ("" is the run folder itself), made when first needed
         (a run without validation has no val/)."""
         if folder not in self._writers:
             log_dir = self._log_dir / folder if folder else self._log_dir
-            self._writers[folder] = self._make(log_dir=str(log_dir), purge_step=self._purge_step)  # type: ignore[misc]
+            self._writers[folder] = self._make(log_dir=str(log_dir), purge_step=self._purge_step)
         return self._writers[folder]
 
-    def add_epoch(self, epoch: int, log: dict[str, float], seconds: float | None = None) -> None:
-        if self._make is None:
-            return
-        for name, value in log.items():
+    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        for name, value in epoch_metrics.items():
             folder, tag = place(name)
             self._writer(folder).add_scalar(tag, value, epoch)
         for writer in self._writers.values():
@@ -72,17 +58,16 @@ class TensorboardWriter:
 
         run = self._writer("")
         text = "\n".join("    " + line for line in json.dumps(config, indent=2).splitlines())  # a code block
-        run.add_text("config", text, global_step=max((self._purge_step or 1) - 1, 0))
+        run.add_text("config", text, global_step=self._purge_step - 1)
         # Only the session's start: the HParams tab then finds the metrics itself, in train/ and val/.
         _, session_start, _ = hparams(flat_settings(config), {})
         run.file_writer.add_summary(session_start)
         run.flush()
 
-    def close(self, finished: bool = True) -> None:
+    def close(self, finished: bool) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
-        self._make = None
 
 
 def flat_settings(config: dict[str, Any], prefix: str = "") -> dict[str, float | str]:

@@ -1,4 +1,4 @@
-"""Weights & Biases (``"wandb"`` in ``trainer.loggers``; ``pip install -e ".[wandb]"``).
+"""Weights & Biases (``"wandb"`` in ``trainer.loggers``; wandb is a dependency with the wandb answer).
 
 One W&B run per run folder, in the project named after the config's ``name``: the flattened config,
 every epoch's metrics at step = epoch, and ``best.pth`` and ``config.json`` saved with the run when it
@@ -15,12 +15,12 @@ from typing import Any
 
 import wandb
 
+from logger.trackers import run_artifacts
 from logger.visualization import flat_settings
 
 logger = logging.getLogger(__name__)
 
 ID_FILE = "wandb.json"
-ARTIFACTS = ("best.pth", "config.json")
 
 
 class WandbTracker:
@@ -45,8 +45,7 @@ class WandbTracker:
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
         self.run.log({**epoch_metrics, "seconds": seconds, "epoch": epoch}, step=epoch)
 
-    def close(self, finished: bool = True) -> None:
-        for name in ARTIFACTS:
-            if (self.run_dir / name).is_file():
-                self.run.save(str(self.run_dir / name), base_path=str(self.run_dir.parent), policy="now")
+    def close(self, finished: bool) -> None:
+        for path in run_artifacts(self.run_dir):
+            self.run.save(str(path), base_path=str(self.run_dir.parent), policy="now")
         self.run.finish(exit_code=0 if finished else 1)

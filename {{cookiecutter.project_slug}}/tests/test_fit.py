@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import trainer.checkpoint
-from logger.visualization import TensorboardWriter
+from logger.trackers import Trackers
 from tests.tiny import tiny_config
 from trainer.checkpoint import Checkpointer, create_run_dir
 from trainer.monitor import Monitor
@@ -92,7 +92,7 @@ class Script:
 
     def __call__(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
         self.epochs_run.append(epoch)
-        epoch_metrics = {"loss": 1.0, "val_loss": self.val_losses[epoch - 1]}
+        epoch_metrics = {"loss": 1.0, "val_loss": self.val_losses[epoch - 1], "lr": 0.02}
         return epoch_metrics, self.trainer.monitor.update(epoch_metrics)
 
 
@@ -105,7 +105,7 @@ def scripted_trainer(make_trainer: MakeTrainer, save_dir: Path, val_losses: list
 def fit(trainer: Trainer, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = Checkpointer(run_dir, trainer.settings.save_period, trainer.settings.keep_last)
-    trainer.fit(checkpoints, TensorboardWriter(run_dir, enabled=False))
+    trainer.fit(checkpoints, Trackers([]))
 
 
 def epochs_run(trainer: Trainer) -> list[int]:

@@ -29,7 +29,7 @@ def get_path(config: dict[str, Any], path: str) -> Any:
     [
         ("optimizer.args.lr=0.01", 0.01),
         ("trainer.epochs=3", 3),
-        ("trainer.tensorboard=true", True),
+        ("trainer.channels_last=true", True),
         ("lr_scheduler=null", None),
         ('metrics=["accuracy", "top_3_accuracy"]', ["accuracy", "top_3_accuracy"]),
         ('name="two words"', "two words"),

@@ -24,6 +24,19 @@ def test_a_tracker_the_project_was_generated_without_is_one_line_saying_how_to_a
     assert not (tmp_path / "saved").exists()
 
 
+def test_tensorboard_without_its_package_is_one_line_saying_how_to_install_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hide_package(monkeypatch, "tensorboard")  # as in a project generated with the answer no
+    result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "tensorboard"]), modules=EXTRA)
+    assert result.code == 2
+    assert result.error_line() == (
+        "error: trainer.loggers: 'tensorboard' needs the tensorboard package; pip install tensorboard, "
+        """or run without it: --set trainer.loggers='["csv"]'"""
+    )
+    assert not (tmp_path / "saved").exists()
+
+
 def test_an_unknown_tracker_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["neptune"]), modules=EXTRA)
     assert result.code == 2 and "trainer.loggers: expected a list of csv, tensorboard, mlflow, wandb" in result.err

@@ -130,12 +130,13 @@ def follow_the_readme(config: dict[str, Any]) -> dict[str, Any]:
     trainer = config["trainer"]
     if "save_dir" in config:
         trainer["save_dir"] = config.pop("save_dir")
-    if "visualization" in config:
-        trainer["tensorboard"] = config.pop("visualization")["tensorboardX"]
-    if "tensorboard" in config:
-        trainer["tensorboard"] = config.pop("tensorboard")["enabled"]
-    if "tensorboardX" in trainer:
-        trainer["tensorboard"] = trainer.pop("tensorboardX")
+    switches = [
+        config.pop("visualization", {}).get("tensorboardX"),
+        config.pop("tensorboard", {}).get("enabled"),
+        trainer.pop("tensorboardX", None),
+        trainer.pop("tensorboard", None),
+    ]
+    trainer["loggers"] = ["csv", "tensorboard"] if any(switches) else ["csv"]
     trainer.pop("log_dir", None)
     if "save_freq" in trainer:
         trainer["save_period"] = trainer.pop("save_freq")
@@ -208,7 +209,7 @@ def fast(tmp_path: Path) -> list[str]:
         "--set",
         f"trainer.save_dir={tmp_path / 'saved'}",
         "--set",
-        "trainer.tensorboard=false",
+        'trainer.loggers=["csv"]',
     ]
 
 
@@ -229,8 +230,8 @@ REFUSED_CONFIGS = {
             "(5) metrics: no 'top_k_acc' in model/metric.py",
         ],
     ),
-    "2019-06-01": ("2019-06-01", PORTED, 2, ["n_gpu:", "tensorboard: delete it; its enabled is trainer.tensorboard"]),
-    "2019-04-18": ("2019-04-18", PORTED, 2, ["n_gpu:", "trainer.tensorboardX: rename it to trainer.tensorboard"]),
+    "2019-06-01": ("2019-06-01", PORTED, 2, ["n_gpu:", 'tensorboard: delete it; for TensorBoard list "tensorboard"']),
+    "2019-04-18": ("2019-04-18", PORTED, 2, ["n_gpu:", "trainer.tensorboardX: delete it; for TensorBoard"]),
     "2019-04-15": (
         "2019-04-15",
         PORTED,
@@ -240,7 +241,7 @@ REFUSED_CONFIGS = {
             "save_dir: move it into trainer",
             "training: rename it to trainer",
             "testing: delete it",
-            "trainer.tensorboardX: rename it",
+            "trainer.tensorboardX: delete it",
         ],
     ),
     "2018-11-27": ("2018-11-27", PORTED, 3, ["n_gpu:", "trainer.tensorboardX:", "trainer.log_dir: delete it"]),

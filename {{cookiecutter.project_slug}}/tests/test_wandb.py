@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile import stopped_then_resumed, tracked_config
+from tests.hostile import EXTRA, run_train, stopped_then_resumed, tracked_config
 
 
 def wandb_records(path: Path) -> Iterator[Any]:
@@ -60,3 +60,8 @@ def test_wandb_offline_writes_the_metrics_in_the_run_folder_and_a_resume_keeps_t
         time.sleep(0.1)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert all(row["lr"] == 0.02 and row["val_loss"] > 0 for row in history)
+
+    # Each close keeps copies of the run's files, a resume's record of changed settings included.
+    assert run_train(capsys, "-r", run_dir, "--set", "trainer.log_step=1", modules=EXTRA).code == 0
+    kept = {path.name for path in (run_dir / "wandb").glob(f"offline-run-*/files/{run_dir.name}/*")}
+    assert kept == {"best.pth", "config.json", "config-resume-3.json"}

@@ -1,15 +1,22 @@
 """The ``trainer`` section of config.json as typed settings. Every key has a default, so a config
 written for an older or newer version of this template still loads (see README.md)."""
 
+import json
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from logger.trackers import OPTIONAL_BACKENDS
 from trainer.monitor import Monitor
+from utils.errors import UsageError
 from utils.settings import setting
 
+logger = logging.getLogger(__name__)
+
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")  # logger/trackers.py
+LOGGERS = ("csv", *OPTIONAL_BACKENDS)  # csv: metrics.csv, always written; the others need their package
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -36,7 +43,6 @@ class TrainerSettings:
     sync_batchnorm: bool = setting(False, "true or false")
     grad_accum_steps: int = setting(1, "an integer >= 1 (1: a step per batch)", lambda v: v >= 1)
     grad_clip_norm: float | None = setting(None, "null or a positive number", lambda v: v > 0)
-    tensorboard: bool = setting(True, "true or false")
     loggers: list[str] = setting(
         ["csv"], f"a list of {', '.join(LOGGERS)} (csv is always on)", lambda v: all(name in LOGGERS for name in v)
     )
@@ -56,3 +62,30 @@ class TrainerSettings:
         if self.amp == "auto":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return {"bf16": torch.bfloat16, "fp16": torch.float16}[self.amp]
+
+
+def upgrade_retired_keys(config: Any, strict: bool) -> Any:
+    """``config`` with the trainer keys of earlier versions of this template in today's form, logged once.
+
+    ``tensorboard: true`` (the switch before trainer.loggers) is ``"tensorboard"`` in ``loggers``, so runs
+    recorded with it keep their curves when resumed; ``false`` adds nothing. ``strict``: a file the
+    user wrote, who is told to edit it (a checkpoint's recorded config is upgraded quietly at info level).
+    """
+    trainer = config.get("trainer") if isinstance(config, dict) else None
+    if not isinstance(trainer, dict) or "tensorboard" not in trainer:
+        return config
+    trainer = dict(trainer)
+    switched_on = trainer.pop("tensorboard")
+    if not isinstance(switched_on, bool):
+        raise UsageError(
+            f"trainer.tensorboard: expected true or false, got {json.dumps(switched_on)}; better, delete it "
+            'and list "tensorboard" in trainer.loggers'
+        )
+    loggers = trainer.setdefault("loggers", TrainerSettings().loggers)
+    if switched_on and isinstance(loggers, list) and "tensorboard" not in loggers:
+        trainer["loggers"] = [*loggers, "tensorboard"]
+    fix = "; write that instead" if strict else ""
+    level = logging.WARNING if strict else logging.INFO
+    logger.log(level, "trainer.tensorboard (an earlier version's switch) is read as trainer.loggers %s%s",
+               json.dumps(trainer["loggers"]), fix)  # fmt: skip
+    return {**config, "trainer": trainer}

@@ -50,14 +50,14 @@ def _moved_into_object(key: str) -> Callable[[Any, dict[str, Any]], str]:
 # "trainer." key is looked for in "training" too (the section's name in April 2019).
 KEY_EDITS: dict[str, str | Callable[[Any, dict[str, Any]], str]] = {
     "n_gpu": _n_gpu,
-    "cuda": 'cuda: delete it; "device" says where to train ("auto", "cpu", "cuda", "cuda:N")',
+    "cuda": 'cuda: delete it; "device" says where to train ("auto", "cpu", "cuda", "cuda:N", "mps")',
     "gpu": 'gpu: delete it; write "device": "cuda:<value>"',
     "save_dir": "save_dir: move it into trainer",
     "training": "training: rename it to trainer",
     "testing": "testing: delete it (test.py takes the checkpoint's config)",
-    "visualization": "visualization: delete it; its tensorboardX is trainer.tensorboard (events go in the run folder)",
-    "tensorboard.enabled": "tensorboard: delete it; its enabled is trainer.tensorboard here",
-    "trainer.tensorboardX": "trainer.tensorboardX: rename it to trainer.tensorboard",
+    "visualization": 'visualization: delete it; for TensorBoard list "tensorboard" in trainer.loggers',
+    "tensorboard.enabled": 'tensorboard: delete it; for TensorBoard list "tensorboard" in trainer.loggers',
+    "trainer.tensorboardX": 'trainer.tensorboardX: delete it; for TensorBoard list "tensorboard" in trainer.loggers',
     "trainer.log_dir": "trainer.log_dir: delete it; TensorBoard events go in the run folder",
     "trainer.save_freq": "trainer.save_freq: rename it to trainer.save_period",
     "trainer.monitor_mode": _monitor_mode,

@@ -37,7 +37,6 @@ def tiny_config(save_dir: Path, **trainer_settings: Any) -> dict[str, Any]:
             "early_stop": 0,
             "amp": "off",
             "compile": "off",
-            "tensorboard": False,
             **trainer_settings,
         },
     }

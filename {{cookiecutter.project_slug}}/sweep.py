@@ -15,7 +15,7 @@ from typing import Any
 
 import train
 from logger.logger import setup_logging
-from parse_config import Config, Registry, load_config
+from parse_config import Registry, load_config
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.errors import TrainingStopped, UsageError
 
@@ -44,7 +44,7 @@ class SweepPlan:
 
     config_path: Path
     overrides: list[str]
-    config: Config
+    space_path: Path  # sweep.json, or the file --space names
     spec: Any  # sweeps.space.SweepSpec
     metric: str
     experiment_dir: Path
@@ -77,7 +77,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     storage = storage_for(args.storage, experiment_dir)
     study = open_study(storage, args.study or config.name, monitor, pruner, sampler)
     fail_abandoned_trials(study)
-    return SweepPlan(args.config, overrides, config, spec, metric, experiment_dir, study)
+    return SweepPlan(args.config, overrides, space_path, spec, metric, experiment_dir, study)
 
 
 def sweep(args: argparse.Namespace, modules: Registry) -> None:
@@ -118,7 +118,7 @@ def objective(plan: SweepPlan, modules: Registry) -> Any:
 def worker_argv(args: argparse.Namespace, plan: SweepPlan, modules: Registry) -> list[str]:
     """This command for one worker: the same config, space, study and overrides, and the same modules."""
     argv = ["-c", str(plan.config_path), "--trials", str(args.trials), "--study", plan.study.study_name]
-    argv += ["--space", str(args.space or plan.config_path.parent / "sweep.json")]
+    argv += ["--space", str(plan.space_path)]
     argv += ["--storage", args.storage] if args.storage else []
     argv += [arg for text in plan.overrides for arg in ("--set", text)]
     names = (modules.models, modules.data_loaders, modules.losses, modules.metrics)

@@ -8,16 +8,16 @@ from typing import Any
 
 import torch
 
+from inference.trained import load_trained_model
 from logger.logger import setup_logging
 from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
-from parse_config import Registry, load_config
+from parse_config import Registry
 from train import PROJECT_MODULES
-from trainer.build import build_data, build_loss_and_metrics, build_model
+from trainer.build import build_loss_and_metrics
 from trainer.trainer import check_model_fits, evaluate
-from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
-from utils.util import resolve_device, write_json
+from utils.util import write_json
 
 logger = logging.getLogger("test")
 
@@ -29,35 +29,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test(args: argparse.Namespace, modules: Registry) -> dict[str, float]:
-    checkpoint_path = find_checkpoint(args.resume)
-    checkpoint = load_checkpoint(checkpoint_path)
-    config = load_config(None, overrides_from_flags(args), recorded=checkpoint["config"])
-    setup_logging(None, config.trainer.verbosity)
-    device = resolve_device(config.device)
-
-    test_loader = build_data(config, modules).test_loader(device)
-    model = build_model(config, modules, checkpoint.get("classes"))
-    load_model_weights(model, checkpoint["model"], checkpoint_path)
-    model.to(device)
-    criterion, metrics = build_loss_and_metrics(config, modules)
+def test(args: argparse.Namespace, modules: Registry) -> None:
+    trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
+    model, checkpoint_path, epoch = trained.model, trained.checkpoint_path, trained.epoch
+    test_loader = trained.data.test_loader(trained.device)
+    criterion, metrics = build_loss_and_metrics(trained.config, modules)
     first_images, first_targets = next(iter(test_loader))
     first_output = check_model_fits(model, criterion, metrics, first_images, first_targets)
     confusion = confusion_for(first_output, first_targets)
-    logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, checkpoint["epoch"])
-    result = evaluate(model, test_loader, criterion, metrics, config.trainer.amp_dtype(device), confusion)
+    logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, epoch)
+    amp_dtype = trained.config.trainer.amp_dtype(trained.device)
+    result = evaluate(model, test_loader, criterion, metrics, amp_dtype, confusion)
 
-    report = {"checkpoint": checkpoint_path.name, "epoch": checkpoint["epoch"], "samples": test_loader.n_samples}
+    report = {"checkpoint": checkpoint_path.name, "epoch": epoch, "samples": test_loader.n_samples}
     report.update({f"test_{key}": value for key, value in result.items()})
-    if checkpoint.get("classes"):
-        report["classes"] = ", ".join(checkpoint["classes"])
+    if trained.classes:
+        report["classes"] = ", ".join(trained.classes)
     for key, value in report.items():  # printed first, so a folder that cannot be written loses nothing
         print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
     if confusion is not None:
-        report["class_report"] = class_report(confusion.counts(), checkpoint.get("classes"))
+        report["class_report"] = class_report(confusion.counts(), trained.classes)
         print(format_class_report(report["class_report"]))
     save_report(report, checkpoint_path)
-    return result
 
 
 def confusion_for(output: torch.Tensor, targets: torch.Tensor) -> ConfusionMatrix | None:

@@ -22,7 +22,7 @@ from logger.trackers import check_installed, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
-from trainer.resume import apply_overrides, changed_keys, check_changes
+from trainer.resume import apply_overrides, changed_keys, refuse_fixed_changes
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
@@ -133,7 +133,7 @@ def restore(trainer: Trainer, start: RunStart) -> None:
         logger.info("Starting from the weights of %s (epoch %d)", path, checkpoint["epoch"])
         return
     assert recorded is not None  # every resume reads the checkpoint's config in plan_start
-    check_changes(recorded, start.config, checkpoint.get("mid_epoch"))
+    refuse_fixed_changes(recorded, start.config, checkpoint.get("mid_epoch"))
     trainer.load_state_dict(checkpoint, path)
     apply_overrides(trainer, recorded, start.config)
 

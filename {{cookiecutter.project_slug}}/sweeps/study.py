@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from logger.run_summary import format_table
 from parse_config import ObjectSpec, build
 from sweeps.space import SweepSpec
 from trainer.checkpoint import process_gone
@@ -102,10 +103,8 @@ def finished_count(study: optuna.Study) -> int:
 def summary_table(study: optuna.Study, keys: list[str]) -> str:
     """One line per trial: number, state, the searched values, the best monitored value, the run folder."""
     header = ["trial", "state", *keys, "value", "run folder"]
-    rows = [header] + [_row(trial, keys) for trial in study.get_trials(deepcopy=False)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
-    return "\n".join(line.rstrip() for line in lines)
+    trials = study.get_trials(deepcopy=False)
+    return format_table([dict(zip(header, _row(trial, keys), strict=True)) for trial in trials], header)
 
 
 def _row(trial: FrozenTrial, keys: list[str]) -> list[str]:

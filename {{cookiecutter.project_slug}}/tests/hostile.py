@@ -27,7 +27,7 @@ import train
 from parse_config import Registry
 from tests.tiny import TINY, tiny_config
 from tests.tiny.models import TinyConvNet
-from utils.checkpoint import _run_order
+from utils.checkpoint import run_order
 
 # --- configs -------------------------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ def run_dirs(save_dir: Path, name: str = "tiny") -> list[Path]:
     experiment = Path(save_dir) / name
     if not experiment.is_dir():
         return []
-    return sorted((path for path in experiment.iterdir() if path.is_dir()), key=_run_order)
+    return sorted((path for path in experiment.iterdir() if path.is_dir()), key=run_order)
 
 
 def only_run(save_dir: Path, name: str = "tiny") -> Path:

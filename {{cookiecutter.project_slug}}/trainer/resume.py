@@ -48,11 +48,10 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == prefix or path.startswith(prefix + ".") for prefix in prefixes)
 
 
-def check_changes(recorded: Config, config: Config, mid_epoch: dict[str, Any] | None) -> list[str]:
-    """The keys a resume changes; raises for the first one that cannot change."""
+def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, Any] | None) -> None:
+    """Raise for the first key a resume changes that cannot change."""
     before, after = recorded.to_dict(), config.to_dict()
-    changes = changed_keys(before, after)
-    for path in changes:
+    for path in changed_keys(before, after):
         if _under(path, FIXED):  # adding or dropping a whole lr_scheduler is allowed: "lr_scheduler" is not fixed
             top = next(prefix for prefix in FIXED if _under(path, (prefix,)))
             was = json.dumps(_lookup(before, top))
@@ -71,7 +70,6 @@ def check_changes(recorded: Config, config: Config, mid_epoch: dict[str, Any] | 
                 f"{path}: cannot change part way through epoch {epoch}; resume without the change first to finish "
                 f"that epoch (with --set trainer.epochs={epoch}), then resume with it"
             )
-    return changes
 
 
 def _lookup(config: dict[str, Any], path: str) -> Any:

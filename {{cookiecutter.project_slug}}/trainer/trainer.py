@@ -111,8 +111,10 @@ class Trainer:
             for epoch in range(self.start_epoch, epochs + 1):
                 started = time.perf_counter()
                 epoch_metrics, improved = self.run_epoch(epoch, checkpoints)
+                seconds = time.perf_counter() - started
+                logger.info(describe_epoch(epoch, epochs, epoch_metrics, seconds, improved))
                 # Before last.pth: a resume drops the metrics.csv rows (and events) of epochs it replays.
-                tracker.add_epoch(epoch, epoch_metrics, time.perf_counter() - started)
+                tracker.add_epoch(epoch, epoch_metrics, seconds)
                 checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
                 # A signal during validation or saving ends the run here, with the epoch on disk.
                 if self.stop.agreed(can_vote=True, device=self.device):
@@ -130,7 +132,6 @@ class Trainer:
 
     def run_epoch(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
         """Train and validate one epoch, step the scheduler; returns (its metrics, whether the monitor improved)."""
-        started = time.perf_counter()
         epoch_metrics = self.train_epoch(epoch, checkpoints)
         if self.valid_loader is not None:
             valid_metrics = evaluate(self.eval_model, self.valid_loader, self.criterion, self.metrics, self.amp_dtype)
@@ -138,8 +139,6 @@ class Trainer:
         epoch_metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         self._step_scheduler(epoch_metrics)
         improved = self.monitor.update(epoch_metrics)
-        seconds = time.perf_counter() - started
-        logger.info(describe_epoch(epoch, self.settings.epochs, epoch_metrics, seconds, improved))
         return epoch_metrics, improved
 
     def train_epoch(self, epoch: int, checkpoints: Checkpointer) -> dict[str, float]:
@@ -326,7 +325,7 @@ class Trainer:
 def describe_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: float, improved: bool) -> str:
     """Two aligned lines, training then validation, each well under 100 columns for the usual metrics."""
     train = {name: value for name, value in metrics.items() if not name.startswith("val_") and name != "lr"}
-    valid = {name[4:]: value for name, value in metrics.items() if name.startswith("val_")}
+    valid = {name.removeprefix("val_"): value for name, value in metrics.items() if name.startswith("val_")}
     head, best = f"epoch {epoch}/{epochs}", "  *best" if improved else ""
     lines = [f"{head}  train {_columns(train)}  lr {metrics['lr']:.3g}  {seconds:.1f}s{'' if valid else best}"]
     if valid:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from utils.errors import UsageError, first_sentence, plain_text
+from utils.settings import is_number
 from utils.util import atomic_write
 
 
@@ -22,15 +23,11 @@ def _has(*keys: str) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, dict) and set(keys) <= value.keys()
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _is_monitor_state(value: Any) -> bool:
     return (
         _has("text", "best", "epochs_without_improvement")(value)
         and isinstance(value["text"], str)
-        and _is_number(value["best"])
+        and is_number(value["best"])
         and _is_count(value["epochs_without_improvement"])
     )
 
@@ -164,7 +161,7 @@ def find_checkpoint(path: Path, prefer: tuple[str, ...] = ("best.pth", "last.pth
             return path / name
     runs = [run for run in path.iterdir() if run.is_dir() and any((run / n).is_file() for n in prefer)]
     if runs:
-        return find_checkpoint(max(runs, key=_run_order), prefer)
+        return find_checkpoint(max(runs, key=run_order), prefer)
     raise UsageError(f"no best.pth or last.pth found in {str(path)!r}; train first or pass a .pth file")
 
 
@@ -191,7 +188,7 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tenso
     model.load_state_dict(state_dict)
 
 
-def _run_order(run: Path) -> tuple[str, int]:
+def run_order(run: Path) -> tuple[str, int]:
     """Sort key for run folders ``STAMP`` and ``STAMP-N``: by start time, then by N (so -10 follows -9)."""
     match = re.fullmatch(r"(\d{8}-\d{6})-(\d+)", run.name)
     return (match[1], int(match[2])) if match else (run.name, 1)

@@ -64,7 +64,8 @@ def batch_measures(metrics: dict[str, Metric]) -> Measure:
     order, as one float tensor for ``MetricTracker.update``.
 
     Left eager on purpose: on an H100, torch.compile made it slower (160 against 109 us of host
-    time per batch of 512, ``.dev/bench_measures.py``); its call costs more than the launches it saves.
+    time per batch of 512, measured with the template repository's .dev/bench_measures.py); its call
+    costs more than the launches it saves.
     """
     if not metrics:
         return lambda loss, output, targets: loss.detach().reshape(1)  # a view: no kernel at all

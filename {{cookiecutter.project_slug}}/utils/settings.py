@@ -29,6 +29,11 @@ def setting(default: Any, expected: str, check: Callable[[Any], bool] | None = N
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def is_number(value: Any) -> bool:
+    """An int or float in JSON's sense: true and false are not numbers."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def unknown_key(label: str, key: str, known: list[str]) -> UsageError:
     """``label: unknown key; did you mean ...?`` where ``label`` names the key as the user wrote it."""
     close = difflib.get_close_matches(key, known, n=1)

@@ -166,7 +166,7 @@ def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Pat
 BEFORE_OPTIONAL_PARTS = "458d11297a179f35fb7548737eb7b5390272c911"
 
 
-def test_a_project_from_before_the_optional_parts_keeps_sweeps_as_the_readme_says(tmp_path: Path) -> None:
+def test_a_project_from_before_the_optional_parts_keeps_sweeps_and_its_runs_as_the_readme_says(tmp_path: Path) -> None:
     known = subprocess.run(["git", "cat-file", "-e", BEFORE_OPTIONAL_PARTS], cwd=TEMPLATE_ROOT, check=False)
     if known.returncode != 0:
         pytest.skip("needs the template's git history (a full clone, not a shallow one)")
@@ -179,6 +179,12 @@ def test_a_project_from_before_the_optional_parts_keeps_sweeps_as_the_readme_say
     run("cruft", "create", "--no-input", str(repo), "--output-dir", str(project.parent), cwd=tmp_path)
     commit_all(project, "generated", init=True)
     assert (project / "sweep.py").is_file() and (project / "logger" / "mlflow_tracker.py").is_file()
+    assert json.loads((project / "config.json").read_text())["trainer"]["tensorboard"] is True
+    save_dir = json.dumps(str(tmp_path / "saved"))
+    quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}"]
+    first = run_project(project, "train.py", *quick, "--set", "lr_scheduler=null", "--set", "trainer.epochs=1")
+    assert first.returncode == 0, describe(first)
+    [old_run] = run_folders(tmp_path / "saved")
 
     run("git", "rm", "-rq", ".", cwd=repo)
     copy_template(repo)
@@ -190,6 +196,14 @@ def test_a_project_from_before_the_optional_parts_keeps_sweeps_as_the_readme_say
     assert not (project / "logger" / "mlflow_tracker.py").exists(), "a tracker not answered for is left out"
     helped = run_project(project, "sweep.py", "--help")
     assert helped.returncode == 0, describe(helped)
+
+    # trainer.tensorboard became "tensorboard" in trainer.loggers; the run recorded with it keeps its curves.
+    trainer = json.loads((project / "config.json").read_text())["trainer"]
+    assert "tensorboard" not in trainer and trainer["loggers"] == ["csv", "tensorboard"]
+    resumed = run_project(project, "train.py", "-r", str(old_run), "--set", "trainer.epochs=2")
+    assert resumed.returncode == 0, describe(resumed)
+    assert resumed.stderr.count("trainer.tensorboard (an earlier version's switch) is read as") == 1
+    assert len(list((old_run / "val").glob("events.out.tfevents.*"))) == 2, "the resumed epoch is drawn too"
 
 
 def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_path: Path) -> None:

@@ -35,6 +35,22 @@ def test_two_processes_train_one_run_that_loads_anywhere(default_project: Path, 
     evaluate = run_project(default_project, "test.py", "-r", str(run), "-d", "cpu")
     assert evaluate.returncode == 0, describe(evaluate)
     assert json.loads((run / "best.test.json").read_text())["samples"] == 1000
+    alone = json.loads((run / "best.test.json").read_text())
+
+    # test.py under torchrun shares the test split out and reports it once, with the same numbers.
+    shared = run_project(default_project, *TORCHRUN, "test.py", "-r", str(run), "-d", "cpu")
+    assert shared.returncode == 0, describe(shared)
+    assert shared.stdout.count("test_accuracy") == 1 and shared.stderr.count("best.test.json") == 1, describe(shared)
+    together = json.loads((run / "best.test.json").read_text())
+    assert together["class_report"]["confusion_matrix"] == alone["class_report"]["confusion_matrix"]
+    assert together["test_accuracy"] == pytest.approx(alone["test_accuracy"])
+
+    # Its one-cycle schedule was laid out over two processes' steps: one process is refused, in one line.
+    resumed = run_project(default_project, "train.py", "-r", str(run), "-d", "cpu")
+    assert resumed.returncode == 2, describe(resumed)
+    assert resumed.stderr.startswith(
+        "error: torchrun --nproc_per_node: the checkpoint was trained with 2 processes, this run has 1"
+    ), describe(resumed)
 
 
 def test_one_process_under_torchrun_still_joins_a_process_group(default_project: Path, tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ def predict(args: argparse.Namespace, modules: Registry) -> None:
         logger.warning("warning: skipped %s: %s", path, reason)
     write_predictions(result.predictions, trained.class_name, args.output)
     skipped = f"; skipped {len(result.unreadable)} unreadable file(s), listed above" if result.unreadable else ""
-    logger.info("Wrote %d prediction(s) of %s (epoch %d) to %s%s", len(result.predictions), trained.checkpoint_path,
-                trained.epoch, args.output, skipped)  # fmt: skip
+    logger.info("Wrote %d prediction(s) of %s (%s) to %s%s", len(result.predictions), trained.checkpoint_path,
+                trained.trained_for, args.output, skipped)  # fmt: skip
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

@@ -17,6 +17,7 @@ from trainer.build import build_loss_and_metrics
 from trainer.trainer import check_model_fits, evaluate
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
+from utils.dist import is_main
 from utils.util import write_json
 
 logger = logging.getLogger("test")
@@ -30,25 +31,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def test(args: argparse.Namespace, modules: Registry) -> None:
-    trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
-    model, checkpoint_path, epoch = trained.model, trained.checkpoint_path, trained.epoch
+    trained = load_trained_model(args.resume, overrides_from_flags(args), modules, distributed=True)
+    model, checkpoint_path = trained.model, trained.checkpoint_path
     test_loader = trained.data.test_loader(trained.device)
     criterion, metrics = build_loss_and_metrics(trained.config, modules)
     first_images, first_targets = next(iter(test_loader))
     first_output = check_model_fits(model, criterion, metrics, first_images, first_targets)
     confusion = confusion_for(first_output, first_targets)
-    logger.info("Evaluating %s (epoch %d) on the test split", checkpoint_path, epoch)
+    logger.info("Evaluating %s (%s) on the test split", checkpoint_path, trained.trained_for)
     amp_dtype = trained.config.trainer.amp_dtype(trained.device)
     result = evaluate(model, test_loader, criterion, metrics, amp_dtype, confusion)
 
-    report = {"checkpoint": checkpoint_path.name, "epoch": epoch, "samples": test_loader.n_samples}
+    report = {"checkpoint": checkpoint_path.name, "epoch": trained.epoch, "samples": test_loader.n_samples}
+    if trained.mid_epoch is not None:
+        report["mid_epoch"] = trained.mid_epoch
     report.update({f"test_{key}": value for key, value in result.items()})
     if trained.classes:
         report["classes"] = ", ".join(trained.classes)
-    for key, value in report.items():  # printed first, so a folder that cannot be written loses nothing
-        print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
-    if confusion is not None:
+    if confusion is not None:  # under torchrun every process adds its counts in
         report["class_report"] = class_report(confusion.counts(), trained.classes)
+    if not is_main():  # the other processes evaluated their share; rank 0 reports the whole split
+        return
+    for key, value in report.items():  # printed first, so a folder that cannot be written loses nothing
+        if key != "class_report":
+            print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
+    if confusion is not None:
         print(format_class_report(report["class_report"]))
     save_report(report, checkpoint_path)
 

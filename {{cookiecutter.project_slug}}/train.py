@@ -22,11 +22,20 @@ from logger.trackers import check_installed, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
-from trainer.resume import apply_overrides, changed_keys, refuse_fixed_changes
+from trainer.resume import apply_overrides, changed_keys, refuse_fixed_changes, refuse_world_size_change
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
-from utils.dist import broadcast, describe_world, init_distributed, is_distributed, is_main, launched_by_torchrun, rank
+from utils.dist import (
+    broadcast,
+    describe_world,
+    init_distributed,
+    is_distributed,
+    is_main,
+    launched_by_torchrun,
+    rank,
+    world_size,
+)
 from utils.errors import UsageError
 from utils.foreign_weights import import_weights
 from utils.util import configure_backends, resolve_device, write_json
@@ -133,7 +142,9 @@ def restore(trainer: Trainer, start: RunStart) -> None:
         logger.info("Starting from the weights of %s (epoch %d)", path, checkpoint["epoch"])
         return
     assert recorded is not None  # every resume reads the checkpoint's config in plan_start
-    refuse_fixed_changes(recorded, start.config, checkpoint.get("mid_epoch"))
+    mid_epoch = checkpoint.get("mid_epoch")
+    refuse_fixed_changes(recorded, start.config, mid_epoch)
+    refuse_world_size_change(checkpoint.get("world_size"), world_size(), recorded.lr_scheduler, mid_epoch)
     trainer.load_state_dict(checkpoint, path)
     apply_overrides(trainer, recorded, start.config)
 

@@ -40,9 +40,10 @@ def export_checked(trained: TrainedModel, name: str, spec: ExportFormat, output:
 
 
 def test_images(trained: TrainedModel) -> torch.Tensor:
-    """The first batch of the test split, prepared as test.py prepares it."""
+    """The first batch of the test split, prepared as test.py prepares it, of at least two images: an
+    example batch of one would make torch.export take the batch size for a constant 1."""
     images, _ = next(iter(trained.data.test_loader(trained.device)))
-    return images.contiguous()
+    return (images if len(images) > 1 else torch.cat([images, images])).contiguous()
 
 
 def describe(trained: TrainedModel, name: str, output: Path, images: torch.Tensor) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def describe(trained: TrainedModel, name: str, output: Path, images: torch.Tenso
         "format": name,
         "checkpoint": str(trained.checkpoint_path),
         "epoch": trained.epoch,
+        "mid_epoch": trained.mid_epoch,
         "classes": trained.classes,
         "input": {
             "shape": ["batch", *images.shape[1:]],

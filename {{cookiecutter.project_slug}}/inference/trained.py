@@ -11,6 +11,7 @@ from logger.logger import setup_logging
 from parse_config import Config, Registry, load_config
 from trainer.build import build_data, build_model
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
+from utils.dist import init_distributed, launched_by_torchrun, rank
 from utils.errors import UsageError
 from utils.util import resolve_device
 
@@ -23,26 +24,41 @@ class TrainedModel:
     classes: list[str] | None  # the class names by label, as the checkpoint keeps them
     device: torch.device
     checkpoint_path: Path
-    epoch: int
+    epoch: int  # the epochs it finished
+    mid_epoch: dict[str, int] | None  # {"epoch", "step"} when it was saved part way through the next one
+
+    @property
+    def trained_for(self) -> str:
+        """``epoch 3``, or ``epoch 4, step 25 (stopped part way)`` for a run stopped inside an epoch."""
+        if self.mid_epoch is None:
+            return f"epoch {self.epoch}"
+        return f"epoch {self.mid_epoch['epoch']}, step {self.mid_epoch['step']} (stopped part way)"
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``, or the index itself when the checkpoint has no names for it."""
         return self.classes[index] if self.classes and index < len(self.classes) else str(index)
 
 
-def load_trained_model(resume: Path, overrides: list[str], modules: Registry) -> TrainedModel:
-    """The model of a checkpoint, run folder or experiment folder (its newest run's best.pth)."""
+def load_trained_model(
+    resume: Path, overrides: list[str], modules: Registry, distributed: bool = False
+) -> TrainedModel:
+    """The model of a checkpoint, run folder or experiment folder (its newest run's best.pth); ``distributed``:
+    under torchrun, join its process group (test.py shares the test split out among the processes)."""
     checkpoint_path = find_checkpoint(resume)
     checkpoint = load_checkpoint(checkpoint_path)
     config = load_config(None, overrides, recorded=checkpoint["config"])
-    setup_logging(None, config.trainer.verbosity)
     device = resolve_device(config.device)
+    if distributed and launched_by_torchrun():
+        device = init_distributed(device)
+    setup_logging(None, config.trainer.verbosity, rank())  # under torchrun, rank 0 logs
     classes = checkpoint.get("classes")
     model = build_model(config, modules, classes)
     load_model_weights(model, checkpoint["model"], checkpoint_path)
     model.to(device).eval()
     data = build_data(config, modules)
-    return TrainedModel(model, config, data, classes, device, checkpoint_path, checkpoint["epoch"])
+    point = checkpoint.get("mid_epoch")
+    mid_epoch = {"epoch": point["epoch"], "step": point["step"]} if point else None
+    return TrainedModel(model, config, data, classes, device, checkpoint_path, checkpoint["epoch"], mid_epoch)
 
 
 def check_output_folder(path: Path) -> None:

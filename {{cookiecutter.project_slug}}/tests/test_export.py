@@ -76,6 +76,23 @@ def test_every_format_round_trips_within_its_tolerance(name: str, tiny_run: Path
             assert (reload(name, path)(images) - expected).abs().max().item() <= tolerance
 
 
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_a_test_split_in_batches_of_one_still_exports_a_dynamic_batch(
+    name: str, tiny_run: Path, tmp_path: Path
+) -> None:
+    """A first test batch of one image is doubled for the example input: torch.export would otherwise take
+    the batch size for the constant 1."""
+    skip_without_packages(name)
+    path = tmp_path / f"model{FORMATS[name].suffix}"
+    argv = ["-r", str(tiny_run), "--format", name, "-o", str(path), "--set", "data_loader.args.batch_size=1"]
+    assert export.main(argv, modules=TINY) == 0
+    with torch.no_grad():
+        images = prepared_test_images(5)
+        assert (reload(name, path)(images) - eager_model(tiny_run)(images)).abs().max().item() <= FORMATS[
+            name
+        ].tolerance
+
+
 def test_default_output_is_beside_the_checkpoint(tiny_run: Path) -> None:
     assert export.main(["-r", str(tiny_run), "--format", "weights"], modules=TINY) == 0
     assert (tiny_run / "best.weights.pth").is_file() and (tiny_run / "best.weights.pth.json").is_file()

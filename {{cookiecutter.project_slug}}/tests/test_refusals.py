@@ -316,6 +316,14 @@ CONFIG_MISTAKES = [
     case("arch-missing", "arch: missing", changes={"arch": DELETE}),
     case("loss-missing", "loss: missing", changes={"loss": DELETE}),
     case("metrics-text", "metrics: expected", changes={"metrics": "accuracy"}),
+    *(
+        case(
+            f"metric-named-{name}",
+            f"metrics: {name!r} would overwrite what every run records",
+            changes={"metrics": ["accuracy", name]},
+        )
+        for name in ("loss", "lr", "seconds", "epoch", "val_accuracy")
+    ),
     case("lr_scheduler-text", "lr_scheduler: expected", changes={"lr_scheduler": "StepLR"}),
     case("trainer-list", "trainer: expected", changes={"trainer": []}),
     case(

@@ -28,6 +28,7 @@ from tests.hostile import (
     interrupt_on_forward,
     only_run,
     run_dirs,
+    run_test,
     run_train,
     small_config,
     snapshot,
@@ -35,7 +36,7 @@ from tests.hostile import (
     write_lock,
 )
 from tests.tiny import TINY
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 
 STEP_LR = {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}
 STEPS_PER_EPOCH = 2  # 64 training samples in batches of 32 (small_config)
@@ -220,6 +221,64 @@ def test_resume_part_way_through_an_epoch_refuses_fixed_keys_too(
     assert line.startswith("error: seed: cannot change when resuming"), line
 
 
+def trained_with_processes(run_dir: Path, processes: int) -> None:
+    """Make the run's last.pth say that it was trained with ``processes`` processes (under torchrun)."""
+    state = load_checkpoint(run_dir / "last.pth", resume=True)
+    save_checkpoint({**state, "world_size": processes}, run_dir / "last.pth")
+
+
+def test_a_run_from_another_number_of_processes_resumes_between_epochs(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its per-epoch schedule does not depend on the steps each process takes."""
+    run_dir = copy_run(finished_run, tmp_path)
+    trained_with_processes(run_dir, 2)
+    resumed = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=3")
+    assert resumed.code == 0 and "continuing at epoch 3" in resumed.err, resumed.err
+    assert load_checkpoint(run_dir / "last.pth", resume=True)["world_size"] == 1
+
+
+def test_a_run_stopped_part_way_refuses_another_number_of_processes(
+    stopped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Epoch 2's batches were laid out for two processes: its step 1 is not this run's step 1."""
+    run_dir = copy_run(stopped_run, tmp_path)
+    trained_with_processes(run_dir, 2)
+    before = snapshot(tmp_path)
+    line = assert_refused(run_train(capsys, "-r", run_dir, modules=EXTRA), before, tmp_path)
+    assert line == (
+        "error: torchrun --nproc_per_node: the checkpoint was trained with 2 processes, this run has 1, and it "
+        "stopped part way through epoch 2; resume with --nproc_per_node=2 to finish it"
+    )
+
+
+def test_a_per_step_schedule_refuses_another_number_of_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OneCycleLR was laid out over 2 processes' steps; in one process an epoch has twice as many."""
+    config = small_config(tmp_path / "saved", epochs=1)
+    config["lr_scheduler"] = {"type": "OneCycleLR", "args": {}}
+    assert run_train(capsys, "-c", write_config(tmp_path / "config.json", config)).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    trained_with_processes(run_dir, 2)
+    before = snapshot(tmp_path)
+    line = assert_refused(run_train(capsys, "-r", run_dir, "--set", "trainer.log_step=1"), before, tmp_path)
+    assert line.startswith("error: torchrun --nproc_per_node: the checkpoint was trained with 2 processes"), line
+    assert "stepped per optimizer step over the run's length; resume with --nproc_per_node=2" in line
+
+
+def test_a_run_stopped_part_way_is_evaluated_as_what_it_holds(
+    stopped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its weights are from epoch 2, step 1, not from the end of epoch 1."""
+    run_dir = copy_run(stopped_run, tmp_path)
+    result = run_test(capsys, "-r", run_dir / "last.pth", modules=EXTRA)
+    assert result.code == 0, result.err
+    assert "(epoch 2, step 1 (stopped part way)) on the test split" in result.err
+    report = json.loads((run_dir / "last.test.json").read_text(encoding="utf-8"))
+    assert report["epoch"] == 1 and report["mid_epoch"] == {"epoch": 2, "step": 1}
+
+
 # --- 4. nothing rewinds a run ---------------------------------------------------------------------------
 
 
@@ -390,13 +449,20 @@ def test_a_failure_while_creating_the_run_folder_leaves_nothing(
     assert run_dirs(tmp_path / "saved") == [], "an empty run folder was left behind"
 
 
+EXTEND = "raise the total with --set trainer.epochs=N to train further"
+NEW_RUN = "start a new run from its weights with --init-from CHECKPOINT"
+
+
 @pytest.mark.parametrize(
     ("schedule", "advice"),
     [
-        (STEP_LR, "raise the total with --set trainer.epochs=N to train further"),
-        ({"type": "OneCycleLR", "args": {}}, "start a new run from its weights with --init-from CHECKPOINT"),
+        (STEP_LR, EXTEND),
+        ({"type": "CosineAnnealingLR", "args": {"T_max": 4}}, EXTEND),
+        ({"type": "CosineAnnealingLR", "args": {}}, NEW_RUN),  # T_max was filled in from trainer.epochs
+        ({"type": "OneCycleLR", "args": {}, "interval": "epoch"}, NEW_RUN),  # total_steps too
+        ({"type": "OneCycleLR", "args": {}}, NEW_RUN),
     ],
-    ids=["per-epoch", "per-step"],
+    ids=["per-epoch", "cosine-given-length", "cosine-filled-in-length", "one-cycle-per-epoch", "per-step"],
 )
 def test_resuming_a_finished_run_says_how_to_train_further(
     schedule: dict[str, Any], advice: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -408,6 +474,19 @@ def test_resuming_a_finished_run_says_how_to_train_further(
     again = run_train(capsys, "-r", only_run(tmp_path / "saved"))
     assert again.code == 0 and "Nothing to do: the checkpoint finished epoch 1 of 1" in again.err
     assert advice in again.err
-    if schedule["type"] == "OneCycleLR":  # and growing the run is refused, with the same advice
-        longer = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "trainer.epochs=2")
+    longer = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "trainer.epochs=2")
+    if advice == EXTEND:
+        assert longer.code == 0 and "continuing at epoch 2" in longer.err, longer.err
+    else:  # growing the run is refused, with the same advice
         assert longer.code == 2 and "--init-from CHECKPOINT" in longer.error_line()
+
+
+def test_one_cycle_total_steps_cannot_change_when_resuming(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """OneCycleLR lays out its phases when built: a new total_steps would leave them where they were."""
+    config = small_config(tmp_path / "saved", epochs=1)
+    config["lr_scheduler"] = {"type": "OneCycleLR", "args": {}}
+    assert run_train(capsys, "-c", write_config(tmp_path / "config.json", config)).code == 0
+    before = snapshot(tmp_path)
+    refused = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "lr_scheduler.args.total_steps=50")
+    line = assert_refused(refused, before, tmp_path)
+    assert line.startswith("error: lr_scheduler.args.total_steps: cannot change when resuming"), line

@@ -103,7 +103,6 @@ def test_a_run_recorded_with_the_retired_switch_resumes_drawing_its_curves(
     run_dir, _ = train_with_tensorboard(tmp_path, epochs=1)
     last = run_dir / "last.pth"
     state = load_checkpoint(last, resume=True)
-    state.pop("digest", None)
     state["config"]["trainer"]["tensorboard"] = True
     state["config"]["trainer"]["loggers"] = ["csv"]
     save_checkpoint(state, last)

@@ -8,7 +8,7 @@ import torch
 
 from base.base_data_loader import BaseDataLoader
 from parse_config import Config, Registry, build, lookup_function
-from trainer.schedule import build_schedule, check_schedule_steps, is_per_step
+from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
 from utils.errors import UsageError
@@ -28,7 +28,17 @@ def build_model(config: Config, registry: Registry, classes: list[str] | None = 
     return build(config.arch, "arch", registry.models, torch.nn.Module)
 
 
+# What every epoch records besides the metrics (train.log, metrics.csv, trackers), so no metric may be named so.
+RECORDED_NAMES = ("epoch", "loss", "lr", "seconds")
+
+
 def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, dict[str, Metric]]:
+    taken = [name for name in config.metrics if name in RECORDED_NAMES or name.startswith("val_")]
+    if taken:
+        raise UsageError(
+            f"metrics: {taken[0]!r} would overwrite what every run records ({', '.join(RECORDED_NAMES)}, and val_ "
+            "for validation); rename the function in model/metric.py and in config.json"
+        )
     criterion = lookup_function(registry.losses, config.loss, "loss")
     metrics = {name: lookup_function(registry.metrics, name, "metrics") for name in config.metrics}
     return criterion, metrics
@@ -66,6 +76,7 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
         schedule_per_step=spec is not None and is_per_step(spec),
+        schedule_length_fixed=spec is not None and bool(run_length_settings(spec)),
         train_loader=train_loader,
         valid_loader=valid_loader,
         settings=config.trainer,

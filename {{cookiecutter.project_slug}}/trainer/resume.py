@@ -18,8 +18,10 @@ import json
 import logging
 from typing import Any
 
-from parse_config import Config
-from trainer.schedule import is_per_step, main_schedule
+from torch.optim.lr_scheduler import OneCycleLR
+
+from parse_config import Config, SchedulerSpec
+from trainer.schedule import is_per_step, length_filled_in, main_schedule, run_length_settings
 from trainer.trainer import Trainer
 from utils.errors import UsageError
 
@@ -27,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 FIXED = ("arch", "seed", "data_loader.type", "data_loader.args.validation_split", "optimizer.type", "lr_scheduler.type",
          "lr_scheduler.interval", "lr_scheduler.warmup_steps")  # fmt: skip
-# A schedule stepped per optimizer step was laid out over the run's steps: its length stays.
-FIXED_PER_STEP = ("trainer.epochs", "trainer.grad_accum_steps", "data_loader.args.batch_size")
 FIXED_WITHIN_AN_EPOCH = ("data_loader", "loss", "metrics", "trainer.grad_accum_steps")
 
 
@@ -59,10 +59,11 @@ def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, 
                 f"{top}: cannot change when resuming (the checkpoint has {was}); keep it, or start a new run "
                 "with -c (add --init-from CHECKPOINT to start from the checkpoint's weights)"
             )
-        if recorded.lr_scheduler is not None and is_per_step(recorded.lr_scheduler) and _under(path, FIXED_PER_STEP):
+        schedule = recorded.lr_scheduler
+        if schedule is not None and _under(path, run_length_settings(schedule)):
             raise UsageError(
-                f"{path}: cannot change when resuming: the lr_scheduler is stepped per optimizer step over the run's "
-                "length; start a new run with -c and --init-from CHECKPOINT instead"
+                f"{path}: cannot change when resuming: {_laid_out(schedule)}; start a new run with -c and "
+                "--init-from CHECKPOINT instead"
             )
         if mid_epoch is not None and _under(path, FIXED_WITHIN_AN_EPOCH):
             epoch = mid_epoch["epoch"]
@@ -70,6 +71,32 @@ def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, 
                 f"{path}: cannot change part way through epoch {epoch}; resume without the change first to finish "
                 f"that epoch (with --set trainer.epochs={epoch}), then resume with it"
             )
+
+
+def _laid_out(schedule: SchedulerSpec) -> str:
+    if is_per_step(schedule):
+        return "the lr_scheduler is stepped per optimizer step over the run's length"
+    return f"the lr_scheduler's {length_filled_in(schedule)} was filled in from trainer.epochs"
+
+
+def refuse_world_size_change(
+    trained_with: int | None, world: int, schedule: SchedulerSpec | None, mid_epoch: dict[str, Any] | None
+) -> None:
+    """Each process takes 1/``world`` of an epoch's batches, so a resume with another number of processes
+    than the checkpoint was ``trained_with`` (None: not recorded) has other steps: refused part way
+    through an epoch, and for a schedule laid out over the run's optimizer steps."""
+    if trained_with is None or trained_with == world:
+        return
+    processes = f"{trained_with} process{'es' if trained_with > 1 else ''}"
+    was = f"torchrun --nproc_per_node: the checkpoint was trained with {processes}, this run has {world}"
+    same = f"resume with --nproc_per_node={trained_with}" if trained_with > 1 else "resume without torchrun"
+    if mid_epoch is not None:
+        raise UsageError(f"{was}, and it stopped part way through epoch {mid_epoch['epoch']}; {same} to finish it")
+    if schedule is not None and is_per_step(schedule):
+        raise UsageError(
+            f"{was}, and its lr_scheduler is stepped per optimizer step over the run's length; {same}, or "
+            "start a new run with -c and --init-from CHECKPOINT"
+        )
 
 
 def _lookup(config: dict[str, Any], path: str) -> Any:
@@ -104,6 +131,11 @@ def _set_optimizer_arg(trainer: Trainer, key: str, value: Any) -> None:
 
 
 def _set_scheduler_arg(scheduler: Any, key: str, value: Any) -> None:
+    if isinstance(scheduler, OneCycleLR) and key == "total_steps":  # its phases were laid out when it was built
+        raise UsageError(
+            "lr_scheduler.args.total_steps: cannot change when resuming (OneCycleLR lays out its phases when "
+            "built); start a new run with -c and --init-from CHECKPOINT instead"
+        )
     if not hasattr(scheduler, key):
         raise UsageError(f"lr_scheduler.args.{key}: {type(scheduler).__name__} keeps no such setting to change")
     logger.info("lr_scheduler.args.%s: %s -> %s (override)", key, getattr(scheduler, key), value)

@@ -25,6 +25,22 @@ def is_per_step(spec: SchedulerSpec) -> bool:
     return spec.type in PER_STEP_BY_DEFAULT or spec.warmup_steps > 0
 
 
+def length_filled_in(spec: SchedulerSpec) -> str | None:
+    """The length argument (``T_max``, ``total_steps``) the run fills in for ``spec``; None when the config gives it."""
+    name = LENGTH_ARGUMENT.get(spec.type)
+    if name is None or name in spec.args or (spec.type == "OneCycleLR" and "epochs" in spec.args):
+        return None
+    return name
+
+
+def run_length_settings(spec: SchedulerSpec) -> tuple[str, ...]:
+    """The settings a schedule's shape was computed from, so that a resume cannot change them: the run's
+    optimizer steps for a per-step schedule, the epochs for a per-epoch one whose length was filled in."""
+    if is_per_step(spec):
+        return ("trainer.epochs", "trainer.grad_accum_steps", "data_loader.args.batch_size")
+    return ("trainer.epochs",) if length_filled_in(spec) else ()
+
+
 def build_schedule(
     spec: SchedulerSpec, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int
 ) -> LRScheduler:
@@ -39,8 +55,8 @@ def build_schedule(
     peak = PEAK_ARGUMENT.get(spec.type)
     if peak is not None and peak not in args:
         args[peak] = [group["lr"] for group in optimizer.param_groups]
-    name = LENGTH_ARGUMENT.get(spec.type)
-    if name is not None and name not in args and not (spec.type == "OneCycleLR" and "epochs" in args):
+    name = length_filled_in(spec)
+    if name is not None:
         args[name] = max(length, 1)
     elif spec.type == "OneCycleLR" and isinstance(args.get("total_steps"), int) and args["total_steps"] < length:
         raise UsageError(

@@ -24,7 +24,7 @@ from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
 from utils.class_report import ConfusionMatrix
-from utils.dist import all_reduce, is_distributed
+from utils.dist import all_reduce, is_distributed, world_size
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
 from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
@@ -41,13 +41,15 @@ class Trainer:
     ``recorded_config`` (the run's config) and ``classes`` (the class names) go into every checkpoint."""
 
     def __init__(self, *, model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
-                 optimizer: torch.optim.Optimizer, lr_scheduler: Any, schedule_per_step: bool, train_loader: Loader,
+                 optimizer: torch.optim.Optimizer, lr_scheduler: Any, schedule_per_step: bool,
+                 schedule_length_fixed: bool, train_loader: Loader,
                  valid_loader: Loader | None, settings: TrainerSettings, device: torch.device,
                  recorded_config: dict[str, Any], classes: list[str] | None = None) -> None:  # fmt: skip
         self.model = model  # the plain module: its state_dict is what checkpoints hold
         self.criterion, self.metrics = criterion, metrics
         self.measure = batch_measures(metrics)  # a training batch's loss and metrics as one tensor
         self.optimizer, self.lr_scheduler, self.schedule_per_step = optimizer, lr_scheduler, schedule_per_step
+        self.schedule_length_fixed = schedule_length_fixed  # laid out over trainer.epochs: a resume cannot extend it
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config
         self.classes = classes  # the class names by label, kept in checkpoints for evaluation and prediction
@@ -99,7 +101,7 @@ class Trainer:
         epochs = self.settings.epochs
         if self.start_epoch > epochs:
             done = f"Nothing to do: the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
-            if self.schedule_per_step:  # its schedule was laid out over the run's steps, and has ended
+            if self.schedule_length_fixed:  # its schedule was laid out over the run's length, and has ended
                 further = "start a new run from its weights with --init-from CHECKPOINT to train further"
             else:
                 further = "raise the total with --set trainer.epochs=N to train further"
@@ -286,6 +288,7 @@ class Trainer:
             "config": self.recorded_config,
             "classes": self.classes,
             "rng": rng_state(),
+            "world_size": world_size(),  # each process's share of an epoch, and so its steps, depend on it
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:

@@ -67,6 +67,7 @@ RESUME_SCHEMA = {
     "rng": (_has("python", "numpy", "torch", "cuda"), "the random number generators' states"),
 }
 MID_EPOCH_SCHEMA = (_is_mid_epoch, "where an interrupted epoch stopped")
+WORLD_SIZE_SCHEMA = (lambda value: _is_count(value) and value >= 1, "the number of processes that trained it")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -117,6 +118,8 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
         schema["mid_epoch"] = MID_EPOCH_SCHEMA
     if "classes" in state:  # checkpoints from before class names were kept have none
         schema["classes"] = CLASSES_SCHEMA
+    if "world_size" in state:  # nor those from before the number of processes was recorded
+        schema["world_size"] = WORLD_SIZE_SCHEMA
     for key, (valid, expected) in schema.items():
         if key not in state or not valid(state[key]):
             problem = "lacks" if key not in state else "has a malformed"

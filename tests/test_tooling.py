@@ -181,6 +181,8 @@ def test_make_dry_runs_every_target(repo_project: Path) -> None:
     for target in sorted(makefile_targets(repo_project)):
         result = run(make, "-n", target, cwd=repo_project)
         assert result.returncode == 0, f"make -n {target}: {describe(result)}"
+    for target in ("train", "resume", "evaluate", "plot", "summary", "predict", "export"):  # each command's flags
+        assert run(make, "-n", target, "ARGS=--debug", cwd=repo_project).stdout.rstrip().endswith("--debug"), target
     clean = run(make, "-n", "clean", cwd=repo_project).stdout
     assert "saved" not in clean and "data" not in clean, "plain clean never deletes runs or data"
     assert "rm -rf saved" in run(make, "-n", "clean-runs", cwd=repo_project).stdout

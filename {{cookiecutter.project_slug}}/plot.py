@@ -12,8 +12,8 @@ from pathlib import Path
 
 from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME, Row, read_rows
-from logger.plots import draw_curves, matplotlib_figure
-from logger.run_summary import format_table, summary_rows
+from logger.plots import PICTURE_FORMATS, draw_curves, matplotlib_figure
+from logger.run_summary import summary_table
 from logger.runs import differing_settings, find_runs, read_config, run_label
 from utils.cli import ArgumentParser, run_command
 from utils.errors import UsageError
@@ -24,8 +24,9 @@ logger = logging.getLogger("plot")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="plot.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="a run folder, or saved/<name> for its runs")
-    parser.add_argument("-o", "--output", type=Path, help="the PNG to write (default: RUN/curves.png for one run, "
-                        "saved/<name>/curves.png for runs of one experiment, else ./curves.png)")  # fmt: skip
+    parser.add_argument("-o", "--output", type=Path, help="the picture to write, .png, .pdf, .svg or .jpg (default: "
+                        "RUN/curves.png for one run, saved/<name>/curves.png for runs of one experiment, else "
+                        "./curves.png)")  # fmt: skip
     parser.add_argument("--summary", action="store_true", help="print a table of the runs instead of plotting")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     return parser.parse_args(argv)
@@ -41,6 +42,9 @@ def output_path(output: Path | None, runs: list[Path]) -> Path:
         raise UsageError(f"-o: folder {str(output.parent)!r} does not exist; create it or write elsewhere")
     if output.is_dir():
         raise UsageError(f"-o: {str(output)!r} is a folder; give a file name such as curves.png")
+    if output.suffix[1:].lower() not in PICTURE_FORMATS:
+        suffixes = ", ".join(f".{name}" for name in PICTURE_FORMATS)
+        raise UsageError(f"-o: {str(output)!r} names no picture format plot.py writes; end it in {suffixes}")
     return output
 
 
@@ -49,7 +53,7 @@ def plot(args: argparse.Namespace) -> None:
     if args.summary:
         if args.output is not None:
             raise UsageError("--summary prints a table; -o names the picture of a plot, so leave it out")
-        print(format_table(summary_rows(runs)))
+        print(summary_table(runs))
         return
     out = output_path(args.output, runs)
     matplotlib_figure()  # before reading anything: without it, one line on how to install it

@@ -6,6 +6,7 @@ is prepared exactly as the files trained and tested on."""
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
@@ -14,6 +15,15 @@ from utils.errors import UsageError
 
 # PIL's mode for each channel count a model may take.
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale (PNG, TIFF: PIL's "I;16" modes) scaled to 8 bits, which PIL's convert would clip
+    at 255 instead; any other image as it is."""
+    if not image.mode.startswith("I;16"):
+        return image
+    pixels = np.asarray(image).astype(np.uint16) // 257  # 65535 -> 255, keeping the whole range
+    return Image.fromarray(pixels.astype(np.uint8), mode="L")
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class ImageReader:
 
     def __call__(self, path: str | Path) -> torch.Tensor:
         with Image.open(path) as image:
-            converted = image.convert(MODES[self.channels])  # reads the whole file: a truncated one fails here
+            # Reads the whole file: a truncated one fails here.
+            converted = eight_bit(image).convert(MODES[self.channels])
         steps = [v2.ToImage()] if self.size is None else [v2.ToImage(), v2.Resize(self.size), v2.CenterCrop(self.size)]
         return v2.Compose(steps)(converted).as_subclass(torch.Tensor)

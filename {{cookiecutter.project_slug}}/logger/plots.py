@@ -12,6 +12,7 @@ from utils.util import atomic_write
 
 INSTALL_HINT = 'pip install -e ".[plot]" (or pip install matplotlib)'
 PANEL_WIDTH, PANEL_HEIGHT, MAX_COLUMNS = 5.0, 3.6, 3
+PICTURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")  # by the file's suffix; matplotlib writes each
 
 
 def matplotlib_figure() -> Any:
@@ -60,7 +61,7 @@ def draw_curves(histories: list[tuple[str, dict[int, Row]]], out: Path) -> None:
     figure.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
     if len(histories) == 1:
         figure.suptitle(histories[0][0])
-    save_png(figure, out)
+    save_picture(figure, out)
 
 
 def _draw_lines(panel: Any, name: str, history: dict[int, Row], colour: str, label: str) -> None:
@@ -104,8 +105,9 @@ def draw_confusion(counts: list[list[int]], classes: list[str], out: Path) -> No
             for predicted, count in enumerate(row):
                 colour = "white" if count > high / 2 else "black"
                 panel.text(predicted, true, str(count), ha="center", va="center", color=colour, fontsize="small")
-    save_png(figure, out)
+    save_picture(figure, out)
 
 
-def save_png(figure: Any, out: Path) -> None:
-    atomic_write(out, lambda handle: figure.savefig(handle, format="png", dpi=100))
+def save_picture(figure: Any, out: Path) -> None:
+    """``figure`` in the format ``out``'s suffix names (one of PICTURE_FORMATS)."""
+    atomic_write(out, lambda handle: figure.savefig(handle, format=out.suffix[1:].lower(), dpi=100))

@@ -18,18 +18,28 @@ from utils.errors import UsageError
 TEST_REPORTS = ("best.test.json", "last.test.json")
 
 
-def summary_rows(runs: list[Path]) -> list[dict[str, str]]:
-    """The table's cells, one dict (column -> text) per run."""
+def summary_table(runs: list[Path]) -> str:
+    """The table: its columns in the groups the module docstring lists, whichever runs have them."""
+    parts = [run_cells(run, config, settings) for run, config, settings in _with_settings(runs)]
+    columns: dict[str, None] = {}  # ordered, without repeats
+    for group in zip(*parts, strict=True):  # every run's first group of cells, then every run's second...
+        columns.update(dict.fromkeys(column for cells in group for column in cells))
+    rows = [{column: text for cells in run_parts for column, text in cells.items()} for run_parts in parts]
+    return format_table(rows, list(columns))
+
+
+def _with_settings(runs: list[Path]) -> list[tuple[Path, dict[str, Any], dict[str, str]]]:
     configs = [read_config(run) for run in runs]
-    rows = []
-    for run, config, settings in zip(runs, configs, differing_settings(configs), strict=True):
-        history = read_rows(run / FILE_NAME) if (run / FILE_NAME).is_file() else {}
-        total = config.get("trainer", {}).get("epochs", "?")
-        row = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
-        row.update(best_cells(config, history))
-        row.update({name: _number(value) for name, value in test_metrics(run).items()})
-        rows.append({**row, **settings})
-    return rows
+    return list(zip(runs, configs, differing_settings(configs), strict=True))
+
+
+def run_cells(run: Path, config: dict[str, Any], settings: dict[str, str]) -> list[dict[str, str]]:
+    """One run's cells (column -> text), in four groups: what it is, its best epoch, its test, its settings."""
+    history = read_rows(run / FILE_NAME) if (run / FILE_NAME).is_file() else {}
+    total = config.get("trainer", {}).get("epochs", "?")
+    what = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
+    tested = {name: _number(value) for name, value in test_metrics(run).items()}
+    return [what, best_cells(config, history), tested, settings]
 
 
 def epochs_done(run: Path, history: dict[int, Row]) -> int:
@@ -71,10 +81,8 @@ def test_metrics(run: Path) -> dict[str, float]:
     return {}
 
 
-def format_table(rows: list[dict[str, str]], columns: list[str] | None = None) -> str:
-    """Aligned ``columns`` (by default the union over rows, in order of first appearance) under a header
-    line, "-" where a row has no value."""
-    columns = columns or list(dict.fromkeys(column for row in rows for column in row))
+def format_table(rows: list[dict[str, str]], columns: list[str]) -> str:
+    """Aligned ``columns`` under a header line, "-" where a row has no value."""
     cells = [columns, *([row.get(column, "-") for column in columns] for row in rows)]
     widths = [max(len(line[index]) for line in cells) for index in range(len(columns))]
     return "\n".join(

@@ -120,14 +120,18 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path: Path) -> None:
     [
         (None, "does not exist"),
         (b"not a checkpoint", "cannot be loaded: it is not a file written by torch.save; pass a .pth file"),
+        ("npz", "cannot be loaded: it is not a file written by torch.save; pass a .pth file"),  # a zip too
         ({"a": 1}, "not written by this project's trainer"),
         ([1, 2], "not written by this project's trainer"),
     ],
-    ids=["missing", "not-torch", "other-dict", "not-a-dict"],
+    ids=["missing", "not-torch", "numpy-npz", "other-dict", "not-a-dict"],
 )
 def test_load_checkpoint_refuses_other_files(tmp_path: Path, content: object, message: str) -> None:
     path = tmp_path / "c.pth"
-    if isinstance(content, bytes):
+    if content == "npz":
+        with path.open("wb") as handle:
+            np.savez(handle, images=np.zeros((2, 3), dtype=np.uint8))
+    elif isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         torch.save(content, path)

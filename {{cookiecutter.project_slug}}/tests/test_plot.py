@@ -74,6 +74,16 @@ def test_two_runs_are_overlaid_in_one_picture(experiment: Path, tmp_path: Path,
     assert_png(tmp_path / "both.png")
 
 
+@pytest.mark.parametrize(("suffix", "starts"), [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".jpg", b"\xff\xd8")])
+def test_the_picture_has_the_format_its_name_says(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str, starts: bytes
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / f"curves{suffix}"
+    assert run_plot(capsys, run_dirs(experiment.parent)[0], "-o", out).code == 0
+    assert out.read_bytes().startswith(starts)
+
+
 def test_a_run_with_no_finished_epoch_is_left_out_with_a_warning(
     experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -133,6 +143,19 @@ def test_summary_of_finished_and_stopped_runs(experiment: Path, capsys: pytest.C
     assert [row["optimizer.args.lr"] for row in table] == ["0.02", "0.01", "0.02"]
 
 
+def test_summary_columns_keep_their_order_whichever_run_was_tested(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test metrics come before the settings that differ, even when only a later run has them."""
+    _, second, stopped = run_dirs(experiment.parent)
+    for run in (second, stopped):
+        shutil.copytree(run, tmp_path / "tiny" / run.name, ignore=shutil.ignore_patterns("*.test.json"))
+    assert run_test(capsys, "-r", tmp_path / "tiny" / stopped.name / "last.pth", modules=EXTRA).code == 0
+    header = list(summary_table(capsys, tmp_path / "tiny")[0])
+    assert header[:5] == ["run", "status", "epochs", "best_val_loss", "best_epoch"]
+    assert header.index("test_accuracy") < header.index("optimizer.args.lr"), header
+
+
 @pytest.mark.parametrize(
     ("change", "status"),
     [("lock", "running"), ("error", "failed"), ("killed", "failed"), ("quiet", "finished")],
@@ -173,6 +196,7 @@ BAD_INPUT = {
     "not-a-run": (lambda tmp, run: [not_a_run(tmp)], "is not a run folder"),
     "output-in-missing-folder": (lambda tmp, run: [run, "-o", tmp / "missing" / "c.png"], "does not exist"),
     "output-is-a-folder": (lambda tmp, run: [run, "-o", tmp], "is a folder"),
+    "output-of-no-picture-format": (lambda tmp, run: [run, "-o", tmp / "c.xyz"], "names no picture format"),
     "run-without-epochs": (lambda tmp, run: [run_without_epochs(tmp)], "no finished epoch yet"),
     "summary-of-missing": (lambda tmp, run: ["--summary", tmp / "nope"], "does not exist"),
     "summary-with-output": (lambda tmp, run: ["--summary", run, "-o", tmp / "c.png"], "--summary prints a table"),

@@ -53,6 +53,17 @@ def test_reader_resizes_and_converts_to_the_loader_s_channels(tmp_path: Path) ->
     assert image.shape == (1, 8, 8) and image.dtype == torch.uint8
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_reader_scales_16_bit_grey_to_the_same_pixels_as_8_bit(tmp_path: Path, channels: int) -> None:
+    """PIL's own conversion clips 16-bit values at 255: the picture would turn black and white."""
+    pixels = torch.arange(0, 256, dtype=torch.int32).reshape(16, 16)
+    Image.fromarray(pixels.to(torch.uint8).numpy(), mode="L").save(tmp_path / "grey8.png")
+    Image.fromarray((pixels * 257).to(torch.int32).numpy().astype("uint16")).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I;16"), "a 16-bit PNG"
+    reader = ImageReader(channels=channels)
+    assert torch.equal(reader(tmp_path / "grey16.png"), reader(tmp_path / "grey8.png"))
+
+
 def test_predict_agrees_with_test_py(tiny_run: Path, test_split_pngs: Path, tmp_path: Path) -> None:
     out = tmp_path / "predictions.csv"
     assert predict.main(["-r", str(tiny_run), str(test_split_pngs), "-o", str(out)], modules=TINY) == 0

@@ -142,10 +142,12 @@ def _why_unloadable(err: Exception, path: Path) -> str:
 
 
 def _written_by_torch_save(path: Path) -> bool:
-    """torch.save writes a zip archive (since PyTorch 1.6), or before that a pickle (protocol byte 0x80)."""
+    """torch.save writes a zip archive holding <name>/data.pkl (since PyTorch 1.6), or before that a pickle
+    (protocol byte 0x80); other zip files (NumPy's .npz, say) are not checkpoints."""
     with path.open("rb") as handle:
         if zipfile.is_zipfile(handle):
-            return True
+            with zipfile.ZipFile(handle) as archive:
+                return any(name.endswith("/data.pkl") for name in archive.namelist())
         handle.seek(0)
         return handle.read(1) == b"\x80"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import train
 from logger.logger import setup_logging
+from logger.trackers import check_installed, prepare_shared_stores
 from parse_config import Registry, load_config
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.errors import TrainingStopped, UsageError
@@ -45,6 +46,7 @@ class SweepPlan:
     config_path: Path
     overrides: list[str]
     space_path: Path  # sweep.json, or the file --space names
+    trainer: Any  # the config's TrainerSettings
     spec: Any  # sweeps.space.SweepSpec
     metric: str
     experiment_dir: Path
@@ -62,6 +64,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
             raise UsageError(f"{flag} {value}: expected a number >= 1")
     overrides = overrides_from_flags(args)
     config = load_config(args.config, overrides, registry=modules)
+    check_installed(config.trainer.loggers)  # a tracker's package: one line now, not in every trial
     space_path = args.space or args.config.parent / "sweep.json"
     spec = read_spec(space_path)
     check_space(spec, args.config, overrides, str(space_path))
@@ -74,10 +77,10 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     experiment_dir = Path(config.trainer.save_dir) / config.name
     route_optuna_logs()
     pruner, sampler = engine_parts(spec, str(space_path))
-    storage = storage_for(args.storage, experiment_dir)
-    study = open_study(storage, args.study or config.name, monitor, pruner, sampler)
+    storage = storage_for(args.storage, experiment_dir, create=not args.summary)
+    study = open_study(storage, args.study or config.name, monitor, pruner, sampler, create=not args.summary)
     fail_abandoned_trials(study)
-    return SweepPlan(args.config, overrides, space_path, spec, metric, experiment_dir, study)
+    return SweepPlan(args.config, overrides, space_path, config.trainer, spec, metric, experiment_dir, study)
 
 
 def sweep(args: argparse.Namespace, modules: Registry) -> None:
@@ -99,6 +102,7 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
     if remaining > 0 and args.jobs == 1:
         run_trials(plan.study, objective(plan, modules), remaining, args.trials)
     elif remaining > 0:
+        prepare_shared_stores(plan.trainer.loggers, plan.trainer.tracking_uri)
         code = run_workers(Path(__file__), worker_argv(args, plan, modules), shares(remaining, args.jobs))
         if code != 0:
             report(plan)
@@ -111,6 +115,7 @@ def objective(plan: SweepPlan, modules: Registry) -> Any:
     from sweeps.trial import make_objective
 
     base_argv = ["-c", str(plan.config_path), *(arg for text in plan.overrides for arg in ("--set", text))]
+    base_argv += ["--set", f"trainer.monitor={plan.metric}"]  # best.pth and early stopping follow the sweep metric
     return make_objective(lambda argv, watcher: train.train(train.parse_args(argv), modules, watcher),
                           base_argv, plan.spec, plan.metric)  # fmt: skip
 
@@ -130,7 +135,7 @@ def report(plan: SweepPlan) -> None:
     from sweeps.study import summary_table, write_best_config
 
     print(summary_table(plan.study, [param.key for param in plan.spec.params]))
-    best = write_best_config(plan.study, plan.experiment_dir)
+    best = write_best_config(plan.study, plan.experiment_dir, plan.experiment_dir.name)
     if best is not None:
         trial = plan.study.best_trial
         print(f"Best: trial {trial.number}, {plan.metric} = {trial.value:.4g}; its config: {best}")

@@ -31,6 +31,12 @@ def tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def create_store(configured_uri: str | None) -> None:
+    """Create the tracking store's tables now: processes that start at once (sweep.py --jobs) would each
+    try to, and collide ("duplicate column name")."""
+    MlflowClient(tracking_uri=tracking_uri(configured_uri)).search_experiments(max_results=1)
+
+
 class MlflowTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)

@@ -2,6 +2,7 @@
 Optuna's pruner and sampler. Everything is checked before any trial runs, each mistake as one line."""
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from parse_config import load_config, read_config_file
 from utils.errors import UsageError
 
 KINDS = ("float", "int", "categorical")
+ENTRY_KEYS = {"float": ("type", "low", "high", "log"), "int": ("type", "low", "high", "log")}
+ENTRY_KEYS["categorical"] = ("type", "choices")
 SPEC_KEYS = ("metric", "space", "pruner", "sampler")
 DEFAULT_PRUNER = {"type": "MedianPruner", "args": {}}
 
@@ -21,8 +24,8 @@ class Param:
 
     key: str
     kind: str
-    low: float = 0.0
-    high: float = 0.0
+    low: float = 0  # an int for an int parameter
+    high: float = 0
     log: bool = False
     choices: tuple = ()
 
@@ -31,7 +34,7 @@ class Param:
         if self.kind == "float":
             return trial.suggest_float(self.key, self.low, self.high, log=self.log)
         if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+            return trial.suggest_int(self.key, self.low, self.high, log=self.log)
         return trial.suggest_categorical(self.key, list(self.choices))
 
     def extremes(self) -> list[Any]:
@@ -61,7 +64,8 @@ def read_spec(path: Path) -> SweepSpec:
     pruner = data.get("pruner", DEFAULT_PRUNER) or {"type": "NopPruner"}
     for name in ("pruner", "sampler"):
         value = data.get(name)
-        if value is not None and not (isinstance(value, dict) and isinstance(value.get("type"), str)):
+        well_formed = isinstance(value, dict) and isinstance(value.get("type"), str)
+        if value is not None and not (well_formed and isinstance(value.get("args", {}), dict)):
             raise UsageError(f"{label}: {name}: expected null or " + '{"type": "...", "args": {...}}')
     metric = data.get("metric")
     if metric is not None and not isinstance(metric, str):
@@ -75,6 +79,9 @@ def parse_param(key: str, entry: Any, label: str) -> Param:
     if not isinstance(entry, dict) or entry.get("type") not in KINDS:
         raise UsageError(f"{label}: expected an object with a type of {', '.join(KINDS)}; got {json.dumps(entry)}")
     kind = entry["type"]
+    unknown = [name for name in entry if name not in ENTRY_KEYS[kind]]
+    if unknown:
+        raise UsageError(f"{label}: unknown key {unknown[0]!r} for a {kind}; known keys: {', '.join(ENTRY_KEYS[kind])}")
     if kind == "categorical":
         choices = entry.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -84,13 +91,14 @@ def parse_param(key: str, entry: Any, label: str) -> Param:
         return Param(key, kind, choices=tuple(choices))
     low, high, log = entry.get("low"), entry.get("high"), entry.get("log", False)
     number = int if kind == "int" else int | float
-    if not all(isinstance(v, number) and not isinstance(v, bool) for v in (low, high)) or not isinstance(log, bool):
-        raise UsageError(f'{label}: "low" and "high" must be {"integers" if kind == "int" else "numbers"}')
+    finite = all(isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
+    if not finite or not isinstance(log, bool):
+        raise UsageError(f'{label}: "low" and "high" must be finite {"integers" if kind == "int" else "numbers"}')
     if low >= high:
         raise UsageError(f"{label}: low ({low}) must be below high ({high})")
     if log and low <= 0:
         raise UsageError(f"{label}: a log scale needs low > 0, got {low}")
-    return Param(key, kind, float(low), float(high), log)
+    return Param(key, kind, low, high, log) if kind == "int" else Param(key, kind, float(low), float(high), log)
 
 
 def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], label: str) -> None:

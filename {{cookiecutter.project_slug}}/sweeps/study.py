@@ -22,7 +22,7 @@ from parse_config import ObjectSpec, build
 from sweeps.space import SweepSpec
 from trainer.checkpoint import process_gone
 from trainer.monitor import Monitor
-from utils.errors import UsageError
+from utils.errors import NonFiniteLossError, TrainingStopped, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,31 @@ WORKER = "worker"  # a trial's user attribute: {"host": ..., "pid": ...} of the 
 HEARTBEAT, GRACE = 60, 300
 
 
+class WithoutOurTracebacks(logging.Filter):
+    """Optuna logs a failed trial's exception with its traceback; ours (a stop signal, a refusal, a NaN loss)
+    already say everything in their one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TrainingStopped | UsageError | NonFiniteLossError):
+            record.exc_info = None
+        return True
+
+
 def route_optuna_logs() -> None:
     """Optuna's messages through the root logger, like ours: to the console and the current trial's train.log."""
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
+    reporter = logging.getLogger("optuna.study._optimize")  # where Optuna reports failed trials
+    if not any(isinstance(existing, WithoutOurTracebacks) for existing in reporter.filters):
+        reporter.addFilter(WithoutOurTracebacks())
 
 
-def storage_for(url: str | None, experiment_dir: Path) -> Any:
-    """The journal file in ``experiment_dir`` without a URL; otherwise the database at ``url``."""
+def storage_for(url: str | None, experiment_dir: Path, create: bool) -> Any:
+    """The journal file in ``experiment_dir`` without a URL (made if ``create``); otherwise the database at ``url``."""
+    if url is None and not create and not (experiment_dir / JOURNAL).is_file():
+        raise UsageError(
+            f"no sweep has run here yet ({experiment_dir / JOURNAL} does not exist); run sweep.py --trials N"
+        )
     if url is None:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(experiment_dir / JOURNAL))
@@ -67,8 +84,11 @@ def engine_parts(spec: SweepSpec, label: str) -> tuple[Any, Any]:
     return pruner, sampler
 
 
-def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: Any) -> optuna.Study:
-    """The study ``name`` in ``storage``, created on first use; a later command continues it."""
+def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: Any, create: bool) -> optuna.Study:
+    """The study ``name`` in ``storage``, created on first use if ``create``; a later command continues it."""
+    if not create and name not in optuna.get_all_study_names(storage):
+        known = ", ".join(optuna.get_all_study_names(storage)) or "none yet"
+        raise UsageError(f"--study {name!r}: no such study to show (studies: {known}); run sweep.py --trials N first")
     direction = "minimize" if metric.mode == "min" else "maximize"
     study = optuna.create_study(
         storage=storage, study_name=name, direction=direction, pruner=pruner, sampler=sampler, load_if_exists=True
@@ -119,8 +139,9 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
 
 
-def write_best_config(study: optuna.Study, experiment_dir: Path) -> Path | None:
-    """Copy the best finished trial's config.json (its overrides applied) to ``experiment_dir/best-config.json``."""
+def write_best_config(study: optuna.Study, experiment_dir: Path, default_name: str) -> Path | None:
+    """Copy the best finished trial's config.json (its overrides applied) to ``experiment_dir/best-config.json``,
+    or, for a study other than the default one (named ``default_name``), to best-config-<study>.json."""
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
         return None
@@ -130,6 +151,7 @@ def write_best_config(study: optuna.Study, experiment_dir: Path) -> Path | None:
         logger.warning("The best trial's run folder (%s) is gone; %s not written", source.parent, BEST_CONFIG)
         return None
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    target = experiment_dir / BEST_CONFIG
+    own = "" if study.study_name == default_name else f"-{study.study_name}"
+    target = experiment_dir / BEST_CONFIG.replace(".json", f"{own}.json")
     shutil.copyfile(source, target)
     return target

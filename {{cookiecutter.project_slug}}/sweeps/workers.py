@@ -36,4 +36,5 @@ def run_workers(script: Path, argv: list[str], work: list[int]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return next((code for code in codes if code != 0), 0)
+    first_failure = next((code for code in codes if code != 0), 0)
+    return 128 - first_failure if first_failure < 0 else first_failure  # Popen says -N for signal N

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile import EXTRA, hide_package, only_run, run_train, stopped_then_resumed, tracked_config
+from tests.hostile import (
+    EXTRA,
+    hide_package,
+    only_run,
+    run_main,
+    run_train,
+    small_config,
+    stopped_then_resumed,
+    tracked_config,
+    write_config,
+)
+from tests.tiny import TINY
 
 
 @pytest.fixture
@@ -63,3 +74,20 @@ def test_without_the_mlflow_package_it_is_one_line_before_any_run_folder(
         """or run without it: --set trainer.loggers='["csv"]'"""
     )
     assert not (tmp_path / "saved").exists()
+
+
+def test_parallel_sweep_workers_share_a_new_tracking_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    """Two workers starting at once used to create the database's tables both, and one failed."""
+    mlflow = pytest.importorskip("mlflow")
+    sweep = pytest.importorskip("sweep", reason="sweep.py comes with the sweeps answer")
+    config_path = write_config(tmp_path / "config.json", small_config(tmp_path / "saved", loggers=["csv", "mlflow"]))
+    write_config(
+        tmp_path / "sweep.json", {"space": {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}}}
+    )
+    result = run_main(capsys, sweep.main, "-c", config_path, "--trials", 2, "--jobs", 2, modules=TINY)
+    assert result.code == 0, result.err
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(run.info.status for run in runs) == ["FINISHED", "FINISHED"]

@@ -96,7 +96,9 @@ def test_a_stopped_sweep_continues_to_the_same_total_on_an_sqlite_database(
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     command = ["-c", config_path, "--trials", 3, "--storage", url]
     with interrupt_on_forward(6, signal.SIGTERM):  # the second trial's first epoch (2 steps per epoch)
-        assert run_sweep(capsys, *command, modules=EXTRA).code == 128 + signal.SIGTERM
+        interrupted = run_sweep(capsys, *command, modules=EXTRA)
+    assert interrupted.code == 128 + signal.SIGTERM, interrupted.err
+    assert "Traceback" not in interrupted.err, "a stopped trial is one line, as a stopped run is"
     assert [trial.state.name for trial in trials(url)] == ["COMPLETE", "FAIL"]
     stopped = Path(trials(url)[1].user_attrs["run_dir"])
     assert torch.load(stopped / "last.pth", weights_only=True)["mid_epoch"]["step"] == 2, "its state was saved"
@@ -171,7 +173,7 @@ def test_ctrl_c_stops_every_worker_of_a_parallel_sweep_with_its_state_saved(tmp_
         run_dir = Path(trial.user_attrs["run_dir"])
         assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] >= 1 and not (run_dir / "run.lock").exists()
         assert "stopped by SIGINT" in (run_dir / "train.log").read_text()
-    assert "run the same command to continue" in err
+    assert "run the same command to continue" in err and "Traceback" not in err
 
 
 BAD_SPACES = {
@@ -181,6 +183,12 @@ BAD_SPACES = {
     "unknown type": ({"optimizer.args.lr": {"type": "uniform", "low": 0, "high": 1}}, "with a type of float, int"),
     "log from zero": ({"optimizer.args.lr": {"type": "float", "low": 0, "high": 1, "log": True}}, "needs low > 0"),
     "bad value": ({"trainer.epochs": {"type": "int", "low": 0, "high": 2}}, "trainer.epochs: expected an integer"),
+    "infinite bound": ({"optimizer.args.lr": {"type": "float", "low": 0.01, "high": float("inf")}}, "must be finite"),
+    "NaN bound": ({"optimizer.args.lr": {"type": "float", "low": float("nan"), "high": 0.1}}, "must be finite"),
+    "unknown entry key": (
+        {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1, "step": 0.01}},
+        "unknown key 'step' for a float; known keys: type, low, high, log",
+    ),
 }
 
 
@@ -221,6 +229,44 @@ def test_a_sweep_metric_that_is_not_measured_is_one_line_before_any_trial(
     expected = f"{tmp_path / 'sweep.json'}: metric: 'val_acc' is not measured; did you mean 'val_accuracy'?"
     assert result.code == 2 and expected in result.error_line(), result.err
     assert not (tmp_path / "saved").exists(), "refused before any trial"
+
+
+def test_pruner_arguments_that_are_not_an_object_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
+    config_path = sweep_files(tmp_path, lr, pruner={"type": "MedianPruner", "args": [1]})
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2)
+    assert result.code == 2 and 'pruner: expected null or {"type": "...", "args": {...}}' in result.error_line()
+    assert not (tmp_path / "saved").exists(), "nothing written"
+
+
+def test_a_named_study_of_an_int_range_monitors_the_sweep_metric_and_keeps_its_own_best_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    accumulation = {"trainer.grad_accum_steps": {"type": "int", "low": 1, "high": 2}}  # checked as 1 and 2, not 1.0
+    config_path = sweep_files(tmp_path, accumulation, epochs=1, metric="max val_accuracy", pruner=None)
+    unknown = run_sweep(capsys, "-c", config_path, "--summary")
+    assert unknown.code == 2 and "no sweep has run here yet" in unknown.error_line(), unknown.err
+    assert not (tmp_path / "saved").exists(), "looking at a study that does not exist writes nothing"
+    result = run_sweep(capsys, "-c", config_path, "--trials", 1, "--study", "accumulation")
+    assert result.code == 0, result.err
+    [trial] = trials(journal(tmp_path / "saved"), "accumulation")
+    assert trial.params["trainer.grad_accum_steps"] in (1, 2)
+    recorded = json.loads((Path(trial.user_attrs["run_dir"]) / "config.json").read_text())
+    assert recorded["trainer"]["monitor"] == "max val_accuracy", "best.pth is the epoch the sweep counts"
+    assert (tmp_path / "saved" / "tiny" / "best-config-accumulation.json").is_file()
+    assert not (tmp_path / "saved" / "tiny" / "best-config.json").exists(), "the default study's stays its own"
+    typo = run_sweep(capsys, "-c", config_path, "--summary", "--study", "acumulation")
+    assert typo.code == 2 and "no such study to show (studies: accumulation)" in typo.error_line(), typo.err
+
+
+def test_a_worker_killed_by_a_signal_gives_the_shell_s_exit_code(tmp_path: Path) -> None:
+    from sweeps.workers import run_workers
+
+    script = tmp_path / "killed.py"
+    script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    assert run_workers(script, [], [1]) == 128 + signal.SIGKILL
 
 
 def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -207,12 +207,8 @@ def registry_names(registry: Registry) -> dict[str, list[str]]:
 def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any, **kwargs: Any) -> Any:
     """``module.<spec.type>(*args, **spec.args, **kwargs)``: only subclasses of ``base`` can be named,
     and keyword arguments given here win over the config's, since the caller needs them to hold."""
-    factory = _lookup(module, spec.type, f"{key}.type", base)
+    factory, signature = _factory(spec, key, module, base)
     arguments = {**copy.deepcopy(spec.args), **kwargs}
-    try:
-        signature = inspect.signature(factory)
-    except ValueError:
-        signature = None  # some builtins have no signature to check against
     if signature is not None:
         _check_arguments(key, factory.__name__, signature, len(args), arguments)
     for name, value in spec.args.items():
@@ -225,20 +221,40 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
         raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}") from None
 
 
+def check_argument_names(spec: ObjectSpec, key: str, module: ModuleType, base: type, n_given: int = 0) -> None:
+    """Without building anything: the class ``spec`` names exists and takes each argument it gives (after
+    ``n_given`` positional ones from the code); a sweep checks the values it will try with this."""
+    factory, signature = _factory(spec, key, module, base)
+    if signature is not None:
+        _refuse_unknown_arguments(key, signature, n_given, spec.args)
+
+
+def _factory(spec: ObjectSpec, key: str, module: ModuleType, base: type) -> tuple[Any, inspect.Signature | None]:
+    """The class ``spec`` names and its signature (None for the builtins that have none to check against)."""
+    factory = _lookup(module, spec.type, f"{key}.type", base)
+    try:
+        return factory, inspect.signature(factory)
+    except ValueError:
+        return factory, None
+
+
+def _refuse_unknown_arguments(key: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
+    """'unknown key; did you mean' for an argument name the signature has no place for."""
+    parameters = signature.parameters.values()
+    given = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_given]
+    named = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in given]
+    unknown = [argument for argument in arguments if argument not in signature.parameters]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named)
+
+
 def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
     """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the
     code); a misspelt argument name gets a "did you mean"."""
     try:
         signature.bind(*range(n_given), **arguments)
     except TypeError as err:
-        parameters = signature.parameters.values()
-        given = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_given]
-        named = [
-            p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in given
-        ]
-        unknown = [argument for argument in arguments if argument not in signature.parameters]
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named) from None
+        _refuse_unknown_arguments(key, signature, n_given, arguments)
         raise UsageError(f"{key}.args: {name} does not accept these arguments ({err})") from None
 
 

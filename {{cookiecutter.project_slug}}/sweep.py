@@ -67,7 +67,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     check_installed(config.trainer.loggers)  # a tracker's package: one line now, not in every trial
     space_path = args.space or args.config.parent / "sweep.json"
     spec = read_spec(space_path)
-    check_space(spec, args.config, overrides, str(space_path))
+    check_space(spec, args.config, overrides, modules, str(space_path))
     metric = spec.metric or config.trainer.monitor
     monitor = Monitor.parse(metric)
     if not monitor.enabled:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parse_config import load_config, read_config_file
+from parse_config import Registry, load_config, read_config_file
+from trainer.build import check_argument_names_of
 from utils.errors import UsageError
 
 KINDS = ("float", "int", "categorical")
@@ -101,15 +102,16 @@ def parse_param(key: str, entry: Any, label: str) -> Param:
     return Param(key, kind, low, high, log) if kind == "int" else Param(key, kind, float(low), float(high), log)
 
 
-def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], label: str) -> None:
-    """Load the config with each edge value of each key, as a trial would: an unknown key path or a value
-    the config refuses is one line now, not a failure in the middle of the sweep."""
+def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], registry: Registry, label: str) -> None:
+    """Load the config with each edge value of each key, as a trial would: an unknown key path, a value
+    the config refuses or an argument its class does not take is one line now, not a failed trial."""
     for param in spec.params:
         if any(text.partition("=")[0].strip() == param.key for text in overrides):
             raise UsageError(f"{label}: space.{param.key} is searched; do not also --set it")
         for value in param.extremes():
             try:
-                load_config(config_path, [*overrides, f"{param.key}={json.dumps(value)}"])
+                config = load_config(config_path, [*overrides, f"{param.key}={json.dumps(value)}"])
+                check_argument_names_of(config, registry)
             except UsageError as err:
                 reason = str(err).removeprefix(f"--set {param.key}: ")
                 raise UsageError(f"{label}: space.{param.key}: {reason}") from None

@@ -183,6 +183,10 @@ BAD_SPACES = {
     "unknown type": ({"optimizer.args.lr": {"type": "uniform", "low": 0, "high": 1}}, "with a type of float, int"),
     "log from zero": ({"optimizer.args.lr": {"type": "float", "low": 0, "high": 1, "log": True}}, "needs low > 0"),
     "bad value": ({"trainer.epochs": {"type": "int", "low": 0, "high": 2}}, "trainer.epochs: expected an integer"),
+    "unknown argument": (
+        {"optimizer.args.lrr": {"type": "float", "low": 0.01, "high": 0.1}},
+        "optimizer.args.lrr: unknown key; did you mean 'lr'?",
+    ),
     "infinite bound": ({"optimizer.args.lr": {"type": "float", "low": 0.01, "high": float("inf")}}, "must be finite"),
     "NaN bound": ({"optimizer.args.lr": {"type": "float", "low": float("nan"), "high": 0.1}}, "must be finite"),
     "unknown entry key": (

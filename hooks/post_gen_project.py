@@ -32,7 +32,9 @@ PART_SETTINGS = {"mlflow": ("trainer.tracking_uri",)}
 
 
 def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
-    """Config values (by dotted key) that fit the accelerator answer."""
+    """Config values (by dotted key) that fit the accelerator answer. Each key is in the template's config.json
+    already (fused as null, prefetch_factor as 2), so a changed answer edits values only, never the lines
+    around them that users edit (a cruft update then merges without conflicts)."""
     in_memory = dataset in IN_MEMORY_DATASETS
     if accelerator == "cpu":
         return {

@@ -53,7 +53,8 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert config["data_loader"]["args"]["pin_memory"] is pin_memory
     on_gpu = answers["accelerator"] == "cuda"
     assert config["trainer"]["compile"] == ("default" if on_gpu else "off"), "compile stays off on CPU"
-    assert config["optimizer"]["args"].get("fused", False) is on_gpu
+    assert config["optimizer"]["args"]["fused"] is (True if on_gpu else None), "None: Adam's own default"
+    assert config["data_loader"]["args"]["prefetch_factor"] == (4 if on_gpu else 2)
     in_memory = answers["dataset"] == "mnist_sample"
     assert (config["data_loader"]["args"]["num_workers"] == 0) is in_memory
     assert config["data_loader"]["type"] == DATASET_LOADERS[answers["dataset"]]

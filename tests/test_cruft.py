@@ -133,13 +133,19 @@ def test_a_plain_cookiecutter_project_links_to_its_commit_as_the_readme_says(
 
 
 def test_changing_an_answer_rewrites_only_what_depends_on_it(project: Path) -> None:
+    # The user's own edits of the learning rate and batch size first: the answer must not conflict with them.
+    edit(project / "config.json", '"lr": 0.05', '"lr": 0.02')
+    edit(project / "config.json", '"batch_size": 64', '"batch_size": 128')
+    commit_all(project, "our learning rate and batch size")
     run("cruft", "update", "-y", "--variables-to-update", '{"accelerator": "cuda"}', cwd=project)
     changed = set(run("git", "diff", "--name-only", "HEAD", cwd=project).stdout.split())
     assert changed == {".cruft.json", ".cookiecutter.json", "config.json", "README.md"}
+    assert "<<<<<<<" not in (project / "config.json").read_text(), "merged without conflicts"
     config = json.loads((project / "config.json").read_text())
     trainer = config["trainer"]
     assert (config["device"], trainer["amp"], trainer["compile"]) == ("cuda", "auto", "default")
-    assert config["optimizer"]["args"]["fused"] is True
+    assert config["optimizer"]["args"] == {"lr": 0.02, "weight_decay": 0, "fused": True}
+    assert config["data_loader"]["args"]["batch_size"] == 128 and config["data_loader"]["args"]["prefetch_factor"] == 4
     before = run("git", "show", "HEAD:README.md", cwd=project).stdout
     after = (project / "README.md").read_text()
     assert before != after and outside_install(before) == outside_install(after), "only the install notes change"

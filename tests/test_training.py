@@ -255,7 +255,7 @@ sys.exit(train.main(sys.argv[1:]))
         ("cifar10", "true", "data_loader.args.download: CIFAR10 could not be downloaded"),
         ("fashion_mnist", "true", "data_loader.args.download: FashionMNIST could not be downloaded"),
         ("mnist", "true", "data_loader.args.download: MNIST could not be downloaded"),
-        ("mnist", "false", "data_loader.args.data_dir: MNIST not found under"),
+        ("mnist", "false", "data_loader.args.data_dir: MNIST not found or not readable under"),
     ],
 )
 def test_a_dataset_that_cannot_be_downloaded_is_one_line(
@@ -296,11 +296,21 @@ def test_image_folder_reads_its_classes_from_the_folders(cookies, tmp_path: Path
     assert "num_classes" not in config["arch"]["args"] and config["data_loader"]["args"]["data_dir"] == "data/images/"
     colours = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
     write_image_folders(project / "data" / "images", colours)
-    train = run_project(
-        project, "train.py", "-d", "cpu", "--set", "trainer.epochs=10", "--set", "arch.args.width=8",
+    hidden = project / "data" / "images" / "train" / ".ipynb_checkpoints"  # what Jupyter leaves: not a class
+    hidden.mkdir()
+    shutil.copy(project / "data" / "images" / "train" / "red" / "0.png", hidden / "0.png")
+    arguments = [
+        "train.py", "-d", "cpu", "--set", "trainer.epochs=10", "--set", "arch.args.width=8",
         "--set", "data_loader.args.image_size=16", "--set", "data_loader.args.num_workers=0",
         "--set", "data_loader.args.validation_split=0.25", "--set", f"trainer.save_dir={json.dumps(str(tmp_path))}",
-    )  # fmt: skip
+    ]  # fmt: skip
+    empty = project / "data" / "images" / "train" / "yellow"  # a class with nothing to learn from
+    empty.mkdir()
+    refused = run_project(project, *arguments)
+    assert refused.returncode == 2 and not tmp_path.joinpath("image_classifier").exists(), describe(refused)
+    assert "error: data_loader.args.data_dir: class folder 'data/images/train/yellow' holds no images" in refused.stderr
+    empty.rmdir()
+    train = run_project(project, *arguments)
     assert train.returncode == 0, describe(train)
     [run] = run_folders(tmp_path, name="image_classifier")  # the default name follows the dataset answer
     assert torch.load(run / "best.pth", weights_only=True)["classes"] == ["blue", "green", "red"]

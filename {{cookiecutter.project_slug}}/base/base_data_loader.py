@@ -39,6 +39,13 @@ class ImageTensors:
     images: torch.Tensor
     targets: torch.Tensor
 
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.targets):  # one of the files is cut short, or from another set
+            raise UsageError(
+                f"data_loader: the data holds {len(self.images)} images but {len(self.targets)} labels; check its "
+                "files under data_loader.args.data_dir"
+            )
+
     def __len__(self) -> int:
         return len(self.targets)
 

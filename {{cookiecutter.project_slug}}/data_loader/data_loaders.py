@@ -71,8 +71,8 @@ class TorchvisionDataLoader(BaseDataLoader):
                     "check the network, or copy the dataset there and set data_loader.args.download to false"
                 ) from None
             raise UsageError(
-                f"data_loader.args.data_dir: {name} not found under {self.data_dir!r}; "
-                "set data_loader.args.download to true, or point data_dir at a copy"
+                f"data_loader.args.data_dir: {name} not found or not readable under {self.data_dir!r} "
+                f"({first_sentence(err)}); set data_loader.args.download to true, or point data_dir at a copy"
             ) from None
         images = torch.as_tensor(dataset.data)
         # MNIST-like data is N x H x W, CIFAR-10's N x H x W x C: both become N x C x H x W.
@@ -128,11 +128,20 @@ class ImageFolderDataLoader(BaseDataLoader):
         self.augmentation = RandomCropFlip(crop_padding, flip) if flip or crop_padding else None
 
     def class_names(self) -> list[str]:
-        return sorted(entry.name for entry in self._folder("train").iterdir() if entry.is_dir())
+        """The folders under train/; hidden ones (.ipynb_checkpoints, .git) are not classes."""
+        return sorted(_subfolders(self._folder("train")))
 
     def load_split(self, split: str) -> Dataset:
         # image_reader() reads, resizes and centre-crops each file, as predict.py does
-        return _ClassFolders(self._folder(split), self.class_names(), self.image_reader())
+        dataset = _ClassFolders(self._folder(split), self.class_names(), self.image_reader())
+        labelled = {label for _, label in dataset.samples}
+        empty = [name for label, name in enumerate(dataset.classes) if label not in labelled]
+        if split == "train" and empty:  # a class the model would learn to output, with nothing to learn from
+            raise UsageError(
+                f"data_loader.args.data_dir: class folder {str(self._folder(split) / empty[0])!r} holds no images; "
+                "add some, or remove the folder"
+            )
+        return dataset
 
     def _folder(self, split: str) -> Path:
         root = self.data_dir / split
@@ -144,13 +153,17 @@ class ImageFolderDataLoader(BaseDataLoader):
         return root
 
 
+def _subfolders(root: Path) -> list[str]:
+    return [entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
+
+
 class _ClassFolders(datasets.ImageFolder):
     """ImageFolder with the training split's classes, so a test folder that lacks one keeps the same labels."""
 
     def __init__(self, root: Path, classes: list[str], loader: Callable[[str], torch.Tensor]) -> None:
         self._classes = classes
         super().__init__(root, loader=loader, allow_empty=True)
-        unknown = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and entry.name not in classes)
+        unknown = sorted(name for name in _subfolders(root) if name not in classes)
         if unknown:  # no label to give them: say so rather than drop them unseen
             logger.warning("%s: %s not among the training classes (%s); left out", root,
                            ", ".join(unknown), ", ".join(classes))  # fmt: skip

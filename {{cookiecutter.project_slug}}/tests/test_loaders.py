@@ -154,3 +154,9 @@ def test_a_dataset_cannot_be_made_device_resident() -> None:
 def test_unknown_loader_argument_is_refused() -> None:
     with pytest.raises(UsageError, match=r"data_loader\.args\.batch_sise: unknown key; did you mean 'batch_size'"):
         TinyTensorLoader(batch_sise=8)
+
+
+def test_a_split_with_more_images_than_labels_is_one_line() -> None:
+    """A label file cut short would otherwise drop the images past its end without a word."""
+    with pytest.raises(UsageError, match="the data holds 3 images but 2 labels"):
+        ImageTensors(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))

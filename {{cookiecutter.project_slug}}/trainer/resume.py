@@ -5,9 +5,10 @@ restores the checkpoint's state. Every difference from the config the checkpoint
 takes effect or is refused with one line:
 
 - refused: the architecture, the train/validation split (``seed``, ``data_loader.type``,
-  ``data_loader.args.validation_split``), the optimizer's and the scheduler's class; and, part way
-  through an epoch, anything that would change that epoch's batches or sums (``data_loader``,
-  ``loss``, ``metrics``, ``trainer.grad_accum_steps``);
+  ``data_loader.args.validation_split``), the optimizer's and the scheduler's class; what a schedule
+  laid out over the run's length was computed from; part way through an epoch, anything that would
+  change that epoch's batches or sums (``data_loader``, ``loss``, ``metrics``,
+  ``trainer.grad_accum_steps``); and another number of processes where each one's steps matter;
 - applied on top of the restored state: ``optimizer.args`` (into every parameter group) and
   ``lr_scheduler.args`` (into the restored scheduler), each logged as ``old -> new (override)``;
 - everything else (``trainer.*``, ``device``, ``data_loader.args`` between epochs...) is read from

@@ -102,7 +102,7 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
     if remaining > 0 and args.jobs == 1:
         run_trials(plan.study, objective(plan, modules), remaining, args.trials)
     elif remaining > 0:
-        prepare_shared_stores(plan.trainer.loggers, plan.trainer.tracking_uri)
+        prepare_shared_stores(plan.trainer.loggers, plan.trainer.tracking_uri, plan.experiment_dir.name)
         code = run_workers(Path(__file__), worker_argv(args, plan, modules), shares(remaining, args.jobs))
         if code != 0:
             report(plan)

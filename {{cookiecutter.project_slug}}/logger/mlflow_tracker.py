@@ -31,10 +31,12 @@ def tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-def create_store(configured_uri: str | None) -> None:
-    """Create the tracking store's tables now: processes that start at once (sweep.py --jobs) would each
-    try to, and collide ("duplicate column name")."""
-    MlflowClient(tracking_uri=tracking_uri(configured_uri)).search_experiments(max_results=1)
+def create_store(configured_uri: str | None, experiment_name: str) -> None:
+    """Create the tracking store's tables and the experiment now: processes that start at once (sweep.py
+    --jobs) would each try to, and collide ("duplicate column name", "already exists")."""
+    client = MlflowClient(tracking_uri=tracking_uri(configured_uri))
+    if client.get_experiment_by_name(experiment_name) is None:
+        client.create_experiment(experiment_name)
 
 
 class MlflowTracker:

@@ -71,12 +71,12 @@ def check_installed(names: list[str]) -> None:
             raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
 
 
-def prepare_shared_stores(loggers: list[str], tracking_uri: str | None) -> None:
-    """What several processes about to log at once share, set up by one: MLflow's tracking database."""
+def prepare_shared_stores(loggers: list[str], tracking_uri: str | None, experiment_name: str) -> None:
+    """What several processes about to log at once share, set up by one: MLflow's database and experiment."""
     if "mlflow" in loggers:
         from logger.mlflow_tracker import create_store
 
-        create_store(tracking_uri)
+        create_store(tracking_uri, experiment_name)
 
 
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:

@@ -5,13 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-
-def baked(cookies_session, **answers: bool) -> Path:
-    """The project baked with ``answers`` and the defaults for the rest; the bake must succeed."""
-    result = cookies_session.bake(extra_context=answers)
-    assert result.exit_code == 0, result.exception
-    return Path(result.project_path)
+from helpers import baked
 
 
 @pytest.fixture(scope="session")

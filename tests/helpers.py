@@ -24,6 +24,13 @@ SWEEP_FILES = {
 }
 
 
+def baked(cookies_session, **answers: bool) -> Path:
+    """The project baked with ``answers`` and the defaults for the rest; the bake must succeed."""
+    result = cookies_session.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    return Path(result.project_path)
+
+
 class Part(NamedTuple):
     """What an optional part's yes adds: files (besides its tests), its test file, and a dependency."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import describe, run_folders, wait_for_line
+from helpers import baked, describe, run_folders, wait_for_line
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_WORKFLOWS = sorted((TEMPLATE_ROOT / ".github" / "workflows").glob("*.yml"))
@@ -161,14 +161,24 @@ def test_make_help_lists_every_target_and_is_the_default(repo_project: Path) -> 
     assert not [t for t in targets - {"help"} if f"`{t}`" not in tooling_row], "the README's Tooling table lists them"
 
 
-def test_make_sweep_comes_with_the_sweeps_answer(default_project: Path, sweeps_project: Path) -> None:
-    assert makefile_targets(sweeps_project) == makefile_targets(default_project) | {"sweep"}
-    listed = run(tool("make"), "help", cwd=sweeps_project)
-    assert "  make sweep " in listed.stdout, listed.stdout
-    dry = run(tool("make"), "-n", "sweep", "TRIALS=3", cwd=sweeps_project)
-    assert dry.stdout.strip() == "python sweep.py -c config.json --trials 3 --jobs 1", describe(dry)
-    readme = (sweeps_project / "README.md").read_text(encoding="utf-8")
-    assert "`export`, `sweep`, `test`" in readme and "sweep" not in makefile_readme_row(default_project)
+# A yes/no answer -> the Makefile target that comes with it, and that target's dry run with the defaults.
+ANSWER_TARGETS = {
+    "sweeps": ("sweep", "python sweep.py -c config.json --trials 8 --jobs 1"),
+    "tensorboard": ("tensorboard", "tensorboard --logdir saved"),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(ANSWER_TARGETS))
+def test_make_targets_come_with_their_answers(cookies_session, answer: str) -> None:
+    target, command = ANSWER_TARGETS[answer]
+    with_it, without = (baked(cookies_session, **{answer: value}) for value in (True, False))
+    assert makefile_targets(with_it) == makefile_targets(without) | {target}
+    make = tool("make")
+    assert f"  make {target} " in run(make, "help", cwd=with_it).stdout
+    dry = run(make, "-n", target, cwd=with_it)
+    assert dry.stdout.strip() == command, describe(dry)
+    assert run(make, target, cwd=without).returncode != 0, f"make {target} without the {answer} answer"
+    assert f"`{target}`" in makefile_readme_row(with_it) and f"`{target}`" not in makefile_readme_row(without)
 
 
 def makefile_readme_row(project: Path) -> str:

@@ -12,6 +12,7 @@ from logger.logger import setup_logging
 from parse_config import Registry
 from train import PROJECT_MODULES
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
+from utils.errors import UsageError
 
 logger = logging.getLogger("export")
 
@@ -29,6 +30,10 @@ def export(args: argparse.Namespace, modules: Registry) -> None:
     spec = export_format(args.format)
     if args.output is not None:
         check_output_folder(args.output)
+        if spec.suffix_required and args.output.suffix != spec.suffix:
+            renamed = str(args.output.with_suffix(spec.suffix))
+            raise UsageError(f"-o {str(args.output)!r}: a {args.format} file's name ends in {spec.suffix}, the only "
+                             f"name its loader accepts; use -o {renamed!r}")  # fmt: skip
     # Exported on the CPU, in full precision: the file then runs anywhere the format does.
     trained = load_trained_model(args.resume, [*overrides_from_flags(args), "device=cpu"], modules)
     output = args.output or trained.checkpoint_path.with_suffix(spec.suffix)

@@ -26,6 +26,7 @@ class ExportFormat:
     write: Callable[[torch.nn.Module, torch.Tensor, Path], None]  # (model, example batch, path)
     load: Callable[[Path, Path, Registry], Forward]  # (file, its .json description, the registry)
     needs: tuple[str, ...] = ()  # modules outside torch it needs (the optional "export" extra)
+    suffix_required: bool = False  # a file of another name fails to load (torch.export.load wants .pt2)
 
 
 def _batch_dim() -> Any:
@@ -83,7 +84,7 @@ def load_weights(path: Path, description: Path, registry: Registry) -> Forward:
 
 
 FORMATS = {
-    "pt2": ExportFormat(".pt2", 1e-4, write_pt2, load_pt2),
+    "pt2": ExportFormat(".pt2", 1e-4, write_pt2, load_pt2, suffix_required=True),
     "onnx": ExportFormat(".onnx", 1e-4, write_onnx, load_onnx, needs=("onnx", "onnxscript", "onnxruntime")),
     "weights": ExportFormat(".weights.pth", 1e-6, write_weights, load_weights),
 }

@@ -114,6 +114,7 @@ BAD_INPUT = {
     "output-in-missing-folder": (["-r", "{run}", "--format", "pt2", "-o", "{tmp}/missing/m.pt2"], "does not exist"),
     "output-is-a-folder": (["-r", "{run}", "--format", "weights", "-o", "{tmp}"], "is a folder"),
     "missing-extra": (["-r", "{run}", "--format", "onnx"], 'pip install -e ".[export]"'),
+    "pt2-without-its-suffix": (["-r", "{run}", "--format", "pt2", "-o", "{tmp}/m.bin"], "use -o '{tmp}/m.pt2'"),
 }
 
 
@@ -126,5 +127,5 @@ def test_bad_input_is_one_line_and_writes_nothing(case_id: str, tiny_run: Path, 
     before = sorted(tiny_run.iterdir())
     assert export.main([text.format(tmp=tmp_path, run=tiny_run) for text in arguments], modules=TINY) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected.format(tmp=tmp_path) in lines[0], lines
     assert not any(tmp_path.iterdir()) and sorted(tiny_run.iterdir()) == before

@@ -167,6 +167,24 @@ def test_resume_restores_the_monitors_best_and_counter(make_trainer: MakeTrainer
     assert epochs_run(resumed) == [4, 5], "two more flat epochs reach early_stop=3"
 
 
+@pytest.mark.parametrize(("early_stop", "epochs_resumed"), [(2, []), (3, [4]), (0, [4, 5, 6])])
+def test_an_early_stopped_run_resumes_only_with_more_patience(
+    make_trainer: MakeTrainer, tmp_path: Path, caplog: pytest.LogCaptureFixture, early_stop: int,
+    epochs_resumed: list[int],
+) -> None:  # fmt: skip
+    losses = [1.0, 1.1, 1.2, 1.3, 1.4, 0.5]
+    fit(scripted_trainer(make_trainer, tmp_path, losses, early_stop=2), tmp_path)
+    assert saved_epoch(tmp_path / "last.pth") == 3, "stopped after two epochs without improvement"
+    resumed = scripted_trainer(make_trainer, tmp_path / "resumed", losses, early_stop=early_stop)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "last.pth"), tmp_path / "last.pth")
+    caplog.clear()
+    fit(resumed, tmp_path / "resumed")
+    assert epochs_run(resumed) == epochs_resumed
+    said = "Nothing to do: the run stopped early, val_loss has not improved for 2 epochs"
+    assert (said in caplog.text) == (epochs_resumed == []), caplog.text
+    assert ("--set trainer.early_stop=N (now 2; 0 turns it off)" in caplog.text) == (epochs_resumed == [])
+
+
 def test_fit_removes_temp_files_of_a_killed_save(make_trainer: MakeTrainer, tmp_path: Path) -> None:
     (tmp_path / ".last.pth.abc123.tmp").write_bytes(b"half a checkpoint")
     fit(scripted_trainer(make_trainer, tmp_path, [1.0]), tmp_path)

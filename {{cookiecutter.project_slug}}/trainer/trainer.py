@@ -98,14 +98,10 @@ class Trainer:
         each finished epoch goes to ``tracker`` (metrics.csv, TensorBoard...: logger/trackers.py) before its
         checkpoint."""
         checkpoints.remove_stale_temp_files()
+        finished = self.finished_already()
+        if finished is not None:
+            return logger.warning("Nothing to do: %s", finished)
         epochs = self.settings.epochs
-        if self.start_epoch > epochs:
-            done = f"Nothing to do: the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
-            if self.schedule_length_fixed:  # its schedule was laid out over the run's length, and has ended
-                further = "start a new run from its weights with --init-from CHECKPOINT to train further"
-            else:
-                further = "raise the total with --set trainer.epochs=N to train further"
-            return logger.warning("%s; %s", done, further)
         span = f"epoch {epochs}" if self.start_epoch == epochs else f"epochs {self.start_epoch} to {epochs}"
         with self.stop, logging_redirect_tqdm():  # log lines go above the progress bar, not into it
             # Said only once the handlers are in place, so a signal sent on seeing it is always caught.
@@ -124,6 +120,21 @@ class Trainer:
                 reason = self.early_stop_reason(epoch, epoch_metrics)
                 if reason is not None:
                     return logger.info("Early stop: %s; last state in %s", reason, checkpoints.last)
+
+    def finished_already(self) -> str | None:
+        """Why the checkpoint resumed from has nothing left to train, and how to train further; None if it has."""
+        epochs, early_stop = self.settings.epochs, self.settings.early_stop
+        if self.start_epoch > epochs:
+            done = f"the checkpoint finished epoch {self.start_epoch - 1} of {epochs}"
+            if self.schedule_length_fixed:  # its schedule was laid out over the run's length, and has ended
+                return f"{done}; start a new run from its weights with --init-from CHECKPOINT to train further"
+            return f"{done}; raise the total with --set trainer.epochs=N to train further"
+        # Early stopping fired at the last saved epoch (a stop signal in that same epoch ends the run before
+        # it is acted on): the run is over, as it would be had it not been stopped.
+        if self.monitor.patience_exhausted(early_stop):
+            return (f"the run stopped early, {self.monitor.describe()}; raise --set trainer.early_stop=N "
+                    f"(now {early_stop}; 0 turns it off) to train further")  # fmt: skip
+        return None
 
     def early_stop_reason(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None:
         """Why to stop after this saved epoch: the monitor's patience ran out, or a stop rule says so."""

@@ -86,12 +86,14 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
 
 
-def start_project(project: Path, *args: str) -> subprocess.Popen[str]:
-    """Start ``python <args>`` in a baked project without waiting; stderr goes to a pipe."""
+def start_project(project: Path, *args: str, own_group: bool = False) -> subprocess.Popen[str]:
+    """Start ``python <args>`` in a baked project without waiting; stderr goes to a pipe. ``own_group``: in a
+    process group of its own (its pid is the group's), to be signalled as a scheduler signals a job."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, *args], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=own_group,
+    )  # fmt: skip
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 120, what: str = "condition") -> None:

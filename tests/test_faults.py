@@ -1,6 +1,7 @@
 """Each fault in the generated README's table, provoked for real against a baked project."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -80,6 +81,20 @@ def test_sigterm_mid_epoch_saves_and_auto_resume_finishes_identically(
     assert run_folders(tmp_path) == [run], "auto-resume continues the same run folder"
     assert_same_weights(run / "last.pth", straight_run / "last.pth")
     assert load(run / "epoch-4.pth")["metrics"] == load(straight_run / "epoch-4.pth")["metrics"]
+
+
+def test_sigterm_to_the_whole_job_with_worker_processes_saves_mid_epoch(project: Path, tmp_path: Path) -> None:
+    # scancel and a preemption signal every process of the job, DataLoader workers included.
+    workers = ["--set", "data_loader.args.device_resident=false", "--set", "data_loader.args.num_workers=2"]
+    process = start_project(project, *train_args(tmp_path, 1), *workers, "--set", "trainer.verbosity=2",
+                            own_group=True)  # fmt: skip
+    wait_for_line(process, "epoch 1 step 20/")
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM at epoch 1, step" in stderr and "Traceback" not in stderr
+    [run] = run_folders(tmp_path)
+    assert load(run / "last.pth")["mid_epoch"]["step"] >= 20
 
 
 def test_ctrl_c_saves_mid_epoch_state(project: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from utils.dist import rank, shard, world_size
+from utils.signals import ignore_stop_signals
 from utils.util import seed_worker
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -110,6 +111,12 @@ class ResidentLoader(_EpochBatches):
             yield self.prep(self.images[index], self.epoch, batch), self.targets[index]
 
 
+def start_worker(worker_id: int) -> None:
+    """Each DataLoader worker: its stop signals left to the main process, its RNGs seeded."""
+    ignore_stop_signals()
+    seed_worker(worker_id)
+
+
 class StreamingLoader(_EpochBatches):
     """Batches read by a torch DataLoader (``workers`` holds its worker and pinning options)."""
 
@@ -119,7 +126,7 @@ class StreamingLoader(_EpochBatches):
         self.generator = torch.Generator()
         batches = _IndexLists(self)
         self.loader = DataLoader(dataset, batch_sampler=batches, generator=self.generator,
-                                 worker_init_fn=seed_worker, **workers)  # fmt: skip
+                                 worker_init_fn=start_worker, **workers)  # fmt: skip
         self.num_workers = self.loader.num_workers
 
     def __iter__(self) -> Iterator[Batch]:

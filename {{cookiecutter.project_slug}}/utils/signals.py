@@ -55,3 +55,11 @@ class GracefulStop:
 
     def name(self) -> str:
         return signal.Signals(self.signal_number).name if self.signal_number else "no signal"
+
+
+def ignore_stop_signals() -> None:
+    """For worker processes (DataLoader workers): leave SIGINT and SIGTERM to the main process. A scheduler
+    (scancel, a preemption) and a terminal's Ctrl-C signal the whole process group; a worker killed by one
+    would fail the main process while it saves. The main process ends its workers when it is done."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -105,7 +105,7 @@ def test_sigterm_to_the_torchrun_group_saves_once_and_resumes(default_project: P
     os.killpg(process.pid, signal.SIGTERM)  # what scancel or a preemption does: every process gets it
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0, stderr
-    assert "stopped by SIGTERM" in stderr and "resume with: python train.py -r" in stderr
+    assert "stopped by SIGTERM" in stderr and "resume with: torchrun --nproc_per_node=2 train.py -r" in stderr
     [run] = run_folders(tmp_path)
     stopped = load(run / "last.pth")
     assert stopped["epoch"] >= 1 and not list(run.glob(".*.tmp"))

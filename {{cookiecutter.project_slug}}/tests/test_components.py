@@ -14,6 +14,7 @@ from tests.tiny import metrics as tiny_metrics
 from tests.tiny.models import TinyConvNet
 from trainer.loss_watch import LossWatch
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
+from utils.dist import launch_command
 from utils.errors import UsageError, usage_message
 from utils.metric_tracker import MetricTracker, batch_measures
 from utils.util import rng_state, set_rng_state, storage_error
@@ -219,3 +220,22 @@ def test_a_refusal_raised_in_a_data_loader_worker_is_still_one_line() -> None:
     assert "Original Traceback" in str(err.value), "the DataLoader wraps it in the worker's traceback"
     assert usage_message(err.value) == "image file 'broken-0.png' cannot be read (truncated); remove or replace it"
     assert usage_message(UsageError("raised  in\nthis process")) == "raised in this process"
+
+
+@pytest.mark.parametrize(
+    ("env", "command"),
+    [
+        ({}, "python train.py -r last.pth"),
+        ({"LOCAL_RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}, "torchrun --nproc_per_node=2 train.py -r"),
+        ({"LOCAL_RANK": "0", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}, "torchrun --nnodes=2 --nproc_per_node=4 <"),
+    ],
+    ids=["plain", "one-node", "two-nodes"],
+)
+def test_the_resume_command_is_launched_as_the_run_was(
+    env: dict[str, str], command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launch_command("train.py -r last.pth").startswith(command)

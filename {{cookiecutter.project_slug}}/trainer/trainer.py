@@ -24,7 +24,7 @@ from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
 from utils.class_report import ConfusionMatrix
-from utils.dist import all_reduce, is_distributed, world_size
+from utils.dist import all_reduce, is_distributed, launch_command, world_size
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
 from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
@@ -267,7 +267,8 @@ class Trainer:
 
     def _stop_error(self, where: str, checkpoints: Checkpointer) -> TrainingStopped:
         number = self.stop.signal_number or 0
-        message = f"stopped by {self.stop.name()} {where}; resume with: python train.py -r {checkpoints.last}"
+        resume = launch_command(f"train.py -r {checkpoints.last}")
+        message = f"stopped by {self.stop.name()} {where}; resume with: {resume}"
         return TrainingStopped(message, 128 + number)
 
     def _fits_resume_point(self, point: dict[str, Any], epoch: int) -> bool:

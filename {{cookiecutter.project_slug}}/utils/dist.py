@@ -83,6 +83,19 @@ def shard(indices: Sequence[int] | torch.Tensor, pad: bool = True) -> Any:
     return indices[rank() :: world]
 
 
+def launch_command(arguments: str) -> str:
+    """The command that runs ``python <arguments>`` the way this process was started: under torchrun, with as
+    many processes per node and nodes (a resume refuses another number part way through an epoch)."""
+    if not launched_by_torchrun():
+        return f"python {arguments}"
+    processes = int(os.environ["WORLD_SIZE"])
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+    nodes = processes // per_node
+    if nodes == 1:
+        return f"torchrun --nproc_per_node={per_node} {arguments}"
+    return f"torchrun --nnodes={nodes} --nproc_per_node={per_node} <your rendezvous options> {arguments}"
+
+
 def describe_world() -> str:
     """World size, backend and which ranks run on which host, for the first lines of the log."""
     hosts: list[str | None] = [None] * world_size()

@@ -165,7 +165,8 @@ def test_sigkill_mid_save_keeps_the_previous_checkpoint(project: Path, tmp_path:
 
 def test_sigkill_mid_epoch_resumes_from_the_last_epoch(project: Path, tmp_path: Path) -> None:
     process = start_project(project, *train_args(tmp_path, 3))
-    wait_for(lambda: list(tmp_path.glob("*/*/epoch-1.pth")), what="epoch 1 to finish")
+    # last.pth is written after epoch-1.pth: waiting for the first could kill before it (seen under load).
+    wait_for(lambda: list(tmp_path.glob("*/*/last.pth")), what="epoch 1 to be saved")
     process.kill()
     process.communicate(timeout=30)
     [run] = run_folders(tmp_path)

@@ -13,6 +13,7 @@ import torch
 from tests.tiny import metrics as tiny_metrics
 from tests.tiny.models import TinyConvNet
 from trainer.loss_watch import LossWatch
+from trainer.trainer import check_model_fits
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.dist import launch_command
 from utils.errors import UsageError, usage_message
@@ -239,3 +240,17 @@ def test_the_resume_command_is_launched_as_the_run_was(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert launch_command("train.py -r last.pth").startswith(command)
+
+
+@pytest.mark.parametrize(("targets", "refused"), [(torch.linspace(1, 4, 8), False), (torch.arange(8) % 4, True)])
+def test_only_integer_labels_are_checked_against_the_outputs_width(targets: torch.Tensor, refused: bool) -> None:
+    regressor = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1))  # one output: a regression
+
+    def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(output.reshape(-1), target.float())
+
+    if refused:
+        with pytest.raises(UsageError, match="arch.args.num_classes: Sequential outputs 1 classes"):
+            check_model_fits(regressor, mse, {}, torch.rand(8, 1, 2, 2), targets)
+    else:
+        assert check_model_fits(regressor, mse, {}, torch.rand(8, 1, 2, 2), targets).shape == (8, 1)

@@ -273,6 +273,13 @@ CONFIG_MISTAKES = [
         changes={"arch.args.num_classes": 2},
     ),
     case("in_channels-wrong", "arch: TinyConvNet cannot take the data's batches", changes={"arch.args.in_channels": 3}),
+    case("model-returns-a-tuple", "arch: PairOutputNet returns a tuple", changes={"arch.type": "PairOutputNet"}),
+    case(
+        "batch-norm-last-batch-of-one",
+        "batch_size: 63 leaves 1 of the 64 training samples in each epoch's last batch, which BatchNorm2d cannot train "
+        "on; use batch_size 64",
+        args=["--bs", "63"],
+    ),
     # metrics that cannot be added up on the device (tests/hostile.py)
     case(
         "metric-returns-a-float",

@@ -89,6 +89,7 @@ class Trainer:
         self.train_loader.set_epoch(self.start_epoch)
         images, targets = next(iter(self.train_loader))
         check_model_fits(self.model, self.criterion, self.metrics, images, targets)
+        check_batch_norm_batches(self.model, self.train_loader.order.share(), self.train_loader.batch_size)
 
     def metric_names(self) -> list[str]:
         return measured_names(list(self.metrics), validates=self.valid_loader is not None)
@@ -387,7 +388,13 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
         ) from None
     finally:
         model.train(was_training)
-    if output.dim() == 2 and targets.dim() == 1 and int(targets.max()) >= output.size(1):
+    if not isinstance(output, torch.Tensor):  # the loop, test.py and the exports take one tensor per batch
+        raise UsageError(
+            f"arch: {name} returns a {type(output).__name__}, not a tensor; return one tensor, the output that the "
+            "loss and metrics compare with the labels (compute extra outputs' losses inside the model)"
+        )
+    classifies = output.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point()  # not a regression
+    if classifies and int(targets.max()) >= output.size(1):
         raise UsageError(
             f"arch.args.num_classes: {name} outputs {output.size(1)} classes, but the data has label "
             f"{int(targets.max())}; set num_classes to the number of classes in the data"
@@ -399,6 +406,22 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
     for metric_name, metric in metrics.items():
         check_metric(metric_name, metric, output, targets)
     return output
+
+
+def check_batch_norm_batches(model: nn.Module, samples: int, batch_size: int) -> None:
+    """Refuse a batch size that leaves one sample in each epoch's last batch when the model has BatchNorm, which
+    cannot train on one (its batch variance is undefined): the epoch's last step would crash."""
+    # SyncBatchNorm under torchrun normalises over every process's samples: more than one.
+    batch_norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
+                   and not (isinstance(module, nn.SyncBatchNorm) and world_size() > 1)]  # fmt: skip
+    if not batch_norms or samples % batch_size != 1:
+        return
+    better = next((size for size in range(batch_size + 1, samples + 1) if samples % size != 1), None)
+    fix = f"use batch_size {better} or another validation_split" if better else "train on more than one sample"
+    raise UsageError(
+        f"data_loader.args.batch_size: {batch_size} leaves 1 of the {samples} training samples in each epoch's last "
+        f"batch, which {type(batch_norms[0]).__name__} cannot train on; {fix}"
+    )
 
 
 def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:

@@ -23,3 +23,11 @@ class TinyConvNet(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class PairOutputNet(TinyConvNet):
+    """Returns (logits, features), which the trainer refuses: it takes one tensor per batch."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        features = self.features(x)
+        return self.head(features), features

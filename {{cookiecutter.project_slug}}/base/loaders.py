@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from utils.dist import rank, shard, world_size
+from utils.errors import UsageError
 from utils.signals import ignore_stop_signals
 from utils.util import seed_worker
 
@@ -67,6 +68,12 @@ class BatchPrep:
         self.generator = torch.Generator(device=device)
 
     def __call__(self, images: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.dim() != 4:  # floats would be divided by 255 once too often
+            raise UsageError(
+                f"data_loader: its batches hold {str(images.dtype).removeprefix('torch.')} of shape "
+                f"{tuple(images.shape)}; load_split must give uint8 images N x C x H x W (0-255), which the loaders "
+                "scale to [0, 1] and normalise (see base/base_data_loader.py)"
+            )
         images = images.float().div_(255)
         if self.augment is not None:
             # Seeded per batch, so skipping batches on resume leaves the later ones unchanged.

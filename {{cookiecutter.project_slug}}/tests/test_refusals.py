@@ -273,6 +273,16 @@ CONFIG_MISTAKES = [
         changes={"arch.args.num_classes": 2},
     ),
     case("in_channels-wrong", "arch: TinyConvNet cannot take the data's batches", changes={"arch.args.in_channels": 3}),
+    case(
+        "float-images",
+        "data_loader: its batches hold float32 of shape (32, 1, 8, 8); load_split must give uint8 images",
+        changes={"data_loader.type": "TinyFloatLoader"},
+    ),
+    case(
+        "float-images-read-by-a-dataloader",
+        "data_loader: its batches hold float32 of shape (32, 1, 8, 8); load_split must give uint8 images",
+        changes={"data_loader.type": "TinyFloatLoader", "data_loader.args.device_resident": False},
+    ),
     case("model-returns-a-tuple", "arch: PairOutputNet returns a tuple", changes={"arch.type": "PairOutputNet"}),
     case(
         "batch-norm-last-batch-of-one",

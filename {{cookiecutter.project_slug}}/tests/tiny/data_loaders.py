@@ -61,3 +61,11 @@ class TinyDatasetLoader(TinyTensorLoader):
 
     def load_split(self, split: str) -> ImageTensors | Dataset:
         return ItemDataset(super().load_split(split))  # type: ignore[arg-type]
+
+
+class TinyFloatLoader(TinyTensorLoader):
+    """The same images already scaled to floats in [0, 1], which the loaders refuse: they take uint8 pixels."""
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        tensors = super().load_split(split)
+        return ImageTensors(tensors.images.float() / 255, tensors.targets)  # type: ignore[union-attr]

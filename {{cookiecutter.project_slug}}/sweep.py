@@ -15,7 +15,7 @@ from typing import Any
 
 import train
 from logger.logger import setup_logging
-from logger.trackers import check_installed, prepare_shared_stores
+from logger.trackers import check_installed
 from parse_config import Registry, load_config
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.errors import TrainingStopped, UsageError
@@ -102,7 +102,10 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
     if remaining > 0 and args.jobs == 1:
         run_trials(plan.study, objective(plan, modules), remaining, args.trials)
     elif remaining > 0:
-        prepare_shared_stores(plan.trainer.loggers, plan.trainer.tracking_uri, plan.experiment_dir.name)
+        if "mlflow" in plan.trainer.loggers:  # the workers share its database and experiment: one creates them
+            from logger.mlflow_tracker import create_store
+
+            create_store(plan.trainer.tracking_uri, plan.experiment_dir.name)
         code = run_workers(Path(__file__), worker_argv(args, plan, modules), shares(remaining, args.jobs))
         if code != 0:
             report(plan)

@@ -71,14 +71,6 @@ def check_installed(names: list[str]) -> None:
             raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
 
 
-def prepare_shared_stores(loggers: list[str], tracking_uri: str | None, experiment_name: str) -> None:
-    """What several processes about to log at once share, set up by one: MLflow's database and experiment."""
-    if "mlflow" in loggers:
-        from logger.mlflow_tracker import create_store
-
-        create_store(tracking_uri, experiment_name)
-
-
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:
     """The trackers ``config["trainer"]`` asks for, writing to ``run_dir``; none but disabled ones unless
     ``enabled`` (under torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at."""

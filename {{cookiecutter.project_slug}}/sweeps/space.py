@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parse_config import Registry, load_config, read_config_file
-from trainer.build import check_argument_names_of
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from parse_config import Config, ObjectSpec, Registry, check_argument_names, load_config, read_config_file
 from utils.errors import UsageError
 
 KINDS = ("float", "int", "categorical")
@@ -115,3 +117,13 @@ def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], regist
             except UsageError as err:
                 reason = str(err).removeprefix(f"--set {param.key}: ")
                 raise UsageError(f"{label}: space.{param.key}: {reason}") from None
+
+
+def check_argument_names_of(config: Config, registry: Registry) -> None:
+    """Each class config.json names takes the arguments it is given (names only; nothing is built), as
+    trainer/build.py's build_trainer would find."""
+    check_argument_names(config.arch, "arch", registry.models, torch.nn.Module)
+    check_argument_names(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, n_given=1)
+    if config.lr_scheduler is not None:
+        schedule = ObjectSpec(config.lr_scheduler.type, config.lr_scheduler.args)
+        check_argument_names(schedule, "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, n_given=1)

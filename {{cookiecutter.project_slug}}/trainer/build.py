@@ -5,10 +5,9 @@ import inspect
 import math
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler
 
 from base.base_data_loader import BaseDataLoader
-from parse_config import Config, ObjectSpec, Registry, build, check_argument_names, lookup_function
+from parse_config import Config, Registry, build, lookup_function
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
@@ -53,16 +52,6 @@ def check_optimizer_steps(optimizer: torch.optim.Optimizer) -> None:
             f"optimizer.type: {type(optimizer).__name__} needs a closure in step(), which this trainer does not "
             "pass; choose another optimizer (Adam, AdamW, SGD...)"
         )
-
-
-def check_argument_names_of(config: Config, registry: Registry) -> None:
-    """Each class config.json names takes the arguments it is given (names only; nothing is built), as
-    build_trainer would find: sweep.py checks every value it will try with this before any trial."""
-    check_argument_names(config.arch, "arch", registry.models, torch.nn.Module)
-    check_argument_names(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, n_given=1)
-    if config.lr_scheduler is not None:
-        schedule = ObjectSpec(config.lr_scheduler.type, config.lr_scheduler.args)
-        check_argument_names(schedule, "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, n_given=1)
 
 
 def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:

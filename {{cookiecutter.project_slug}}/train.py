@@ -257,13 +257,14 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
 def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
     """Train in ``run_dir``, logging each epoch to the trackers of ``trainer.loggers`` (logger/trackers.py)."""
     settings = config.trainer
-    tracker = open_trackers(config.to_dict(), run_dir, trainer.start_epoch, is_main())
+    trackers = open_trackers(config.to_dict(), run_dir, trainer.start_epoch, is_main())
     finished = False
     try:
-        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), tracker)
+        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), trackers)
         finished = True
     finally:
-        tracker.close(finished)
+        for tracker in trackers:
+            tracker.close(finished)
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

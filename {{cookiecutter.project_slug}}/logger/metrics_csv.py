@@ -21,17 +21,16 @@ Row = dict[str, float]
 
 
 class MetricsCsv:
-    """Keeps ``run_dir/metrics.csv``; does nothing when not ``enabled`` (under torchrun, ranks other than 0).
+    """Keeps ``run_dir/metrics.csv`` (under torchrun, only rank 0 has one: logger/trackers.py).
 
     ``keep_through``: the epoch the run (re)starts after; rows of later epochs, written by an earlier
     process that stopped before saving their checkpoint, are dropped now so that they are not repeated.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool, keep_through: int = 0) -> None:
+    def __init__(self, run_dir: Path, keep_through: int = 0) -> None:
         self.path = Path(run_dir) / FILE_NAME
-        self.enabled = enabled
         self.rows: dict[int, Row] = {}
-        if enabled and self.path.is_file():
+        if self.path.is_file():
             self._keep_rows_through(keep_through)
 
     def _keep_rows_through(self, keep_through: int) -> None:
@@ -47,8 +46,6 @@ class MetricsCsv:
             self._write()
 
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
-        if not self.enabled:
-            return
         self.rows[epoch] = {**epoch_metrics, "seconds": seconds}
         self._write()
 

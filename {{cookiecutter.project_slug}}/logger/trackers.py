@@ -1,6 +1,6 @@
 """Where a run's epochs are logged: ``trainer.loggers`` names the trackers, one class per backend.
 
-The Trainer sees only ``Tracker``: ``add_epoch`` after every finished epoch (before its checkpoint),
+The Trainer sees a list of ``Tracker``: ``add_epoch`` after every finished epoch (before its checkpoint),
 ``close`` once at the end, told whether the run finished. ``open_trackers`` builds the ones the config
 asks for; ``check_installed`` refuses a backend whose package is missing before the run folder exists.
 metrics.csv is always kept (logger/metrics_csv.py); TensorBoard is logger/visualization.py; MLflow and
@@ -31,21 +31,6 @@ class Tracker(Protocol):
     def close(self, finished: bool) -> None: ...
 
 
-class Trackers:
-    """Several trackers as one: each call goes to every one of them, in order."""
-
-    def __init__(self, trackers: list[Tracker]) -> None:
-        self.trackers = trackers
-
-    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
-        for tracker in self.trackers:
-            tracker.add_epoch(epoch, epoch_metrics, seconds)
-
-    def close(self, finished: bool) -> None:
-        for tracker in self.trackers:
-            tracker.close(finished)
-
-
 def run_artifacts(run_dir: Path) -> list[Path]:
     """What a tracker keeps a copy of when the run ends: best.pth, config.json, and the config-resume-N.json
     record of each resume that changed settings."""
@@ -71,20 +56,22 @@ def check_installed(names: list[str]) -> None:
             raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
 
 
-def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> Trackers:
-    """The trackers ``config["trainer"]`` asks for, writing to ``run_dir``; none but disabled ones unless
-    ``enabled`` (under torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at."""
+def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> list[Tracker]:
+    """The trackers ``config["trainer"]`` asks for, writing to ``run_dir``; none unless ``enabled`` (under
+    torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at."""
+    if not enabled:
+        return []
     settings = config["trainer"]
     names = settings["loggers"]
-    trackers: list[Tracker] = [MetricsCsv(run_dir, enabled, keep_through=start_epoch - 1)]
-    if enabled and "tensorboard" in names:
+    trackers: list[Tracker] = [MetricsCsv(run_dir, keep_through=start_epoch - 1)]
+    if "tensorboard" in names:
         trackers.append(TensorboardWriter(run_dir, purge_step=start_epoch, config=config))
-    if enabled and "mlflow" in names:
+    if "mlflow" in names:
         from logger.mlflow_tracker import MlflowTracker
 
         trackers.append(MlflowTracker(run_dir, config, settings["tracking_uri"], start_epoch))
-    if enabled and "wandb" in names:
+    if "wandb" in names:
         from logger.wandb_tracker import WandbTracker
 
         trackers.append(WandbTracker(run_dir, config))
-    return Trackers(trackers)
+    return trackers

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import trainer.checkpoint
-from logger.trackers import Trackers
 from tests.tiny import tiny_config
 from trainer.checkpoint import Checkpointer, create_run_dir
 from trainer.monitor import Monitor
@@ -105,7 +104,7 @@ def scripted_trainer(make_trainer: MakeTrainer, save_dir: Path, val_losses: list
 def fit(trainer: Trainer, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = Checkpointer(run_dir, trainer.settings.save_period, trainer.settings.keep_last)
-    trainer.fit(checkpoints, Trackers([]))
+    trainer.fit(checkpoints, [])
 
 
 def epochs_run(trainer: Trainer) -> list[int]:

@@ -9,6 +9,7 @@ import pytest
 
 import train
 from logger.metrics_csv import MetricsCsv, read_rows
+from logger.trackers import open_trackers
 from tests.hostile import EXTRA, Killed, atomic_renames, interrupt_on_forward, only_run, small_config, write_config
 
 EPOCHS, STEPS_PER_EPOCH = 3, 2  # small_config: 64 training samples in batches of 32
@@ -108,15 +109,15 @@ def test_a_metric_added_on_resume_gets_a_column_empty_before(tmp_path: Path) -> 
 
 
 def test_only_the_writing_process_touches_the_file(tmp_path: Path) -> None:
-    """Under torchrun the ranks other than 0 hold a disabled MetricsCsv."""
-    other_rank = MetricsCsv(tmp_path, enabled=False)
-    other_rank.add_epoch(1, {"loss": 1.0, "lr": 0.1}, 2.0)
+    """Under torchrun the ranks other than 0 open no tracker, so nothing of theirs writes."""
+    config = {"trainer": {"loggers": ["csv", "tensorboard"], "tracking_uri": None}}
+    assert open_trackers(config, tmp_path, start_epoch=1, enabled=False) == []
     assert list(tmp_path.iterdir()) == []
-    main_rank = MetricsCsv(tmp_path, enabled=True)
+    main_rank = MetricsCsv(tmp_path)
     main_rank.add_epoch(1, {"loss": 1.0, "lr": 0.1}, 2.0)
     main_rank.add_epoch(2, {"loss": float("nan"), "lr": 0.1}, 2.0)
     assert (tmp_path / "metrics.csv").read_text().splitlines() == [
         "epoch,loss,lr,seconds", "1,1.0,0.1,2.0", "2,nan,0.1,2.0",
     ]  # fmt: skip
-    assert sorted(MetricsCsv(tmp_path, enabled=True, keep_through=1).rows) == [1]
+    assert sorted(MetricsCsv(tmp_path, keep_through=1).rows) == [1]
     assert sorted(read_rows(tmp_path / "metrics.csv")) == [1], "a resume after epoch 1 drops the later rows"

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import torch
 
-from logger.trackers import Trackers
 from tests.tiny import tiny_config
 from trainer.checkpoint import Checkpointer
 from trainer.settings import TrainerSettings
@@ -27,7 +26,7 @@ def plain_config(tmp_path: Path, **trainer_settings: Any) -> dict[str, Any]:
 
 
 def train_one_epoch(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
-    trainer.fit(Checkpointer(run_dir, save_period=100, keep_last=0), Trackers([]))
+    trainer.fit(Checkpointer(run_dir, save_period=100, keep_last=0), [])
     return load_checkpoint(run_dir / "last.pth")
 
 

@@ -94,9 +94,9 @@ class Trainer:
     def metric_names(self) -> list[str]:
         return measured_names(list(self.metrics), validates=self.valid_loader is not None)
 
-    def fit(self, checkpoints: Checkpointer, tracker: Tracker) -> None:
+    def fit(self, checkpoints: Checkpointer, trackers: list[Tracker]) -> None:
         """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal;
-        each finished epoch goes to ``tracker`` (metrics.csv, TensorBoard...: logger/trackers.py) before its
+        each finished epoch goes to the ``trackers`` (metrics.csv, TensorBoard...: logger/trackers.py) before its
         checkpoint."""
         checkpoints.remove_stale_temp_files()
         finished = self.finished_already()
@@ -113,7 +113,8 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 logger.info(describe_epoch(epoch, epochs, epoch_metrics, seconds, improved))
                 # Before last.pth: a resume drops the metrics.csv rows (and events) of epochs it replays.
-                tracker.add_epoch(epoch, epoch_metrics, seconds)
+                for tracker in trackers:
+                    tracker.add_epoch(epoch, epoch_metrics, seconds)
                 checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
                 # A signal during validation or saving ends the run here, with the epoch on disk.
                 if self.stop.agreed(can_vote=True, device=self.device):

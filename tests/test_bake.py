@@ -39,7 +39,6 @@ PROJECT_FILES = {
     "data_loader/__init__.py",
     "data_loader/data_loaders.py",
     "inference/__init__.py",
-    "inference/checked_export.py",
     "inference/classify.py",
     "inference/exporters.py",
     "inference/image_files.py",

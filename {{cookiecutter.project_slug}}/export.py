@@ -5,8 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-from inference.checked_export import description_path, export_checked
-from inference.exporters import FORMATS, export_format
+from inference.exporters import FORMATS, description_path, export_checked, export_format
 from inference.trained import check_output_folder, load_trained_model
 from logger.logger import setup_logging
 from parse_config import Registry

@@ -5,7 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-from inference.classify import BatchSettings, classify_files, write_predictions
+from inference.classify import classify_files, write_predictions
 from inference.image_files import find_images
 from inference.trained import check_output_folder, load_trained_model
 from logger.logger import setup_logging
@@ -33,10 +33,7 @@ def predict(args: argparse.Namespace, modules: Registry) -> None:
     check_output_folder(args.output)
     trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
     paths = find_images(args.inputs)
-    data, device = trained.data, trained.device
-    settings = BatchSettings(data.settings.batch_size, data.settings.num_workers,
-                             trained.config.trainer.amp_dtype(device), args.top_k)  # fmt: skip
-    result = classify_files(trained.model, paths, data.image_reader(), data.batch_prep(device), device, settings)
+    result = classify_files(trained, paths, args.top_k)
     if not result.predictions:
         path, reason = result.unreadable[0]
         raise UsageError(f"none of the {len(paths)} image file(s) could be read ({path}: {reason})")

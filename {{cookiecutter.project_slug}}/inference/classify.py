@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from base.loaders import BatchPrep
+from inference.trained import TrainedModel
 from utils.errors import UsageError
 from utils.util import atomic_write
 
@@ -49,32 +49,23 @@ class _ImageFiles(Dataset):
             return None, " ".join(str(err).split()) or type(err).__name__
 
 
-def _as_list(items: list[ReadResult]) -> list[ReadResult]:
-    return items  # keep the batch as it is: images may be missing or (without image_size) differ in size
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    batch_size: int
-    num_workers: int = 0
-    amp_dtype: torch.dtype | None = None
-    top_k: int = 3
-
-
 @torch.no_grad()
-def classify_files(model: torch.nn.Module, paths: list[Path], reader: Callable[[Path], torch.Tensor],
-                   prep: BatchPrep, device: torch.device, settings: BatchSettings) -> Classified:  # fmt: skip
-    """The top ``settings.top_k`` classes of every readable file in ``paths``, in their order."""
-    loader = DataLoader(_ImageFiles(paths, reader), batch_size=settings.batch_size,
-                        num_workers=settings.num_workers, collate_fn=_as_list)  # fmt: skip
+def classify_files(trained: TrainedModel, paths: list[Path], top_k: int) -> Classified:
+    """The top ``top_k`` classes of every readable file in ``paths``, in their order, read and prepared by
+    ``trained.data`` in its batch size and worker count, on ``trained.device`` in the run's precision."""
+    data, device = trained.data, trained.device
+    batch_size, prep, amp = data.settings.batch_size, data.batch_prep(device), trained.config.trainer.amp_dtype(device)
+    # collate_fn=list keeps the batch as it is: images may be missing or (without image_size) differ in size
+    loader = DataLoader(_ImageFiles(paths, data.image_reader()), batch_size=batch_size,
+                        num_workers=data.settings.num_workers, collate_fn=list)  # fmt: skip
     result, start = Classified(), 0
-    show_bar = len(paths) > settings.batch_size  # one batch is over before a bar could say anything
+    show_bar = len(paths) > batch_size  # one batch is over before a bar could say anything
     with tqdm(total=len(paths), unit="image", leave=False, disable=None if show_bar else True) as bar:
         for batch in loader:
             batch_paths = paths[start : start + len(batch)]
             images, readable = _stack_readable(batch_paths, batch, result.unreadable)
             if readable:
-                top = _top_classes(model, prep(images.to(device), 0, 0), settings)
+                top = _top_classes(trained.model, prep(images.to(device), 0, 0), amp, top_k)
                 result.predictions += [Prediction(path, i, p) for path, (i, p) in zip(readable, top, strict=True)]
             start += len(batch)
             bar.update(len(batch))
@@ -97,15 +88,14 @@ def _stack_readable(paths: list[Path], batch: list[ReadResult],
     return (torch.stack(images) if images else torch.empty(0)), readable
 
 
-def _top_classes(model: torch.nn.Module, inputs: torch.Tensor,
-                 settings: BatchSettings) -> list[tuple[list[int], list[float]]]:  # fmt: skip
-    amp = settings.amp_dtype
+def _top_classes(model: torch.nn.Module, inputs: torch.Tensor, amp: torch.dtype | None,
+                 top_k: int) -> list[tuple[list[int], list[float]]]:  # fmt: skip
     with torch.autocast(inputs.device.type, dtype=amp, enabled=amp is not None):
         logits = model(inputs)
     if logits.dim() != 2:
         raise UsageError(f"arch: the model returns shape {tuple(logits.shape)}; predict.py needs N x classes scores")
     probabilities = logits.float().softmax(dim=1)
-    top = probabilities.topk(min(settings.top_k, probabilities.size(1)), dim=1)
+    top = probabilities.topk(min(top_k, probabilities.size(1)), dim=1)
     return list(zip(top.indices.tolist(), top.values.tolist(), strict=True))
 
 

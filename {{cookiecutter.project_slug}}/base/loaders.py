@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from utils.dist import rank, shard, world_size
+from utils.dist import rank, world_size
 from utils.errors import UsageError
 from utils.signals import ignore_stop_signals
 from utils.util import seed_worker
@@ -40,15 +40,21 @@ class EpochOrder:
     n_samples: int
     seed: int
     shuffle: bool
-    pad: bool  # training: equal shares under torchrun (or the gradient all-reduce waits forever)
+    pad: bool  # training: equal shares under torchrun (see indices)
 
     def indices(self, epoch: int) -> torch.Tensor:
+        """This process's share of the epoch's order: every world_size-th sample (every process draws the
+        same order). With ``pad``, the first few are repeated so that all shares are equal: every process
+        must take the same number of training steps, or the gradient all-reduce waits forever."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
             order = torch.randperm(self.n_samples, generator=generator)
         else:
             order = torch.arange(self.n_samples)
-        return shard(order, pad=self.pad)  # under torchrun: every process draws the same order, keeps its share
+        world = world_size()
+        if self.pad:
+            order = torch.cat([order, order[: -len(order) % world]])
+        return order[rank() :: world]
 
     def share(self) -> int:
         """How many samples this process sees per epoch (all of them outside torchrun)."""

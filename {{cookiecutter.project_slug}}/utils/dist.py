@@ -6,7 +6,6 @@
 
 import os
 import socket
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -67,20 +66,6 @@ def broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def shard(indices: Sequence[int] | torch.Tensor, pad: bool = True) -> Any:
-    """This process's share of ``indices``: every world_size-th one. With ``pad``, the first few
-    are repeated so that all shares are equal: every process must take the same number of training
-    steps, or the gradient all-reduce waits forever. Evaluation shares need no padding."""
-    world = world_size()
-    if world == 1:
-        return indices
-    padding = -len(indices) % world if pad else 0
-    if padding:
-        head = indices[:padding]
-        indices = torch.cat([indices, head]) if isinstance(indices, torch.Tensor) else [*indices, *head]
-    return indices[rank() :: world]
 
 
 def launch_command(arguments: str) -> str:

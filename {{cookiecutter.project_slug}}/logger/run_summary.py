@@ -14,6 +14,7 @@ from logger.metrics_csv import FILE_NAME, Row, read_rows
 from logger.runs import differing_settings, peek_checkpoint, read_config, run_status
 from trainer.monitor import Monitor
 from utils.errors import UsageError
+from utils.util import metric_text
 
 TEST_REPORTS = ("best.test.json", "last.test.json")
 
@@ -38,7 +39,7 @@ def run_cells(run: Path, config: dict[str, Any], settings: dict[str, str]) -> li
     history = read_rows(run / FILE_NAME) if (run / FILE_NAME).is_file() else {}
     total = config.get("trainer", {}).get("epochs", "?")
     what = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
-    tested = {name: _number(value) for name, value in test_metrics(run).items()}
+    tested = {name: metric_text(value) for name, value in test_metrics(run).items()}
     return [what, best_cells(config, history), tested, settings]
 
 
@@ -65,7 +66,7 @@ def best_cells(config: dict[str, Any], history: dict[int, Row]) -> dict[str, str
         return {f"best_{monitor.metric}": "-", "best_epoch": "-"}
     pick = min if monitor.mode == "min" else max
     epoch = pick(values, key=lambda e: (values[e], e))  # the earliest of equal values, as the Monitor keeps
-    return {f"best_{monitor.metric}": _number(values[epoch]), "best_epoch": str(epoch)}
+    return {f"best_{monitor.metric}": metric_text(values[epoch]), "best_epoch": str(epoch)}
 
 
 def test_metrics(run: Path) -> dict[str, float]:
@@ -88,7 +89,3 @@ def format_table(rows: list[dict[str, str]], columns: list[str]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in cells
     )
-
-
-def _number(value: float) -> str:
-    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"

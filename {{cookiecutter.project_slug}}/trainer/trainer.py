@@ -28,7 +28,7 @@ from utils.dist import all_reduce, is_distributed, launch_command, world_size
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
 from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
-from utils.util import rng_state, set_rng_state
+from utils.util import metric_text, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -351,9 +351,8 @@ def describe_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: 
 
 
 def _columns(values: dict[str, float]) -> str:
-    """``name 0.1234`` pairs with a fixed number of decimals, so that epoch lines line up."""
-    pairs = (f"{name} {value:.4f}" if abs(value) < 1e4 else f"{name} {value:.4g}" for name, value in values.items())
-    return "  ".join(pairs)
+    """``name 0.1234`` pairs, so that epoch lines line up."""
+    return "  ".join(f"{name} {metric_text(value)}" for name, value in values.items())
 
 
 @torch.no_grad()

@@ -14,6 +14,11 @@ import torch
 from utils.errors import UsageError
 
 
+def metric_text(value: float) -> str:
+    """A metric's value with a fixed number of decimals, so that epoch lines and table columns line up."""
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
 def read_json(path: Path) -> dict[str, Any]:
     with Path(path).open(encoding="utf-8") as handle:
         return json.load(handle)

@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -81,16 +82,8 @@ def benchmark_config(config_path: Path, overrides: list[str], keep_metrics: bool
     return load_config(config_path, [*fixed, *overrides])
 
 
-EpochsOf = Callable[[Config, Registry, torch.device], Iterator[Epoch]]
-
-
-@dataclass
-class BenchPath:
-    epochs: EpochsOf
-    config: Config
-
-    def start(self, modules: Registry, device: torch.device) -> Iterator[Epoch]:
-        return self.epochs(self.config, modules, device)
+# A path to time: hand_written_epochs or trainer_epochs with its config bound (functools.partial).
+BenchPath = Callable[[Registry, torch.device], Iterator[Epoch]]
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -155,16 +148,16 @@ def trainer_epochs(config: Config, modules: Registry, device: torch.device) -> I
             yield Epoch(time.perf_counter() - started, epoch_metrics["loss"], trainer.train_loader.n_samples)
 
 
-def bench_paths(args: argparse.Namespace) -> dict[str, BenchPath]:
-    """The paths to time, by name; the flags' overrides apply to all of them."""
+def bench_paths(args: argparse.Namespace) -> tuple[Config, dict[str, BenchPath]]:
+    """The config of the two plain paths, and the paths to time, by name; the flags' overrides apply to all."""
     overrides = overrides_from_flags(args)
     config = benchmark_config(args.config, overrides)
-    paths = {"hand-written": BenchPath(hand_written_epochs, config), "Trainer": BenchPath(trainer_epochs, config)}
+    paths = {"hand-written": partial(hand_written_epochs, config), "Trainer": partial(trainer_epochs, config)}
     if args.with_metrics:
-        paths["Trainer+metrics"] = BenchPath(trainer_epochs, benchmark_config(args.config, overrides, True))
+        paths["Trainer+metrics"] = partial(trainer_epochs, benchmark_config(args.config, overrides, True))
     if args.limit:
-        paths["limit"] = BenchPath(hand_written_epochs, benchmark_config(args.config, [*overrides, *LIMIT_OVERRIDES]))
-    return paths
+        paths["limit"] = partial(hand_written_epochs, benchmark_config(args.config, [*overrides, *LIMIT_OVERRIDES]))
+    return config, paths
 
 
 def warmup_and_memory(paths: dict[str, BenchPath], modules: Registry, device: torch.device) -> dict[str, PathResult]:
@@ -172,7 +165,7 @@ def warmup_and_memory(paths: dict[str, BenchPath], modules: Registry, device: to
     results = {}
     for name, path in paths.items():
         reset_peak_memory(device)
-        first = next(path.start(modules, device))  # the generator and all it built go when this returns
+        first = next(path(modules, device))  # the generator and all it built go when this returns
         results[name] = PathResult(first.seconds, peak_memory(device), first.samples)
     return results
 
@@ -191,7 +184,7 @@ def paired_epoch_seconds(
     for build_order, epochs in zip((list(paths), list(reversed(paths))), halves, strict=True):
         if epochs == 0:
             continue
-        running = {name: paths[name].start(modules, device) for name in build_order}
+        running = {name: paths[name](modules, device) for name in build_order}
         names = list(running)
         for turn in range(epochs + 1):
             shift = turn % len(names)
@@ -232,8 +225,7 @@ def ratio_row(path: PathResult, baseline: PathResult, label: str) -> str:
 
 
 def run(args: argparse.Namespace, modules: Registry) -> None:
-    paths = bench_paths(args)
-    config = paths["Trainer"].config
+    config, paths = bench_paths(args)
     device = resolve_device(config.device)
     results = warmup_and_memory(paths, modules, device)
     for name, seconds in paired_epoch_seconds(paths, modules, device, args.epochs).items():

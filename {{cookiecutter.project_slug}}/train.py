@@ -4,7 +4,6 @@ import argparse
 import logging
 import shutil
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,12 +26,12 @@ from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.dist import (
-    broadcast,
     describe_world,
     init_distributed,
     is_distributed,
     is_main,
     launched_by_torchrun,
+    on_rank_0,
     rank,
     world_size,
 )
@@ -147,20 +146,6 @@ def restore(trainer: Trainer, start: RunStart) -> None:
     refuse_world_size_change(checkpoint.get("world_size"), world_size(), recorded.lr_scheduler, mid_epoch)
     trainer.load_state_dict(checkpoint, path)
     apply_overrides(trainer, recorded, start.config)
-
-
-def on_rank_0(action: Callable[[], Any]) -> Any:
-    """Run ``action`` on rank 0 only and hand its result, or its refusal, to every process."""
-    result, refusal = None, None
-    if is_main():
-        try:
-            result = action()
-        except UsageError as err:
-            refusal = str(err)
-    result, refusal = broadcast((result, refusal))
-    if refusal is not None:
-        raise UsageError(refusal)
-    return result
 
 
 def new_run_dir(start: RunStart) -> Path:

@@ -6,6 +6,7 @@
 
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -59,13 +60,21 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast(value: Any) -> Any:
-    """Rank 0's ``value``, on every process."""
-    if not is_distributed():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+def on_rank_0(action: Callable[[], Any]) -> Any:
+    """Run ``action`` on rank 0 only and hand its result, or its refusal, to every process."""
+    result, refusal = None, None
+    if is_main():
+        try:
+            result = action()
+        except UsageError as err:
+            refusal = str(err)
+    if is_distributed():
+        box = [(result, refusal)]
+        dist.broadcast_object_list(box, src=0)
+        result, refusal = box[0]
+    if refusal is not None:
+        raise UsageError(refusal)
+    return result
 
 
 def launch_command(arguments: str) -> str:

@@ -20,11 +20,6 @@ LOGGERS = ("csv", *OPTIONAL_BACKENDS)  # csv: metrics.csv, always written; the o
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def _is_monitor(text: str) -> bool:
-    Monitor.parse(text)  # raises with its own message
-    return True
-
-
 @dataclass(frozen=True)
 class TrainerSettings:
     """How to train: length, checkpoints, monitoring, precision and speed switches, logging."""
@@ -34,7 +29,8 @@ class TrainerSettings:
     save_period: int = setting(5, "an integer >= 1", lambda v: v >= 1)
     keep_last: int = setting(3, "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0)
     verbosity: int = setting(1, "0, 1 or 2", lambda v: v in (0, 1, 2))
-    monitor: str = setting("min val_loss", "'min <metric>', 'max <metric>' or 'off'", _is_monitor)
+    # Monitor.parse raises with its own message
+    monitor: str = setting("min val_loss", "'min <metric>', 'max <metric>' or 'off'", lambda v: bool(Monitor.parse(v)))
     early_stop: int = setting(5, "an integer >= 0 (0 turns it off)", lambda v: v >= 0)
     nonfinite_loss: str = setting("stop", "'stop' or 'skip'", lambda v: v in ("stop", "skip"))
     amp: str = setting("auto", "'auto', 'bf16', 'fp16' or 'off'", lambda v: v in AMP_MODES)

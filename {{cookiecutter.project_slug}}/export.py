@@ -6,11 +6,18 @@ import sys
 from pathlib import Path
 
 from inference.exporters import FORMATS, description_path, export_checked, export_format
-from inference.trained import check_output_folder, load_trained_model
+from inference.trained import load_trained_model
 from logger.logger import setup_logging
 from parse_config import Registry
 from train import PROJECT_MODULES
-from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
+from utils.cli import (
+    ArgumentParser,
+    add_checkpoint_flag,
+    add_override_flags,
+    check_output_folder,
+    overrides_from_flags,
+    run_command,
+)
 from utils.errors import UsageError
 
 logger = logging.getLogger("export")

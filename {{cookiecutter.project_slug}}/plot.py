@@ -15,7 +15,7 @@ from logger.metrics_csv import FILE_NAME, Row, read_rows
 from logger.plots import PICTURE_FORMATS, draw_curves, matplotlib_figure
 from logger.run_summary import summary_table
 from logger.runs import differing_settings, find_runs, read_config, run_label
-from utils.cli import ArgumentParser, run_command
+from utils.cli import ArgumentParser, check_output_folder, run_command
 from utils.errors import UsageError
 
 logger = logging.getLogger("plot")
@@ -38,10 +38,7 @@ def output_path(output: Path | None, runs: list[Path]) -> Path:
         parents = {run.parent for run in runs}
         folder = runs[0] if len(runs) == 1 else parents.pop() if len(parents) == 1 else Path()
         output = folder / "curves.png"
-    if not output.parent.is_dir():
-        raise UsageError(f"-o: folder {str(output.parent)!r} does not exist; create it or write elsewhere")
-    if output.is_dir():
-        raise UsageError(f"-o: {str(output)!r} is a folder; give a file name such as curves.png")
+    check_output_folder(output)
     if output.suffix[1:].lower() not in PICTURE_FORMATS:
         suffixes = ", ".join(f".{name}" for name in PICTURE_FORMATS)
         raise UsageError(f"-o: {str(output)!r} names no picture format plot.py writes; end it in {suffixes}")

@@ -7,11 +7,18 @@ from pathlib import Path
 
 from inference.classify import classify_files, write_predictions
 from inference.image_files import find_images
-from inference.trained import check_output_folder, load_trained_model
+from inference.trained import load_trained_model
 from logger.logger import setup_logging
 from parse_config import Registry
 from train import PROJECT_MODULES
-from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
+from utils.cli import (
+    ArgumentParser,
+    add_checkpoint_flag,
+    add_override_flags,
+    check_output_folder,
+    overrides_from_flags,
+    run_command,
+)
 from utils.errors import UsageError
 
 logger = logging.getLogger("predict")

@@ -12,7 +12,6 @@ from parse_config import Config, Registry, load_config
 from trainer.build import build_data, build_model
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.dist import init_distributed, launched_by_torchrun, rank
-from utils.errors import UsageError
 from utils.util import resolve_device
 
 
@@ -59,11 +58,3 @@ def load_trained_model(
     point = checkpoint.get("mid_epoch")
     mid_epoch = {"epoch": point["epoch"], "step": point["step"]} if point else None
     return TrainedModel(model, config, data, classes, device, checkpoint_path, checkpoint["epoch"], mid_epoch)
-
-
-def check_output_folder(path: Path) -> None:
-    """Refuse an output path whose folder does not exist, or that is a folder, before any work is done."""
-    if path.is_dir():
-        raise UsageError(f"-o {str(path)!r} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")

@@ -132,3 +132,11 @@ def log_to_files(message: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+
+
+def check_output_folder(path: Path) -> None:
+    """Refuse an output path whose folder does not exist, or that is a folder, before any work is done."""
+    if path.is_dir():
+        raise UsageError(f"-o {str(path)!r} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")

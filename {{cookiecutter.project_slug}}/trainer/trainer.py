@@ -268,10 +268,10 @@ class Trainer:
         raise self._stop_error(f"at epoch {epoch}, step {step}", checkpoints)
 
     def _stop_error(self, where: str, checkpoints: Checkpointer) -> TrainingStopped:
-        number = self.stop.signal_number or 0
+        # Only after stop.agreed(), which says stop only once a signal's number is recorded.
         resume = launch_command(f"train.py -r {checkpoints.last}")
         message = f"stopped by {self.stop.name()} {where}; resume with: {resume}"
-        return TrainingStopped(message, 128 + number)
+        return TrainingStopped(message, 128 + self.stop.signal_number)
 
     def _fits_resume_point(self, point: dict[str, Any], epoch: int) -> bool:
         """Whether a checkpoint's ``mid_epoch`` can continue here: the epoch after ``epoch``, a step within it,

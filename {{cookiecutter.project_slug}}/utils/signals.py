@@ -54,7 +54,7 @@ class GracefulStop:
         return bool(signal_number)
 
     def name(self) -> str:
-        return signal.Signals(self.signal_number).name if self.signal_number else "no signal"
+        return signal.Signals(self.signal_number).name
 
 
 def ignore_stop_signals() -> None:

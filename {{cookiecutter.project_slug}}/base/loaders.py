@@ -5,10 +5,9 @@
 - ``StreamingLoader``: a torch DataLoader reads samples (with workers, for files read as it goes),
   and each batch is copied to the device.
 
-Both yield ``(images, targets)`` on the device, prepared the same way (``BatchPrep``: scale to
-[0, 1], augment when training, normalise). The order of each epoch depends only on the seed and
-the epoch, and an epoch can start part way through, so a resumed run sees exactly the batches an
-uninterrupted one would.
+Both yield ``(images, targets)`` on the device, prepared the same way (``BatchPrep``). The order of
+each epoch depends only on the seed and the epoch, and an epoch can start part way through, so a
+resumed run sees exactly the batches an uninterrupted one would.
 """
 
 import math

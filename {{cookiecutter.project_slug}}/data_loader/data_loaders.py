@@ -1,11 +1,9 @@
 """Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to.
 
-Each one says where its data comes from (``load_split``), how to normalise it (``mean``, ``std``),
-how to augment training batches (``augmentation``, from base/augment.py) and the size of its
-images (``image_size``: predict.py resizes image files to it). Splitting, seeding,
-batching and the choice between the device-resident and the DataLoader path live in
-``BaseDataLoader``; its arguments (``batch_size``, ``validation_split``, ``num_workers``...) come
-from ``data_loader.args`` too.
+What each one sets (``load_split``, ``mean``, ``std``, ``augmentation``, ``image_size``) is described in
+base/base_data_loader.py. Splitting, seeding, batching and the choice between the device-resident and the
+DataLoader path live in ``BaseDataLoader``; its arguments (``batch_size``, ``validation_split``,
+``num_workers``...) come from ``data_loader.args`` too.
 """
 
 import logging

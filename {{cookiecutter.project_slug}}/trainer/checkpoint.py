@@ -1,9 +1,6 @@
-"""The run folder and the checkpoints kept in it.
-
-After every epoch ``last.pth``; ``best.pth`` whenever the monitored metric improves; ``epoch-N.pth``
-every ``save_period`` epochs, keeping the newest ``keep_last``. When a stop signal arrives part way
-through an epoch, ``last.pth`` records where (``mid_epoch``), so a resumed run can finish that epoch
-exactly. Writing is atomic (utils/checkpoint.py); only rank 0 writes.
+"""The run folder, its lock and the checkpoints kept in it (``Checkpointer``). A stop part way through
+an epoch records where in ``last.pth`` (``mid_epoch``), so a resumed run can finish that epoch exactly.
+Writing is atomic (utils/checkpoint.py); only rank 0 writes.
 """
 
 import json

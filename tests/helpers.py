@@ -32,21 +32,22 @@ def baked(cookies_session, **answers: bool) -> Path:
 
 
 class Part(NamedTuple):
-    """What an optional part's yes adds: files (besides its tests), its test file, and a dependency."""
+    """What an optional part's yes adds: files (besides its tests), its test file, and its dependencies."""
 
     files: set[str]
     test_file: str
-    requirement: str
+    requirements: tuple[str, ...]
 
     @property
     def package(self) -> str:
-        return self.requirement.partition(">=")[0]
+        """The main package, the one the README's install line names."""
+        return self.requirements[0].partition(">=")[0]
 
 
 OPTIONAL_PARTS = {
-    "sweeps": Part(SWEEP_FILES, "test_sweep.py", "optuna>=4.0"),
-    "mlflow": Part({"logger/mlflow_tracker.py"}, "test_mlflow.py", "mlflow-skinny>=2.10"),
-    "wandb": Part({"logger/wandb_tracker.py"}, "test_wandb.py", "wandb>=0.18"),
+    "sweeps": Part(SWEEP_FILES, "test_sweep.py", ("optuna>=4.0",)),
+    "mlflow": Part({"logger/mlflow_tracker.py"}, "test_mlflow.py", ("mlflow-skinny>=2.10", "sqlalchemy", "alembic")),
+    "wandb": Part({"logger/wandb_tracker.py"}, "test_wandb.py", ("wandb>=0.18",)),
 }
 # The MNIST sample's one-cycle schedule is laid out over the run's steps, so a finished run of it
 # cannot be extended; tests that extend runs train with a per-epoch schedule instead.

@@ -89,7 +89,7 @@ def test_each_optional_part_comes_whole_or_not_at_all(cookies, answers: dict) ->
     install_line = next(line for line in readme_lines if "pip install -e" in line)
     for name, part in OPTIONAL_PARTS.items():
         assert (part.test_file in tests) is answers[name], part.test_file
-        assert (part.requirement in dependencies) is answers[name], part.requirement
+        assert all((requirement in dependencies) is answers[name] for requirement in part.requirements), name
         assert (part.package in install_line) is answers[name], install_line
     trainer = json.loads((project / "config.json").read_text())["trainer"]
     assert trainer["loggers"] == ["csv", "tensorboard", *(name for name in ("mlflow", "wandb") if answers[name])]

@@ -17,11 +17,12 @@ from logger.metrics_csv import MetricsCsv
 from logger.visualization import TensorboardWriter
 from utils.errors import UsageError
 
-# name in trainer.loggers -> (its tracker's module here, the package that module needs, how to install it)
+# name in trainer.loggers -> (its tracker's module here, the packages that module needs, how to install them)
 OPTIONAL_BACKENDS = {
-    "tensorboard": ("logger.visualization", "tensorboard", "pip install tensorboard"),
-    "mlflow": ("logger.mlflow_tracker", "mlflow", "pip install -e ."),
-    "wandb": ("logger.wandb_tracker", "wandb", "pip install -e ."),
+    "tensorboard": ("logger.visualization", ("tensorboard",), "pip install tensorboard"),
+    # mlflow-skinny leaves out what its SQLite store (the default tracking URI) needs
+    "mlflow": ("logger.mlflow_tracker", ("mlflow", "sqlalchemy", "alembic"), "pip install -e ."),
+    "wandb": ("logger.wandb_tracker", ("wandb",), "pip install -e ."),
 }
 
 
@@ -44,7 +45,7 @@ def check_installed(names: list[str]) -> None:
     for name in names:
         if name not in OPTIONAL_BACKENDS:
             continue
-        tracker_module, package, install = OPTIONAL_BACKENDS[name]
+        tracker_module, packages, install = OPTIONAL_BACKENDS[name]
         without = f"or run without it: --set trainer.loggers='{json.dumps([n for n in names if n != name])}'"
         if importlib.util.find_spec(tracker_module) is None:
             file = tracker_module.replace(".", "/") + ".py"
@@ -52,8 +53,9 @@ def check_installed(names: list[str]) -> None:
                 f"trainer.loggers: {name!r} was not generated in this project (no {file}); "
                 f"add it with: cruft update --variables-to-update '{json.dumps({name: True})}', {without}"
             )
-        if importlib.util.find_spec(package) is None:
-            raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
+        for package in packages:
+            if importlib.util.find_spec(package) is None:
+                raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
 
 
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> list[Tracker]:

@@ -63,14 +63,15 @@ def test_mlflow_keeps_one_point_for_an_epoch_replayed_after_a_kill(
         assert [point.step for point in client.get_metric_history(run_id, name)] == [1, 2, 3], name
 
 
-def test_without_the_mlflow_package_it_is_one_line_before_any_run_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("package", ["mlflow", "sqlalchemy", "alembic"])  # the last two: its SQLite store
+def test_without_a_package_it_needs_it_is_one_line_before_any_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, package: str
 ) -> None:
-    hide_package(monkeypatch, "mlflow")
+    hide_package(monkeypatch, package)
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "mlflow"]), modules=EXTRA)
     assert result.code == 2
     assert result.error_line() == (
-        "error: trainer.loggers: 'mlflow' needs the mlflow package; pip install -e ., "
+        f"error: trainer.loggers: 'mlflow' needs the {package} package; pip install -e ., "
         """or run without it: --set trainer.loggers='["csv"]'"""
     )
     assert not (tmp_path / "saved").exists()

@@ -37,6 +37,7 @@ from utils.dist import (
 )
 from utils.errors import UsageError
 from utils.foreign_weights import import_weights
+from utils.signals import sigterm_interrupts
 from utils.util import configure_backends, resolve_device, write_json
 
 logger = logging.getLogger("train")
@@ -228,7 +229,7 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
         logger.info("Run folder: %s", run_dir)
         log_setup(config, trainer, device)
         fit(trainer, config, run_dir)
-    except KeyboardInterrupt:  # before the signal handlers were installed: nothing was trained
+    except (KeyboardInterrupt, UsageError):  # a stop or a refusal before any checkpoint: leave no run folder
         if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -254,7 +255,8 @@ def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
     args = parse_args(argv)
-    return run_command(lambda: train(args, modules), args.debug)
+    with sigterm_interrupts():  # a scheduler's SIGTERM while starting up cleans up as Ctrl-C does
+        return run_command(lambda: train(args, modules), args.debug)
 
 
 if __name__ == "__main__":

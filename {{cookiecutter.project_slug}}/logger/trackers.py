@@ -46,7 +46,7 @@ def check_installed(names: list[str]) -> None:
         if name not in OPTIONAL_BACKENDS:
             continue
         tracker_module, packages, install = OPTIONAL_BACKENDS[name]
-        without = f"or run without it: --set trainer.loggers='{json.dumps([n for n in names if n != name])}'"
+        without = _without(names, name)
         if importlib.util.find_spec(tracker_module) is None:
             file = tracker_module.replace(".", "/") + ".py"
             raise UsageError(
@@ -60,20 +60,36 @@ def check_installed(names: list[str]) -> None:
 
 def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> list[Tracker]:
     """The trackers ``config["trainer"]`` asks for, writing to ``run_dir``; none unless ``enabled`` (under
-    torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at."""
+    torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at. One that fails to
+    start (W&B without a login, an unreachable MLflow server) is one line, after closing those opened."""
     if not enabled:
         return []
-    settings = config["trainer"]
-    names = settings["loggers"]
-    trackers: list[Tracker] = [MetricsCsv(run_dir, keep_through=start_epoch - 1)]
-    if "tensorboard" in names:
-        trackers.append(TensorboardWriter(run_dir, purge_step=start_epoch, config=config))
-    if "mlflow" in names:
+    names = config["trainer"]["loggers"]
+    trackers: list[Tracker] = []
+    for name in ("csv", *(name for name in OPTIONAL_BACKENDS if name in names)):
+        try:
+            trackers.append(_open_tracker(name, config, run_dir, start_epoch))
+        except Exception as err:
+            for tracker in trackers:
+                tracker.close(finished=False)
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise UsageError(f"trainer.loggers: {name!r} could not start ({reason}); {_without(names, name)}") from None
+    return trackers
+
+
+def _open_tracker(name: str, config: dict[str, Any], run_dir: Path, start_epoch: int) -> Tracker:
+    if name == "csv":
+        return MetricsCsv(run_dir, keep_through=start_epoch - 1)
+    if name == "tensorboard":
+        return TensorboardWriter(run_dir, purge_step=start_epoch, config=config)
+    if name == "mlflow":
         from logger.mlflow_tracker import MlflowTracker
 
-        trackers.append(MlflowTracker(run_dir, config, settings["tracking_uri"], start_epoch))
-    if "wandb" in names:
-        from logger.wandb_tracker import WandbTracker
+        return MlflowTracker(run_dir, config, config["trainer"]["tracking_uri"], start_epoch)
+    from logger.wandb_tracker import WandbTracker
 
-        trackers.append(WandbTracker(run_dir, config))
-    return trackers
+    return WandbTracker(run_dir, config)
+
+
+def _without(names: list[str], name: str) -> str:
+    return f"or run without it: --set trainer.loggers='{json.dumps([other for other in names if other != name])}'"

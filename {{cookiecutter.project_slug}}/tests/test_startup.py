@@ -1,6 +1,9 @@
-"""Ctrl-C while a run is starting: one line, exit 130, and no run folder left behind."""
+"""A stop signal while a run is starting (Ctrl-C, or a scheduler's SIGTERM): one line, exit 128+N, and no
+run folder left behind."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,24 +13,34 @@ from tests.tiny import TINY, tiny_config
 from trainer.trainer import Trainer
 
 
-def interrupt(*args: object, **kwargs: object) -> None:
-    raise KeyboardInterrupt
+def signalled(signal_number: int) -> object:
+    """A stand-in for a start-up step that receives ``signal_number`` (sent to this very process)."""
+
+    def step(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal_number)
+
+    return step
 
 
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize(
     ("target", "name"),
     [(Trainer, "check_one_batch"), (train, "log_setup")],  # before the run folder exists, and just after
     ids=["before-the-run-folder", "after-the-run-folder"],
 )
-def test_ctrl_c_during_start_up_is_one_line_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], target: object, name: str
-) -> None:
+def test_a_stop_signal_during_start_up_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], target: object, name: str,
+    signal_number: int,
+) -> None:  # fmt: skip
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_config(tmp_path / "saved")), encoding="utf-8")
-    monkeypatch.setattr(target, name, interrupt)
-    assert train.main(["-c", str(config)], modules=TINY) == 130
+    monkeypatch.setattr(target, name, signalled(signal_number))
+    handler = signal.getsignal(signal.SIGTERM)
+    assert train.main(["-c", str(config)], modules=TINY) == 128 + signal_number
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == "error: interrupted before training started; nothing was saved"
+    said = f"error: interrupted by {signal.Signals(signal_number).name} before training started; nothing was saved"
+    assert err.strip().splitlines()[-1] == said
     assert "Traceback" not in err
     runs = list((tmp_path / "saved" / "tiny").glob("*")) if (tmp_path / "saved" / "tiny").exists() else []
     assert runs == [], "no empty run folder is left behind"
+    assert signal.getsignal(signal.SIGTERM) is handler, "SIGTERM is handled as before once train.main returns"

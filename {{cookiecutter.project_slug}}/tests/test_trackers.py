@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import logger.trackers
+from logger.metrics_csv import MetricsCsv
 from tests.hostile import EXTRA, hide_package, only_run, run_train, tracked_config
 
 
@@ -54,3 +56,23 @@ def test_a_resumed_run_may_drop_a_tracker_the_project_lacks(
     assert refused.code == 2 and """--set trainer.loggers='["csv"]'""" in refused.error_line()
     resumed = run_train(capsys, *more, "--set", 'trainer.loggers=["csv"]', modules=EXTRA)
     assert resumed.code == 0 and "continuing at epoch 2" in resumed.err, resumed.err
+
+
+def test_a_tracker_that_cannot_start_is_one_line_closes_the_others_and_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = []
+
+    def no_login(*args: object, **kwargs: object) -> None:  # as W&B without a login, or an unreachable server
+        raise RuntimeError("No API key configured.\nUse `wandb login` to log in.")
+
+    monkeypatch.setattr(logger.trackers, "TensorboardWriter", no_login)
+    monkeypatch.setattr(MetricsCsv, "close", lambda self, finished: closed.append(finished))
+    result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "tensorboard"]), modules=EXTRA)
+    assert result.code == 2
+    assert result.error_line() == (
+        "error: trainer.loggers: 'tensorboard' could not start (No API key configured. Use `wandb login` to log in.); "
+        """or run without it: --set trainer.loggers='["csv"]'"""
+    )
+    assert closed == [False], "metrics.csv, opened first, is closed as unfinished"
+    assert list((tmp_path / "saved").glob("*/*")) == [], "the run folder made for it is gone"

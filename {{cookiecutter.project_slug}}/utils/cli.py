@@ -4,6 +4,7 @@ import argparse
 import difflib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -117,9 +118,11 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
     except TrainingStopped as err:
         logger.warning("%s", err)
         return err.exit_code
-    except KeyboardInterrupt:  # Ctrl-C while starting up, before training could save anything
-        print("error: interrupted before training started; nothing was saved", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C (or SIGTERM: utils/signals.py) before training could save anything
+        number = getattr(err, "signal_number", signal.SIGINT)
+        print(f"error: interrupted by {signal.Signals(number).name} before training started; nothing was saved",
+              file=sys.stderr)  # fmt: skip
+        return 128 + number
     finally:
         if is_distributed():
             dist.destroy_process_group()

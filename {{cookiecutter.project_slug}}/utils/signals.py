@@ -2,6 +2,8 @@
 
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 
 import torch
@@ -63,3 +65,20 @@ def ignore_stop_signals() -> None:
     would fail the main process while it saves. The main process ends its workers when it is done."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside ``with``, SIGTERM raises KeyboardInterrupt (with its ``signal_number``) as Ctrl-C does, so what
+    a run's start-up made is cleaned up; the training loop's GracefulStop takes over while it trains."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        error = KeyboardInterrupt()
+        error.signal_number = signum  # type: ignore[attr-defined]
+        raise error
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

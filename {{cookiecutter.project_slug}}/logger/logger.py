@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+# Libraries whose debug records would drown the project's at verbosity 2 (PIL logs every image chunk it reads).
+QUIET_LIBRARIES = ("PIL",)
 
 
 class _Keep(logging.Handler):
@@ -42,4 +44,6 @@ def setup_logging(
             to_file.handle(record)
         handlers.append(to_file)
     logging.basicConfig(level=VERBOSITY_LEVELS[verbosity], handlers=handlers, force=True)
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel(max(logging.INFO, VERBOSITY_LEVELS[verbosity]))
     return records if log_file is None else []

@@ -81,11 +81,14 @@ def test_predict_agrees_with_test_py(tiny_run: Path, test_split_pngs: Path, tmp_
     assert correct / len(rows) > 0.5  # chance is a third: the comparison means something
 
 
-def test_files_globs_and_top_k(tiny_run: Path, test_split_pngs: Path, tmp_path: Path) -> None:
+def test_files_globs_and_top_k(tiny_run: Path, test_split_pngs: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "p.csv"
     inputs = [str(test_split_pngs / "0" / "*.png"), str(next((test_split_pngs / "1").iterdir()))]
-    assert predict.main(["-r", str(tiny_run), *inputs, "--top-k", "1", "--bs", "4", "-o", str(out)],
+    debug = ["--set", "trainer.verbosity=2"]
+    assert predict.main(["-r", str(tiny_run), *inputs, "--top-k", "1", "--bs", "4", "-o", str(out), *debug],
                         modules=TINY) == 0  # fmt: skip
+    assert "STREAM" not in capsys.readouterr().err, "PIL's debug records stay out of verbosity 2"
     rows = read_rows(out)
     assert list(rows[0]) == ["path", "index", "class", "probability"]
     assert len(rows) == len(list((test_split_pngs / "0").iterdir())) + 1

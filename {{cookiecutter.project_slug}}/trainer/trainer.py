@@ -239,8 +239,8 @@ class Trainer:
         bad_step = watch.first_bad_step(step)
         if bad_step is not None:
             raise NonFiniteLossError(
-                f"loss became NaN or infinite at epoch {epoch}, step {bad_step}; nothing after the last checkpoint "
-                "(last.pth) was saved. Lower the learning rate, clip gradients, or set "
+                f"loss became NaN or infinite at epoch {epoch}, step {bad_step}; the run stops unsaved (last.pth, if "
+                "an epoch finished, holds the last good state). Lower the learning rate, clip gradients, or set "
                 'trainer.nonfinite_loss to "skip" to drop such batches'
             )
 

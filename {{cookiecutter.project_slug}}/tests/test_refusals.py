@@ -231,8 +231,18 @@ CONFIG_MISTAKES = [
     ),
     case(
         "onecycle-too-few-steps",
-        "lr_scheduler.args.total_steps: 1 is fewer than the run's",
+        "lr_scheduler.args: OneCycleLR's total_steps gives 1 steps, fewer than the run's",
         changes={"lr_scheduler": {"type": "OneCycleLR", "args": {"max_lr": 0.1, "total_steps": 1}}},
+    ),
+    case(
+        "onecycle-too-few-epochs-times-steps",
+        "lr_scheduler.args: OneCycleLR's epochs x steps_per_epoch gives 1 steps, fewer than the run's",
+        changes={"lr_scheduler": {"type": "OneCycleLR", "args": {"epochs": 1, "steps_per_epoch": 1}}},
+    ),
+    case(
+        "plateau-stepped-per-step",
+        'lr_scheduler.interval: ReduceLROnPlateau is stepped once per epoch; set interval to "epoch"',
+        changes={"lr_scheduler": {"type": "ReduceLROnPlateau", "args": {}, "interval": "step"}},
     ),
     case(
         "plateau-mode-against-monitor",

@@ -50,6 +50,8 @@ def build_schedule(
         raise UsageError('lr_scheduler.interval: a warmup is stepped per optimizer step; set interval to "step"')
     if spec.warmup_steps and spec.type == "ReduceLROnPlateau":
         raise UsageError("lr_scheduler.warmup_steps: ReduceLROnPlateau cannot follow a warmup; set it to 0")
+    if per_step and spec.type == "ReduceLROnPlateau":  # it is stepped with the monitored metric, once an epoch
+        raise UsageError('lr_scheduler.interval: ReduceLROnPlateau is stepped once per epoch; set interval to "epoch"')
     length = (epochs * steps_per_epoch if per_step else epochs) - spec.warmup_steps
     args = dict(spec.args)
     peak = PEAK_ARGUMENT.get(spec.type)
@@ -58,16 +60,27 @@ def build_schedule(
     name = length_filled_in(spec)
     if name is not None:
         args[name] = max(length, 1)
-    elif spec.type == "OneCycleLR" and isinstance(args.get("total_steps"), int) and args["total_steps"] < length:
-        raise UsageError(
-            f"lr_scheduler.args.total_steps: {args['total_steps']} is fewer than the run's {length} optimizer steps; "
-            "leave it out to have it filled in"
-        )
+    elif spec.type == "OneCycleLR":
+        check_one_cycle_length(args, length)
     main = build(ObjectSpec(spec.type, args), "lr_scheduler", torch.optim.lr_scheduler, LRScheduler, optimizer)
     if not spec.warmup_steps:
         return main
     warmup = LinearLR(optimizer, start_factor=1 / (spec.warmup_steps + 1), total_iters=spec.warmup_steps)
     return SequentialLR(optimizer, [warmup, main], milestones=[spec.warmup_steps])
+
+
+def check_one_cycle_length(args: dict, length: int) -> None:
+    """OneCycleLR fails when stepped past its length (``total_steps``, or ``epochs`` x ``steps_per_epoch``):
+    refuse a length shorter than the run's ``length`` steps before anything is trained."""
+    given = args.get("total_steps")
+    key = "total_steps"
+    if given is None and isinstance(args.get("epochs"), int) and isinstance(args.get("steps_per_epoch"), int):
+        given, key = args["epochs"] * args["steps_per_epoch"], "epochs x steps_per_epoch"
+    if isinstance(given, int) and given < length:
+        raise UsageError(
+            f"lr_scheduler.args: OneCycleLR's {key} gives {given} steps, fewer than the run's {length}; "
+            "leave them out to have the length filled in"
+        )
 
 
 def check_schedule_steps(spec: SchedulerSpec, epochs: int, steps_per_epoch: int) -> None:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from inference.trained import TrainedModel
-from utils.errors import UsageError
+from utils.errors import UsageError, first_sentence
 from utils.util import atomic_write
 
 # (the image as uint8 C x H x W or None, why it could not be read or None)
@@ -31,6 +31,7 @@ class Prediction:
 class Classified:
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+    classes_scored: int = 0  # the model's output width
 
 
 class _ImageFiles(Dataset):
@@ -65,8 +66,11 @@ def classify_files(trained: TrainedModel, paths: list[Path], top_k: int) -> Clas
             batch_paths = paths[start : start + len(batch)]
             images, readable = _stack_readable(batch_paths, batch, result.unreadable)
             if readable:
-                top = _top_classes(trained.model, prep(images.to(device), 0, 0), amp, top_k)
-                result.predictions += [Prediction(path, i, p) for path, (i, p) in zip(readable, top, strict=True)]
+                probabilities = _probabilities(trained.model, prep(images.to(device), 0, 0), amp)
+                top = probabilities.topk(min(top_k, probabilities.size(1)), dim=1)
+                top_pairs = zip(top.indices.tolist(), top.values.tolist(), strict=True)
+                result.predictions += [Prediction(path, i, p) for path, (i, p) in zip(readable, top_pairs, strict=True)]
+                result.classes_scored = probabilities.size(1)
             start += len(batch)
             bar.update(len(batch))
     return result
@@ -88,15 +92,20 @@ def _stack_readable(paths: list[Path], batch: list[ReadResult],
     return (torch.stack(images) if images else torch.empty(0)), readable
 
 
-def _top_classes(model: torch.nn.Module, inputs: torch.Tensor, amp: torch.dtype | None,
-                 top_k: int) -> list[tuple[list[int], list[float]]]:  # fmt: skip
-    with torch.autocast(inputs.device.type, dtype=amp, enabled=amp is not None):
-        logits = model(inputs)
-    if logits.dim() != 2:
-        raise UsageError(f"arch: the model returns shape {tuple(logits.shape)}; predict.py needs N x classes scores")
-    probabilities = logits.float().softmax(dim=1)
-    top = probabilities.topk(min(top_k, probabilities.size(1)), dim=1)
-    return list(zip(top.indices.tolist(), top.values.tolist(), strict=True))
+def _probabilities(model: torch.nn.Module, inputs: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+    """The model's class probabilities for a batch; one line when it cannot take the files or does not classify."""
+    try:
+        with torch.autocast(inputs.device.type, dtype=amp, enabled=amp is not None):
+            logits = model(inputs)
+    except Exception as err:  # whatever the model raises on images of another size or channel count
+        raise UsageError(
+            f"the model cannot take the files as images of shape {tuple(inputs.shape[1:])} ({first_sentence(err)}); "
+            "give the data loader the image_size it trained on, to which files are resized"
+        ) from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.size(1) < 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UsageError(f"arch: the model returns {shape}; predict.py needs N x classes scores (2 or more classes)")
+    return logits.float().softmax(dim=1)
 
 
 def write_predictions(predictions: list[Prediction], class_name: Callable[[int], str], path: Path) -> None:

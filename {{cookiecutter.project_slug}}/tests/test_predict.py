@@ -14,6 +14,7 @@ import test as test_script  # the project's test.py
 from base.images import ImageReader
 from tests.tiny import TINY
 from tests.tiny.data_loaders import CLASSES, TinyTensorLoader
+from tests.tiny.models import TinyConvNet
 
 
 def write_pngs(folder: Path, images: torch.Tensor, targets: torch.Tensor) -> list[Path]:
@@ -142,3 +143,40 @@ def test_bad_input_is_one_line_and_writes_nothing(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def fails_on_size(self: TinyConvNet, x: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (5x784 and 8x16)")
+
+
+# A model's forward that predict.py cannot use -> what its one line says.
+UNUSABLE_MODELS = {
+    "cannot-take-the-files": (fails_on_size, "the model cannot take the files as images of shape (1, 8, 8) (mat1"),
+    "one-output": (lambda self, x: torch.zeros(len(x), 1), "arch: the model returns (60, 1); predict.py needs"),
+    "not-a-tensor": (lambda self, x: (torch.zeros(len(x), 3),), "arch: the model returns tuple; predict.py needs"),
+}
+
+
+@pytest.mark.parametrize("case_id", list(UNUSABLE_MODELS))
+def test_a_model_that_cannot_classify_the_files_is_one_line(
+    case_id: str, tiny_run: Path, test_split_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    forward, expected = UNUSABLE_MODELS[case_id]
+    monkeypatch.setattr(TinyConvNet, "forward", forward)
+    out = tmp_path / "p.csv"
+    assert predict.main(["-r", str(tiny_run), str(test_split_pngs), "--bs", "60", "-o", str(out)], modules=TINY) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not out.exists()
+
+
+def test_more_outputs_than_class_names_is_a_warning(
+    tiny_run: Path, test_split_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(TinyConvNet, "forward", lambda self, x: torch.arange(5.0).expand(len(x), 5))
+    out = tmp_path / "p.csv"
+    assert predict.main(["-r", str(tiny_run), str(test_split_pngs / "0"), "-o", str(out)], modules=TINY) == 0
+    assert "warning: the model scores 5 classes but its checkpoint names 3" in capsys.readouterr().err
+    assert {row["class"] for row in read_rows(out)} == {"4"}, "the top class has no name: its index"

@@ -210,6 +210,7 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
     factory, signature = _factory(spec, key, module, base)
     arguments = {**copy.deepcopy(spec.args), **kwargs}
     if signature is not None:
+        _refuse_missing_parameters(key, factory.__name__, signature, kwargs)
         _check_arguments(key, factory.__name__, signature, len(args), arguments)
     for name, value in spec.args.items():
         default = signature.parameters[name].default if signature and name in signature.parameters else None
@@ -248,6 +249,19 @@ def _refuse_unknown_arguments(key: str, signature: inspect.Signature, n_given: i
         raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named)
 
 
+def _refuse_missing_parameters(key: str, name: str, signature: inspect.Signature, passed: dict) -> None:
+    """One line when ``name`` has no parameter for an argument the code ``passed`` to it (a data loader's seed):
+    the user never wrote it, so 'unknown key' would send them looking in the wrong place."""
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in signature.parameters.values()):
+        return
+    missing = [argument for argument in passed if argument not in signature.parameters]
+    if missing:
+        raise UsageError(
+            f"{key}.type: {name}.__init__ has no {missing[0]!r} parameter, which the run passes to every {key}; add it "
+            "and pass it on to the base class's __init__ (or take **kwargs and pass those on)"
+        )
+
+
 def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
     """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the
     code); a misspelt argument name gets a "did you mean"."""
@@ -279,8 +293,12 @@ def _available(module: ModuleType, base: type | None) -> list[str]:
 
 def _lookup(module: ModuleType, name: str, key: str, base: type | None) -> Any:
     options = _available(module, base)
-    if name in options:
-        return getattr(module, name)
+    value = None if name.startswith("_") else getattr(module, name, None)
+    # A function named in the config may also be imported, a functools.partial or a module instance (a loss
+    # class's object); only the module's own functions are offered, so imports do not crowd the list.
+    function_like = callable(value) and not inspect.isclass(value) and not inspect.ismodule(value)
+    if name in options or (base is None and function_like):
+        return value
     close = difflib.get_close_matches(name, options, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise UsageError(f"{key}: unknown name {name!r}; {hint}available: {', '.join(options)}")

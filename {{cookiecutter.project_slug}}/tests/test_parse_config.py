@@ -4,12 +4,14 @@ import dataclasses
 import json
 import logging
 import re
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from base.base_data_loader import BaseDataLoader
 from parse_config import Config, ObjectSpec, apply_override, build, load_config, lookup_function, parse_override
 from tests.hostile import DELETE, set_path
 from tests.tiny import TINY
@@ -304,3 +306,40 @@ def test_lookup_function_offers_the_functions_defined_in_the_module() -> None:
     with pytest.raises(UsageError, match=r"metrics: unknown name 'acuracy'; did you mean 'accuracy'\?") as err:
         lookup_function(TINY.metrics, "acuracy", "metrics")
     assert str(err.value).endswith("available: accuracy")  # not what the module imports (torch, ...)
+
+
+def test_a_named_function_may_be_imported_a_partial_or_a_module_instance() -> None:
+    losses = types.ModuleType("user_losses")
+    exec(  # what a user's model/loss.py may hold besides functions of its own
+        "import functools, math\n"
+        "import torch\n"
+        "from torch.nn.functional import cross_entropy as imported\n"
+        "def own(output, target): return imported(output, target)\n"
+        "smoothed = functools.partial(imported, label_smoothing=0.1)\n"
+        "module_instance = torch.nn.CrossEntropyLoss()\n"
+        "Loss = torch.nn.CrossEntropyLoss\n",
+        vars(losses),
+    )
+    for name in ("own", "imported", "smoothed", "module_instance"):
+        assert lookup_function(losses, name, "loss") is getattr(losses, name), name
+    for name in ("Loss", "torch", "math", "_private"):  # a class, modules, a private name
+        with pytest.raises(UsageError, match=f"loss: unknown name '{name}'; available: own$"):
+            lookup_function(losses, name, "loss")
+
+
+def test_an_argument_the_run_passes_that_the_class_cannot_take_says_so() -> None:
+    loaders = types.ModuleType("user_loaders")
+    exec(
+        "from base.base_data_loader import BaseDataLoader\n"
+        "class VictoresqueStyle(BaseDataLoader):\n"
+        "    def __init__(self, batch_size, shuffle=True, validation_split=0.0, num_workers=1):\n"
+        "        super().__init__(batch_size=batch_size)\n",
+        vars(loaders),
+    )
+    spec = ObjectSpec("VictoresqueStyle", {"batch_size": 8})
+    with pytest.raises(UsageError) as err:
+        build(spec, "data_loader", loaders, BaseDataLoader, seed=1)
+    assert str(err.value) == (
+        "data_loader.type: VictoresqueStyle.__init__ has no 'seed' parameter, which the run passes to every "
+        "data_loader; add it and pass it on to the base class's __init__ (or take **kwargs and pass those on)"
+    )

@@ -43,10 +43,10 @@ def export(args: argparse.Namespace, modules: Registry) -> None:
     # Exported on the CPU, in full precision: the file then runs anywhere the format does.
     trained = load_trained_model(args.resume, [*overrides_from_flags(args), "device=cpu"], modules)
     output = args.output or trained.checkpoint_path.with_suffix(spec.suffix)
-    difference = export_checked(trained, args.format, spec, output, modules)
+    difference, allowed = export_checked(trained, args.format, spec, output, modules)
     print(f"Wrote {output} and {description_path(output).name} ({args.format}, {trained.trained_for})")
     print(f"largest absolute difference from the model on test images: {difference:.3g} "
-          f"(tolerance {spec.tolerance:g})")  # fmt: skip
+          f"(tolerance {allowed:.3g})")  # fmt: skip
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

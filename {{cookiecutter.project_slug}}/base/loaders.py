@@ -10,7 +10,11 @@ each epoch depends only on the seed and the epoch, and an epoch can start part w
 resumed run sees exactly the batches an uninterrupted one would.
 """
 
+import atexit
+import functools
 import math
+import multiprocessing
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -129,6 +133,20 @@ def start_worker(worker_id: int) -> None:
     seed_worker(worker_id)
 
 
+@functools.cache
+def end_workers_at_exit() -> None:
+    """Workers ignore SIGTERM (start_worker), and multiprocessing ends the workers still running at exit (an
+    error ended the epoch) with SIGTERM and then waits: they are killed first, or it would wait forever."""
+    atexit.register(_kill_workers)
+
+
+def _kill_workers() -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would report each as a failed worker
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
 class StreamingLoader(_EpochBatches):
     """Batches read by a torch DataLoader (``workers`` holds its worker and pinning options)."""
 
@@ -137,6 +155,8 @@ class StreamingLoader(_EpochBatches):
         super().__init__(order, prep, batch_size, device)
         self.generator = torch.Generator()
         batches = _IndexLists(self)
+        if workers.get("num_workers"):
+            end_workers_at_exit()
         self.loader = DataLoader(dataset, batch_sampler=batches, generator=self.generator,
                                  worker_init_fn=start_worker, **workers)  # fmt: skip
         self.num_workers = self.loader.num_workers

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.tiny import metrics as tiny_metrics
-from tests.tiny.models import TinyConvNet
+from tests.tiny.models import NormHeadNet, TinyConvNet
 from trainer.loss_watch import LossWatch
-from trainer.trainer import check_model_fits
+from trainer.trainer import check_batch_norm_batches, check_model_fits
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.dist import launch_command
 from utils.errors import UsageError, usage_message
@@ -254,3 +254,27 @@ def test_only_integer_labels_are_checked_against_the_outputs_width(targets: torc
             check_model_fits(regressor, mse, {}, torch.rand(8, 1, 2, 2), targets)
     else:
         assert check_model_fits(regressor, mse, {}, torch.rand(8, 1, 2, 2), targets).shape == (8, 1)
+
+
+@pytest.mark.parametrize(
+    ("model", "batch_size", "refused"),
+    [(NormHeadNet, 63, True), (NormHeadNet, 32, False), (TinyConvNet, 63, False)],
+    ids=["one-value-per-channel", "no-batch-of-one", "8x8-maps-per-channel"],
+)
+def test_batch_norm_is_refused_a_last_batch_of_one_only_where_it_fails(
+    model: type, batch_size: int, refused: bool
+) -> None:
+    network = model()
+    network.train()
+    try:  # what the last batch of 64 samples in batches of batch_size does in training
+        network(torch.rand(64 % batch_size or batch_size, 1, 8, 8))
+        fails = False
+    except ValueError:
+        fails = True
+    assert fails is refused
+    if refused:
+        with pytest.raises(UsageError, match=f"batch_size: {batch_size} leaves 1 of the 64 training samples"):
+            check_batch_norm_batches(network, torch.rand(1, 1, 8, 8), 64, batch_size)
+    else:
+        check_batch_norm_batches(network, torch.rand(1, 1, 8, 8), 64, batch_size)
+    assert network.training, "the model is left in training mode"

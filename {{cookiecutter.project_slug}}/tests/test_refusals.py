@@ -296,8 +296,9 @@ CONFIG_MISTAKES = [
     case("model-returns-a-tuple", "arch: PairOutputNet returns a tuple", changes={"arch.type": "PairOutputNet"}),
     case(
         "batch-norm-last-batch-of-one",
-        "batch_size: 63 leaves 1 of the 64 training samples in each epoch's last batch, which BatchNorm2d cannot train "
-        "on; use batch_size 64",
+        "batch_size: 63 leaves 1 of the 64 training samples in each epoch's last batch, which BatchNorm1d cannot train "
+        "on (one value per channel); use batch_size 64",
+        changes={"arch.type": "NormHeadNet"},
         args=["--bs", "63"],
     ),
     # metrics that cannot be added up on the device (tests/hostile.py)

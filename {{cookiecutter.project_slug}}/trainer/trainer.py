@@ -89,7 +89,7 @@ class Trainer:
         self.train_loader.set_epoch(self.start_epoch)
         images, targets = next(iter(self.train_loader))
         check_model_fits(self.model, self.criterion, self.metrics, images, targets)
-        check_batch_norm_batches(self.model, self.train_loader.order.share(), self.train_loader.batch_size)
+        check_batch_norm_batches(self.model, images[:1], self.train_loader.order.share(), self.train_loader.batch_size)
 
     def metric_names(self) -> list[str]:
         return measured_names(list(self.metrics), validates=self.valid_loader is not None)
@@ -408,20 +408,38 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
     return output
 
 
-def check_batch_norm_batches(model: nn.Module, samples: int, batch_size: int) -> None:
-    """Refuse a batch size that leaves one sample in each epoch's last batch when the model has BatchNorm, which
-    cannot train on one (its batch variance is undefined): the epoch's last step would crash."""
-    # SyncBatchNorm under torchrun normalises over every process's samples: more than one.
-    batch_norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
-                   and not (isinstance(module, nn.SyncBatchNorm) and world_size() > 1)]  # fmt: skip
-    if not batch_norms or samples % batch_size != 1:
+@torch.no_grad()
+def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int, batch_size: int) -> None:
+    """Refuse a batch size that leaves one sample in each epoch's last batch when a BatchNorm layer would then
+    see a single value per channel (after a Linear layer, or on a 1 x 1 feature map), which it cannot train
+    on: the epoch's last step would crash. ``image``, a batch of one, goes through the model to find out."""
+    if samples % batch_size != 1:
         return
-    better = next((size for size in range(batch_size + 1, samples + 1) if samples % size != 1), None)
-    fix = f"use batch_size {better} or another validation_split" if better else "train on more than one sample"
-    raise UsageError(
-        f"data_loader.args.batch_size: {batch_size} leaves 1 of the {samples} training samples in each epoch's last "
-        f"batch, which {type(batch_norms[0]).__name__} cannot train on; {fix}"
-    )
+    single = []  # the BatchNorm layers that see one value per channel in a batch of one sample
+
+    def note_single(layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if inputs[0][0, 0].numel() == 1:
+            single.append(layer)
+
+    # SyncBatchNorm under torchrun normalises over every process's samples: more than one.
+    hooks = [layer.register_forward_hook(note_single) for layer in model.modules()
+             if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+             and not (isinstance(layer, nn.SyncBatchNorm) and world_size() > 1)]  # fmt: skip
+    was_training = model.training
+    try:
+        model.eval()  # no running statistics are updated
+        model(image)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    if single:
+        raise UsageError(
+            f"data_loader.args.batch_size: {batch_size} leaves 1 of the {samples} training samples in each "
+            f"epoch's last batch, which {type(single[0]).__name__} cannot train on (one value per channel); "
+            f"use batch_size {next(size for size in range(batch_size + 1, samples + 2) if samples % size != 1)} "
+            "or another validation_split"
+        )
 
 
 def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:

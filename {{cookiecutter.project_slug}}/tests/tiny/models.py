@@ -31,3 +31,14 @@ class PairOutputNet(TinyConvNet):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         features = self.features(x)
         return self.head(features), features
+
+
+class NormHeadNet(TinyConvNet):
+    """TinyConvNet with BatchNorm1d on its pooled features: one value per channel for one sample."""
+
+    def __init__(self, **kwargs: float) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.norm = nn.BatchNorm1d(self.head[1].in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.features(x)))

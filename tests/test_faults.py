@@ -97,6 +97,18 @@ def test_sigterm_to_the_whole_job_with_worker_processes_saves_mid_epoch(project:
     assert load(run / "last.pth")["mid_epoch"]["step"] >= 20
 
 
+def test_persistent_worker_processes_end_with_the_run(project: Path, tmp_path: Path) -> None:
+    # Workers ignore stop signals (the main process saves first), and exit once the run is over: the process
+    # hung at exit when multiprocessing's SIGTERM to them went unheard.
+    workers = ["--set", "data_loader.args.device_resident=false", "--set", "data_loader.args.num_workers=2"]
+    persistent = [*workers, "--set", "data_loader.args.persistent_workers=true"]
+    result = run_project(project, *train_args(tmp_path, 1), *persistent, timeout=120)
+    assert result.returncode == 0, describe(result)
+    [run] = run_folders(tmp_path)
+    evaluated = run_project(project, "test.py", "-r", str(run), *persistent, timeout=120)
+    assert evaluated.returncode == 0, describe(evaluated)
+
+
 def test_ctrl_c_saves_mid_epoch_state(project: Path, tmp_path: Path) -> None:
     slow = ["--set", 'arch={"type": "SlowConvNet", "args": {"delay": 0.5, "width": 8}}']
     process = start_project(project, *train_args(tmp_path, 1), *slow, "--resume", "auto")

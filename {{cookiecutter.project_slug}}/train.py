@@ -215,19 +215,20 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
         on_rank_0(RunLock(start.continue_in).acquire)  # a run that is live elsewhere: refused before anything else
     run_dir = start.continue_in
     try:
-        configure_backends(device, config.deterministic)
-        # Build and check everything before creating the run folder, so a mistake leaves nothing on disk.
-        trainer = build_trainer(config, modules, device)
-        restore(trainer, start)
-        trainer.check_one_batch()
-        run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
-        on_rank_0(lambda: record_resume_config(start))
-        if watcher is not None:
-            watcher.run_started(run_dir)
-            trainer.stop_rules.append(watcher)
-        setup_logging(run_dir / "train.log", config.trainer.verbosity, rank(), earlier)
-        logger.info("Run folder: %s", run_dir)
-        log_setup(config, trainer, device)
+        with sigterm_interrupts():  # a scheduler's SIGTERM while starting up cleans up as Ctrl-C does
+            configure_backends(device, config.deterministic)
+            # Build and check everything before creating the run folder, so a mistake leaves nothing on disk.
+            trainer = build_trainer(config, modules, device)
+            restore(trainer, start)
+            trainer.check_one_batch()
+            run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
+            on_rank_0(lambda: record_resume_config(start))
+            if watcher is not None:
+                watcher.run_started(run_dir)
+                trainer.stop_rules.append(watcher)
+            setup_logging(run_dir / "train.log", config.trainer.verbosity, rank(), earlier)
+            logger.info("Run folder: %s", run_dir)
+            log_setup(config, trainer, device)
         fit(trainer, config, run_dir)
     except (KeyboardInterrupt, UsageError):  # a stop or a refusal before any checkpoint: leave no run folder
         if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
@@ -255,8 +256,7 @@ def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:
     args = parse_args(argv)
-    with sigterm_interrupts():  # a scheduler's SIGTERM while starting up cleans up as Ctrl-C does
-        return run_command(lambda: train(args, modules), args.debug)
+    return run_command(lambda: train(args, modules), args.debug)
 
 
 if __name__ == "__main__":

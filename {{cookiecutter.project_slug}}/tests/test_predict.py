@@ -151,7 +151,7 @@ def fails_on_size(self: TinyConvNet, x: torch.Tensor) -> torch.Tensor:
 
 # A model's forward that predict.py cannot use -> what its one line says.
 UNUSABLE_MODELS = {
-    "cannot-take-the-files": (fails_on_size, "the model cannot take the files as images of shape (1, 8, 8) (mat1"),
+    "cannot-take-the-files": (fails_on_size, "the model fails on the files, read as images of shape (1, 8, 8) (mat1"),
     "one-output": (lambda self, x: torch.zeros(len(x), 1), "arch: the model returns (60, 1); predict.py needs"),
     "not-a-tensor": (lambda self, x: (torch.zeros(len(x), 3),), "arch: the model returns tuple; predict.py needs"),
 }

@@ -21,7 +21,7 @@ from logger.trackers import check_installed, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
-from trainer.resume import apply_overrides, changed_keys, refuse_fixed_changes, refuse_world_size_change
+from trainer.resume import apply_overrides, config_changes, refuse_fixed_changes, refuse_world_size_change
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
@@ -115,7 +115,7 @@ def plan_auto_resume(config: Config) -> RunStart:
         return RunStart(config)
     checkpoint = load_checkpoint(path, resume=True)
     recorded = Config.from_dict(checkpoint["config"], strict=False)
-    differences = changed_keys(recorded.to_dict(), config.to_dict())
+    differences = config_changes(recorded, config)
     if differences:
         logger.info("--resume auto: %s ran with other settings (%s); starting a new run", path.parent,
                     ", ".join(differences[:5]))  # fmt: skip

@@ -357,8 +357,13 @@ def test_resume_auto_with_other_settings_starts_a_new_run(tmp_path: Path, capsys
     assert not (new / "origin.json").exists()
 
 
+@pytest.mark.parametrize(
+    "spelt_out",
+    [{}, {"prefetch_factor": 2, "persistent_workers": False}],  # a template update adds keys at their defaults
+    ids=["same-file", "loader-defaults-spelt-out"],
+)
 def test_resume_auto_with_the_same_config_continues_the_same_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spelt_out: dict[str, Any]
 ) -> None:
     config = small_config(tmp_path / "saved", epochs=2)
     config["arch"]["type"] = "InterruptingNet"
@@ -366,6 +371,8 @@ def test_resume_auto_with_the_same_config_continues_the_same_run(
     with interrupt_on_forward(STEPS_PER_EPOCH + 1):
         assert run_train(capsys, "-c", path, "--resume", "auto", modules=EXTRA).code == 128 + signal.SIGINT
     stopped = only_run(tmp_path / "saved")
+    config["data_loader"]["args"].update(spelt_out)
+    write_config(path, config)
     result = run_train(capsys, "-c", path, "--resume", "auto", modules=EXTRA)
     assert result.code == 0, result.err
     assert "Resumed part way through epoch 2" in result.err

@@ -15,12 +15,14 @@ takes effect or is refused with one line:
   the config as the run goes on.
 """
 
+import dataclasses
 import json
 import logging
 from typing import Any
 
 from torch.optim.lr_scheduler import OneCycleLR
 
+from base.base_data_loader import LoaderSettings
 from parse_config import Config, SchedulerSpec
 from trainer.schedule import is_per_step, length_filled_in, main_schedule, run_length_settings
 from trainer.trainer import Trainer
@@ -41,6 +43,18 @@ def changed_keys(before: Any, after: Any, path: str = "") -> list[str]:
     return [change for key in keys for change in changed_keys(before.get(key), after.get(key), _join(path, key))]
 
 
+def config_changes(recorded: Config, config: Config) -> list[str]:
+    """The dotted paths where ``config`` differs from the one a checkpoint ``recorded``. A loader setting missing
+    on one side counts as its default: a key a template update added (prefetch_factor) is no change."""
+    before, after = recorded.to_dict(), config.to_dict()
+    for side in (before, after):
+        loader_args = side["data_loader"].setdefault("args", {})
+        for setting in dataclasses.fields(LoaderSettings):
+            if setting.default is not dataclasses.MISSING:
+                loader_args.setdefault(setting.name, setting.default)
+    return changed_keys(before, after)
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -51,8 +65,8 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
 
 def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, Any] | None) -> None:
     """Raise for the first key a resume changes that cannot change."""
-    before, after = recorded.to_dict(), config.to_dict()
-    for path in changed_keys(before, after):
+    before = recorded.to_dict()
+    for path in config_changes(recorded, config):
         if _under(path, FIXED):  # adding or dropping a whole lr_scheduler is allowed: "lr_scheduler" is not fixed
             top = next(prefix for prefix in FIXED if _under(path, (prefix,)))
             was = json.dumps(_lookup(before, top))

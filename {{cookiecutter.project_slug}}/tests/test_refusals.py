@@ -293,6 +293,11 @@ CONFIG_MISTAKES = [
         "data_loader: its batches hold float32 of shape (32, 1, 8, 8); load_split must give uint8 images",
         changes={"data_loader.type": "TinyFloatLoader", "data_loader.args.device_resident": False},
     ),
+    case(
+        "num_classes-neither-set-nor-counted",
+        "arch.args.num_classes: not set, and UnnamedTensorLoader names no classes to count; set it in config.json",
+        changes={"data_loader.type": "UnnamedTensorLoader", "arch.args.num_classes": DELETE},
+    ),
     case("model-returns-a-tuple", "arch: PairOutputNet returns a tuple", changes={"arch.type": "PairOutputNet"}),
     case(
         "batch-norm-last-batch-of-one",

@@ -28,6 +28,18 @@ def build_model(config: Config, registry: Registry, classes: list[str] | None = 
     return build(config.arch, "arch", registry.models, torch.nn.Module)
 
 
+def check_class_count(config: Config, registry: Registry, classes: list[str] | None) -> None:
+    """A model that takes ``num_classes``, with none in the config and none counted from the data, would
+    silently get its own default (10 for ConvNet): refuse that, so a 2-class run never trains 10 outputs."""
+    factory = getattr(registry.models, config.arch.type, None)
+    takes_classes = callable(factory) and "num_classes" in inspect.signature(factory).parameters
+    if takes_classes and not classes and "num_classes" not in config.arch.args:
+        raise UsageError(
+            f"arch.args.num_classes: not set, and {config.data_loader.type} names no classes to count; set it in "
+            "config.json (or give the loader its classes, as data_loader/data_loaders.py's loaders do)"
+        )
+
+
 # What every epoch records besides the metrics (train.log, metrics.csv, trackers), so no metric may be named so.
 RECORDED_NAMES = ("epoch", "loss", "lr", "seconds")
 
@@ -60,6 +72,7 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
     data = build_data(config, registry)
     train_loader, valid_loader = data.train_loaders(device)
     classes = data.class_names()
+    check_class_count(config, registry, classes)
     model = build_model(config, registry, classes).to(device)
     criterion, metrics = build_loss_and_metrics(config, registry)
     optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())

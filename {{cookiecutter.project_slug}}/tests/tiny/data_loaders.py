@@ -69,3 +69,9 @@ class TinyFloatLoader(TinyTensorLoader):
     def load_split(self, split: str) -> ImageTensors | Dataset:
         tensors = super().load_split(split)
         return ImageTensors(tensors.images.float() / 255, tensors.targets)  # type: ignore[union-attr]
+
+
+class UnnamedTensorLoader(TinyTensorLoader):
+    """The same data without class names (a loader of yours that does not set ``classes``)."""
+
+    classes = None

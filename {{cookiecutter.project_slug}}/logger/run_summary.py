@@ -39,7 +39,7 @@ def run_cells(run: Path, config: dict[str, Any], settings: dict[str, str]) -> li
     history = read_rows(run / FILE_NAME) if (run / FILE_NAME).is_file() else {}
     total = config.get("trainer", {}).get("epochs", "?")
     what = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
-    tested = {name: metric_text(value) for name, value in test_metrics(run).items()}
+    tested = test_cells(run)
     return [what, best_cells(config, history), tested, settings]
 
 
@@ -69,8 +69,9 @@ def best_cells(config: dict[str, Any], history: dict[int, Row]) -> dict[str, str
     return {f"best_{monitor.metric}": metric_text(values[epoch]), "best_epoch": str(epoch)}
 
 
-def test_metrics(run: Path) -> dict[str, float]:
-    """The test_* values of the run's test report (best.pth's, else last.pth's), if test.py ran."""
+def test_cells(run: Path) -> dict[str, str]:
+    """The epoch and test_* values of the run's test report (best.pth's, else last.pth's), if test.py ran: the
+    epoch tells a report made before the run was resumed from one of its best epoch."""
     for name in TEST_REPORTS:
         path = run / name
         if path.is_file():
@@ -78,7 +79,9 @@ def test_metrics(run: Path) -> dict[str, float]:
                 report = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            return {key: value for key, value in report.items() if key.startswith("test_") and isinstance(value, float)}
+            tested = {key: metric_text(value) for key, value in report.items()
+                      if key.startswith("test_") and isinstance(value, float)}  # fmt: skip
+            return {"tested_epoch": str(report.get("epoch", "?")), **tested} if tested else {}
     return {}
 
 

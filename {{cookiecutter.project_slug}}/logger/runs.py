@@ -41,10 +41,14 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def read_config(run: Path) -> dict[str, Any]:
+    """The config ``run`` last ran with: the newest config-resume-N.json (a resume that changed settings
+    records one), else config.json."""
+    resumes = sorted(run.glob("config-resume-*.json"), key=lambda path: [int(n) for n in path.stem.split("-")[2:]])
+    path = resumes[-1] if resumes else run / "config.json"
     try:
-        return json.loads((run / "config.json").read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise UsageError(f"{str(run / 'config.json')!r} cannot be read ({err}); is it a run folder?") from None
+        raise UsageError(f"{str(path)!r} cannot be read ({err}); is it a run folder?") from None
 
 
 def differing_settings(configs: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from tests.hostile import (
     interrupt_on_forward,
     run_dirs,
     run_test,
+    run_train,
     small_config,
     snapshot,
     write_config,
@@ -138,6 +139,7 @@ def test_summary_of_finished_and_stopped_runs(experiment: Path, capsys: pytest.C
         assert (row["best_val_loss"], row["best_epoch"]) == (f"{losses[best_epoch]:.4f}", str(best_epoch))
     tested = json.loads((first / "best.test.json").read_text())
     assert table[0]["test_accuracy"] == f"{tested['test_accuracy']:.4f}"
+    assert table[0]["tested_epoch"] == str(tested["epoch"])
     assert table[1]["test_accuracy"] == "-", "test.py did not run on it"
     assert [row["arch.type"] for row in table] == ["TinyConvNet", "TinyConvNet", "InterruptingNet"]
     assert [row["optimizer.args.lr"] for row in table] == ["0.02", "0.01", "0.02"]
@@ -154,6 +156,16 @@ def test_summary_columns_keep_their_order_whichever_run_was_tested(
     header = list(summary_table(capsys, tmp_path / "tiny")[0])
     assert header[:5] == ["run", "status", "epochs", "best_val_loss", "best_epoch"]
     assert header.index("test_accuracy") < header.index("optimizer.args.lr"), header
+
+
+def test_summary_of_a_run_resumed_with_more_epochs_counts_them(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "tiny" / run_dirs(experiment.parent)[1].name
+    shutil.copytree(run_dirs(experiment.parent)[1], run)
+    assert run_train(capsys, "-r", run, "--set", "trainer.epochs=3", modules=EXTRA).code == 0
+    [row] = summary_table(capsys, tmp_path / "tiny")
+    assert (row["status"], row["epochs"]) == ("finished", "3/3"), "the settings it last ran with (config-resume)"
 
 
 @pytest.mark.parametrize(

@@ -118,3 +118,12 @@ def test_sigterm_to_the_torchrun_group_saves_once_and_resumes(default_project: P
     assert run_folders(tmp_path) == [run]
     assert "Resumed" in resumed.stderr
     assert load(run / "last.pth")["epoch"] == 3
+
+
+def test_sync_batchnorm_on_the_cpu_is_one_line_per_process(default_project: Path, tmp_path: Path) -> None:
+    args = [*QUICK, "--set", "trainer.sync_batchnorm=true", "--set", "trainer.epochs=1", *save_to(tmp_path)]
+    result = run_project(default_project, *TORCHRUN, "train.py", *args, timeout=240)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert lines == ["error: trainer.sync_batchnorm: SyncBatchNorm needs CUDA; set it to false on the CPU"] * 2, lines
+    assert "ValueError" not in result.stderr and not run_folders(tmp_path)

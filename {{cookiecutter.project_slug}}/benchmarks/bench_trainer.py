@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from parse_config import Config, Registry, build, load_config, lookup_function
+from parse_config import Config, Registry, load_config, lookup_function
 from train import PROJECT_MODULES
-from trainer.build import build_data, build_model, build_trainer
+from trainer.build import build_data, build_model, build_optimizer, build_trainer
 from trainer.checkpoint import Checkpointer
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.util import resolve_device, seed_everything
@@ -113,7 +113,7 @@ def hand_written_epochs(config: Config, modules: Registry, device: torch.device)
     seed_everything(config.seed)
     data_loader, _ = build_data(config, modules).train_loaders(device)
     model = build_model(config, modules).to(device)
-    optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    optimizer = build_optimizer(config, model)
     criterion = lookup_function(modules.losses, config.loss, "loss")
     amp_dtype = config.trainer.amp_dtype(device)
     memory_format = torch.channels_last if config.trainer.channels_last else torch.contiguous_format

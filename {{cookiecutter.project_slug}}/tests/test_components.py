@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from parse_config import Config
 from tests.tiny import metrics as tiny_metrics
+from tests.tiny import tiny_config
 from tests.tiny.models import NormHeadNet, TinyConvNet
+from trainer.build import build_optimizer
 from trainer.loss_watch import LossWatch
 from trainer.trainer import check_batch_norm_batches, check_model_fits
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
@@ -278,3 +281,18 @@ def test_batch_norm_is_refused_a_last_batch_of_one_only_where_it_fails(
     else:
         check_batch_norm_batches(network, torch.rand(1, 1, 8, 8), 64, batch_size)
     assert network.training, "the model is left in training mode"
+
+
+@pytest.mark.parametrize(("optimizer", "fused", "built"), [("RMSprop", None, True), ("Adam", None, True),
+                                                          ("RMSprop", True, False)])  # fmt: skip
+def test_fused_null_is_the_default_for_optimizers_without_a_fused_kernel(
+    tmp_path: Path, optimizer: str, fused: bool | None, built: bool
+) -> None:
+    config = tiny_config(tmp_path)
+    config["optimizer"] = {"type": optimizer, "args": {"lr": 0.01, "fused": fused}}
+    model = TinyConvNet()
+    if built:
+        assert type(build_optimizer(Config.from_dict(config), model)).__name__ == optimizer
+    else:
+        with pytest.raises(UsageError, match="optimizer.args.fused: unknown key"):
+            build_optimizer(Config.from_dict(config), model)

@@ -16,6 +16,7 @@ import pytest
 
 import train
 from logger.metrics_csv import read_rows
+from parse_config import Config
 from tests.hostile import (
     EXTRA,
     Killed,
@@ -36,7 +37,9 @@ from tests.hostile import (
     write_lock,
 )
 from tests.tiny import TINY
+from trainer.resume import refuse_fixed_changes
 from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.errors import UsageError
 
 STEP_LR = {"type": "StepLR", "args": {"step_size": 1, "gamma": 0.5}}
 STEPS_PER_EPOCH = 2  # 64 training samples in batches of 32 (small_config)
@@ -210,6 +213,27 @@ def test_resume_part_way_through_an_epoch_refuses_to_change(
     before = snapshot(tmp_path)
     line = assert_refused(run_train(capsys, "-r", run_dir, *args, modules=EXTRA), before, tmp_path)
     assert line.startswith(f"error: {key} cannot change part way through epoch 2"), line
+
+
+@pytest.mark.parametrize(
+    ("schedule", "advice"),
+    [
+        ({"type": "StepLR", "args": {"step_size": 1}}, "with --set trainer.epochs=2), then resume with it"),
+        ({"type": "OneCycleLR", "args": {}}, "finish the run without it (its schedule fixes trainer.epochs)"),
+    ],
+    ids=["per-epoch", "per-step-over-the-run"],
+)
+def test_the_advice_for_a_change_part_way_through_an_epoch_is_one_that_works(
+    tmp_path: Path, schedule: dict[str, Any], advice: str
+) -> None:
+    """Stopping after the epoch (--set trainer.epochs) is refused where the schedule is laid out over the run."""
+    recorded = small_config(tmp_path, epochs=3)
+    recorded["lr_scheduler"] = schedule
+    changed = json.loads(json.dumps(recorded))
+    changed["data_loader"]["args"]["augment"] = False
+    with pytest.raises(UsageError, match="data_loader.args.augment: cannot change part way through epoch 2") as err:
+        refuse_fixed_changes(Config.from_dict(recorded), Config.from_dict(changed), {"epoch": 2, "step": 1})
+    assert advice in str(err.value)
 
 
 def test_resume_part_way_through_an_epoch_refuses_fixed_keys_too(

@@ -7,7 +7,7 @@ import math
 import torch
 
 from base.base_data_loader import BaseDataLoader
-from parse_config import Config, Registry, build, lookup_function
+from parse_config import Config, ObjectSpec, Registry, build, lookup_function
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
@@ -56,6 +56,15 @@ def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, 
     return criterion, metrics
 
 
+def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer ``optimizer`` names, over ``model``'s parameters. ``"fused": null`` (config.json has it for
+    every answer, so that changing the accelerator edits only a value) is the default: left out, so that an
+    optimizer without a fused kernel (RMSprop, NAdam...) is not refused for it."""
+    args = {key: value for key, value in config.optimizer.args.items() if not (key == "fused" and value is None)}
+    spec = ObjectSpec(config.optimizer.type, args)
+    return build(spec, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+
+
 def check_optimizer_steps(optimizer: torch.optim.Optimizer) -> None:
     """The training step calls ``optimizer.step()`` without arguments: refuse an optimizer that needs a closure."""
     closure = inspect.signature(optimizer.step).parameters.get("closure")
@@ -75,7 +84,7 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
     check_class_count(config, registry, classes)
     model = build_model(config, registry, classes).to(device)
     criterion, metrics = build_loss_and_metrics(config, registry)
-    optimizer = build(config.optimizer, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    optimizer = build_optimizer(config, model)
     check_optimizer_steps(optimizer)
     lr_scheduler, spec = None, config.lr_scheduler
     steps_per_epoch = math.ceil(len(train_loader) / config.trainer.grad_accum_steps)

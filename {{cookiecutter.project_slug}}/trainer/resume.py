@@ -82,6 +82,9 @@ def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, 
             )
         if mid_epoch is not None and _under(path, FIXED_WITHIN_AN_EPOCH):
             epoch = mid_epoch["epoch"]
+            if schedule is not None and "trainer.epochs" in run_length_settings(schedule):  # the run cannot end early
+                first = "finish the run without it (its schedule fixes trainer.epochs), or start a new run with -c"
+                raise UsageError(f"{path}: cannot change part way through epoch {epoch}; {first} and --init-from")
             raise UsageError(
                 f"{path}: cannot change part way through epoch {epoch}; resume without the change first to finish "
                 f"that epoch (with --set trainer.epochs={epoch}), then resume with it"

@@ -73,6 +73,8 @@ class Trainer:
         if is_distributed():
             # Under torchrun, DistributedDataParallel averages the gradients of all processes in backward.
             if self.settings.sync_batchnorm:
+                if self.device.type != "cuda":  # PyTorch's SyncBatchNorm runs on CUDA only
+                    raise UsageError("trainer.sync_batchnorm: SyncBatchNorm needs CUDA; set it to false on the CPU")
                 nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # in place: the parameters stay the same
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)

@@ -133,7 +133,10 @@ def running_with_a_saved_epoch(save_dir: Path) -> int:
     """How many trials are running and have finished an epoch (a row in their metrics.csv)."""
     if not (save_dir / "tiny" / "sweep.journal").is_file():
         return 0
-    running = [trial for trial in trials(journal(save_dir)) if trial.state.name == "RUNNING"]
+    try:
+        running = [trial for trial in trials(journal(save_dir)) if trial.state.name == "RUNNING"]
+    except KeyError:  # the journal exists, the study not yet: the sweep is starting
+        return 0
     csv_files = [
         Path(trial.user_attrs["run_dir"]) / "metrics.csv" for trial in running if "run_dir" in trial.user_attrs
     ]

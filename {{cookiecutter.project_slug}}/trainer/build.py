@@ -21,19 +21,22 @@ def build_data(config: Config, registry: Registry) -> BaseDataLoader:
 
 def build_model(config: Config, registry: Registry, classes: list[str] | None = None) -> torch.nn.Module:
     """The model ``arch`` names; its ``num_classes``, when the config leaves it out, is the data's class count."""
-    factory = getattr(registry.models, config.arch.type, None)
-    takes_classes = callable(factory) and "num_classes" in inspect.signature(factory).parameters
-    if classes and takes_classes and "num_classes" not in config.arch.args:
+    if classes and _class_count_left_out(config, registry):
         return build(config.arch, "arch", registry.models, torch.nn.Module, num_classes=len(classes))
     return build(config.arch, "arch", registry.models, torch.nn.Module)
+
+
+def _class_count_left_out(config: Config, registry: Registry) -> bool:
+    """Whether the model ``arch`` names takes ``num_classes`` and the config leaves it out."""
+    factory = getattr(registry.models, config.arch.type, None)
+    takes_classes = callable(factory) and "num_classes" in inspect.signature(factory).parameters
+    return takes_classes and "num_classes" not in config.arch.args
 
 
 def check_class_count(config: Config, registry: Registry, classes: list[str] | None) -> None:
     """A model that takes ``num_classes``, with none in the config and none counted from the data, would
     silently get its own default (10 for ConvNet): refuse that, so a 2-class run never trains 10 outputs."""
-    factory = getattr(registry.models, config.arch.type, None)
-    takes_classes = callable(factory) and "num_classes" in inspect.signature(factory).parameters
-    if takes_classes and not classes and "num_classes" not in config.arch.args:
+    if not classes and _class_count_left_out(config, registry):
         raise UsageError(
             f"arch.args.num_classes: not set, and {config.data_loader.type} names no classes to count; set it in "
             "config.json (or give the loader its classes, as data_loader/data_loaders.py's loaders do)"

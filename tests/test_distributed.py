@@ -23,6 +23,21 @@ def load(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
 
+# Prints a checkpoint's loss and metrics on the validation split, evaluated by one process.
+VALIDATE_ALONE = """
+import json, sys
+from pathlib import Path
+from inference.trained import load_trained_model
+from train import PROJECT_MODULES
+from trainer.build import build_loss_and_metrics
+from trainer.trainer import evaluate
+trained = load_trained_model(Path(sys.argv[1]), [], PROJECT_MODULES)
+_, valid_loader = trained.data.train_loaders(trained.device)
+criterion, metrics = build_loss_and_metrics(trained.config, PROJECT_MODULES)
+print(json.dumps(evaluate(trained.model, valid_loader, criterion, metrics, None)))
+"""
+
+
 def test_two_processes_train_one_run_that_loads_anywhere(default_project: Path, tmp_path: Path) -> None:
     epochs = ["--set", "trainer.epochs=2"]
     result = run_project(default_project, *TORCHRUN, "train.py", *QUICK, *epochs, *save_to(tmp_path))
@@ -31,7 +46,14 @@ def test_two_processes_train_one_run_that_loads_anywhere(default_project: Path, 
     [run] = run_folders(tmp_path)  # exactly one run folder, written by rank 0
     assert sorted(p.name for p in run.iterdir()) == ["best.pth", "config.json", "last.pth", "metrics.csv", "train.log"]
     assert result.stderr.count("epoch 2/2") == 1, "only rank 0 reports epochs"
-    assert not any(key.startswith("module.") for key in load(run / "last.pth")["model"])
+    last = load(run / "last.pth")
+    assert not any(key.startswith("module.") for key in last["model"])
+    # The val_ numbers it logged are those of the model it saved: every process validated with rank 0's
+    # BatchNorm statistics (each had updated its own in its last step).
+    alone = run_project(default_project, "-c", VALIDATE_ALONE, str(run / "last.pth"))
+    assert alone.returncode == 0, describe(alone)
+    for name, value in json.loads(alone.stdout).items():
+        assert last["metrics"][f"val_{name}"] == pytest.approx(value, abs=1e-6), name
     evaluate = run_project(default_project, "test.py", "-r", str(run), "-d", "cpu")
     assert evaluate.returncode == 0, describe(evaluate)
     assert json.loads((run / "best.test.json").read_text())["samples"] == 1000

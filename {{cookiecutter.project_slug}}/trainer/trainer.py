@@ -24,7 +24,7 @@ from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
 from utils.class_report import ConfusionMatrix
-from utils.dist import all_reduce, is_distributed, launch_command, world_size
+from utils.dist import all_reduce, copy_buffers_from_rank_0, is_distributed, launch_command, world_size
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
 from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
@@ -151,6 +151,7 @@ class Trainer:
         """Train and validate one epoch, step the scheduler; returns (its metrics, whether the monitor improved)."""
         epoch_metrics = self.train_epoch(epoch, checkpoints)
         if self.valid_loader is not None:
+            copy_buffers_from_rank_0(self.model)  # what DDP does before its next training forward anyway
             valid_metrics = evaluate(self.eval_model, self.valid_loader, self.criterion, self.metrics, self.amp_dtype)
             epoch_metrics.update({f"val_{name}": value for name, value in valid_metrics.items()})
         epoch_metrics["lr"] = self.optimizer.param_groups[0]["lr"]

@@ -55,6 +55,14 @@ def all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> t
     return tensor
 
 
+def copy_buffers_from_rank_0(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm's running statistics). Each process updates its own in
+    its last training step; rank 0's are the ones checkpoints hold, so validation uses them everywhere."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -41,6 +41,22 @@ def test_gradient_accumulation_steps_once_per_group(
     assert adam_steps == {optimizer_steps}  # the last, shorter group (batches 7 and 8 of 3) steps too
 
 
+def test_a_group_shorter_than_grad_accum_steps_steps_with_its_mean_gradient(
+    make_trainer: MakeTrainer, tmp_path: Path
+) -> None:
+    """The epoch's 8 batches form one group whether the setting is 8 or 16: the same mean gradient, the same
+    SGD step (the loss was divided by the setting, 16, and so the step halved)."""
+    models = []
+    for grad_accum_steps in (8, 16):
+        run_dir = tmp_path / str(grad_accum_steps)
+        run_dir.mkdir()
+        config = plain_config(run_dir, grad_accum_steps=grad_accum_steps)
+        config["optimizer"] = {"type": "SGD", "args": {"lr": 0.5}}
+        models.append(train_one_epoch(make_trainer(config), run_dir)["model"])
+    for key, value in models[0].items():
+        torch.testing.assert_close(models[1][key], value, rtol=0, atol=1e-6, msg=key)
+
+
 @pytest.mark.parametrize("amp", ["off", "fp16"])
 def test_gradient_clipping_bounds_each_update(make_trainer: MakeTrainer, tmp_path: Path, amp: str) -> None:
     config = plain_config(tmp_path, grad_clip_norm=1e-3, amp=amp)

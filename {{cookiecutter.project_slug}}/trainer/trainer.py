@@ -171,9 +171,12 @@ class Trainer:
         watch = LossWatch(min(self.settings.log_step, total - start_step), start_step + 1, self.device)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None)
         self.optimizer.zero_grad(set_to_none=True)
+        accum = self.settings.grad_accum_steps
         for step, (images, targets) in enumerate(bar, start=start_step + 1):
-            at_boundary = step % self.settings.grad_accum_steps == 0 or step == total
-            result = self.train_step(images, targets, at_boundary)
+            group_start = (step - 1) // accum * accum + 1  # the first step of this step's accumulation group
+            group_end = min(group_start + accum - 1, total)  # the epoch's last group may be shorter
+            at_boundary = step == group_end
+            result = self.train_step(images, targets, at_boundary, group_size=group_end - group_start + 1)
             if result is None:
                 logger.warning("epoch %d step %d: loss is not finite; batch skipped", epoch, step)
                 continue
@@ -194,11 +197,13 @@ class Trainer:
         self._raise_if_nonfinite(watch, epoch, total)
         return running.result()
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, at_boundary: bool) -> tuple | None:
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, at_boundary: bool,
+                   group_size: int = 1) -> tuple | None:  # fmt: skip
         """Forward, loss and backward of one batch, then the optimizer step at an accumulation boundary.
 
-        Gradients of ``grad_accum_steps`` batches add up before one optimizer step (and, under
-        torchrun, one gradient all-reduce: the batches in between skip it with ``no_sync``).
+        Gradients of ``group_size`` batches (``grad_accum_steps``, fewer in an epoch's last group) add up
+        before one optimizer step, each loss divided by the group's size, so the step follows their mean
+        gradient (under torchrun, one gradient all-reduce per group: the batches in between skip it with ``no_sync``).
         Returns ``(output, loss)``, or None for a skipped batch (a non-finite loss in "skip" mode).
         """
         if self.settings.channels_last:
@@ -210,8 +215,7 @@ class Trainer:
                 loss = self.criterion(output, targets)
             if self.settings.nonfinite_loss == "skip" and not self._all_finite(loss):  # a host sync per step
                 return None
-            accum = self.settings.grad_accum_steps
-            self.grad_scaler.scale(loss / accum if accum > 1 else loss).backward()  # a kernel saved when 1
+            self.grad_scaler.scale(loss / group_size if group_size > 1 else loss).backward()  # a kernel saved when 1
         if at_boundary:
             self._optimizer_step()
         return output, loss

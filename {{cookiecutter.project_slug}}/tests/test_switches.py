@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.hostile import run_dirs, run_train, small_config, write_config
 from tests.tiny import tiny_config
 from trainer.checkpoint import Checkpointer
 from trainer.settings import TrainerSettings
@@ -111,3 +112,21 @@ def test_mixed_precision_trains_and_checkpoints_its_scaler(
 @pytest.mark.parametrize(("amp", "dtype"), [("auto", None), ("off", None), ("bf16", torch.bfloat16)])
 def test_amp_on_the_cpu_is_off_unless_asked_for(amp: str, dtype: torch.dtype | None) -> None:
     assert TrainerSettings(amp=amp).amp_dtype(CPU) == dtype
+
+
+def test_a_failing_compiler_is_one_line_and_leaves_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.compile compiles at the first training step, after the run folder exists: without a C++ compiler
+    (inductor needs one on the CPU) the run is one line and its folder goes."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-compiler")))
+    torch._dynamo.reset()  # nothing compiled earlier in this process is reused
+    config_path = write_config(tmp_path / "config.json", small_config(tmp_path / "saved", compile="default"))
+    result = run_train(capsys, "-c", config_path)
+    assert result.code == 2, result.err
+    line = result.error_line()
+    assert line.startswith('error: trainer.compile: torch.compile ("default") failed: InvalidCxxCompiler'), line
+    assert line.endswith('set trainer.compile to "off" to train without it'), line
+    assert run_dirs(tmp_path / "saved") == [], "the run folder was left behind"

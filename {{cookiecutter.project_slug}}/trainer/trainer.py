@@ -4,8 +4,8 @@ decides what to keep, ``train_epoch`` loops over batches, ``train_step`` is one 
 
 import logging
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,7 +25,7 @@ from trainer.settings import TrainerSettings
 from utils.checkpoint import load_model_weights
 from utils.class_report import ConfusionMatrix
 from utils.dist import all_reduce, copy_buffers_from_rank_0, is_distributed, launch_command, world_size
-from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence
+from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence, plain_text
 from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
 from utils.util import metric_text, rng_state, set_rng_state
@@ -149,11 +149,13 @@ class Trainer:
 
     def run_epoch(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
         """Train and validate one epoch, step the scheduler; returns (its metrics, whether the monitor improved)."""
-        epoch_metrics = self.train_epoch(epoch, checkpoints)
-        if self.valid_loader is not None:
-            copy_buffers_from_rank_0(self.model)  # what DDP does before its next training forward anyway
-            valid_metrics = evaluate(self.eval_model, self.valid_loader, self.criterion, self.metrics, self.amp_dtype)
-            epoch_metrics.update({f"val_{name}": value for name, value in valid_metrics.items()})
+        with compile_failures_explained(self.settings.compile):  # it compiles at first use, in either
+            epoch_metrics = self.train_epoch(epoch, checkpoints)
+            if self.valid_loader is not None:
+                copy_buffers_from_rank_0(self.model)  # what DDP does before its next training forward anyway
+                model, loader = self.eval_model, self.valid_loader
+                valid_metrics = evaluate(model, loader, self.criterion, self.metrics, self.amp_dtype)
+                epoch_metrics.update({f"val_{name}": value for name, value in valid_metrics.items()})
         epoch_metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         self._step_scheduler(epoch_metrics)
         improved = self.monitor.update(epoch_metrics)
@@ -344,6 +346,24 @@ class Trainer:
             logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
         else:
             logger.info("Resumed part way through epoch %d; continuing at step %d", point["epoch"], point["step"] + 1)
+
+
+@contextmanager
+def compile_failures_explained(mode: str) -> Iterator[None]:
+    """Turn a failure of torch.compile's compiler (no C++ compiler, an operation it cannot compile...) into
+    one line; torch.compile compiles on the first batches, so it shows only once training has started."""
+    try:
+        yield
+    except Exception as err:
+        if mode == "off" or not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            raise
+        # Its messages run to many lines; the first (after dynamo's "backend='inductor' raised:") says what failed.
+        lines = [line for line in str(err).splitlines() if line.strip() and not line.endswith("raised:")]
+        reason = plain_text(lines[0]) if lines else type(err).__name__
+        raise UsageError(
+            f'trainer.compile: torch.compile ("{mode}") failed: {reason}; set trainer.compile to "off" to train '
+            "without it"
+        ) from None
 
 
 def describe_epoch(epoch: int, epochs: int, metrics: dict[str, float], seconds: float, improved: bool) -> str:

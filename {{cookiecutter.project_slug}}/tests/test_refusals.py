@@ -198,6 +198,11 @@ CONFIG_MISTAKES = [
     case(
         "adam-beta-above-1", "optimizer.args: Adam rejected its arguments", changes={"optimizer.args.betas": [0.9, 1.5]}
     ),
+    case(
+        "fused-not-a-bool",
+        "optimizer.args.fused: 'yes' is not true, false or null",
+        changes={"optimizer.args.fused": "yes"},
+    ),
     case("adam-negative-lr", "optimizer.args: Adam rejected its arguments: Invalid learning rate", args=["--lr", "-1"]),
     case(
         "steplr-step_size-0",

@@ -130,3 +130,14 @@ def test_a_failing_compiler_is_one_line_and_leaves_no_run(
     assert line.startswith('error: trainer.compile: torch.compile ("default") failed: InvalidCxxCompiler'), line
     assert line.endswith('set trainer.compile to "off" to train without it'), line
     assert run_dirs(tmp_path / "saved") == [], "the run folder was left behind"
+
+
+@pytest.mark.parametrize(("amp", "warned"), [("fp16", True), ("bf16", False), ("off", False)])
+def test_fp16_on_the_cpu_is_trained_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], amp: str, warned: bool
+) -> None:
+    config_path = write_config(tmp_path / "config.json", small_config(tmp_path / "saved", amp=amp, epochs=1))
+    result = run_train(capsys, "-c", config_path, "-d", "cpu")
+    assert result.code == 0, result.err
+    said = 'trainer.amp: fp16 on the CPU is many times slower than full precision; use "bf16" or "off"'
+    assert (said in result.err) is warned, result.err

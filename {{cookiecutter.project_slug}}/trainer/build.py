@@ -64,6 +64,8 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
     every answer, so that changing the accelerator edits only a value) is the default: left out, so that an
     optimizer without a fused kernel (RMSprop, NAdam...) is not refused for it."""
     args = {key: value for key, value in config.optimizer.args.items() if not (key == "fused" and value is None)}
+    if not isinstance(args.get("fused", False), bool):  # torch takes any truthy value as true
+        raise UsageError(f"optimizer.args.fused: {args['fused']!r} is not true, false or null (the default)")
     spec = ObjectSpec(config.optimizer.type, args)
     return build(spec, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
 

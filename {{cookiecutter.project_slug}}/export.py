@@ -16,6 +16,7 @@ from utils.cli import (
     add_override_flags,
     check_output_folder,
     overrides_from_flags,
+    refuse_overwriting,
     run_command,
 )
 from utils.errors import UsageError
@@ -43,6 +44,8 @@ def export(args: argparse.Namespace, modules: Registry) -> None:
     # Exported on the CPU, in full precision: the file then runs anywhere the format does.
     trained = load_trained_model(args.resume, [*overrides_from_flags(args), "device=cpu"], modules)
     output = args.output or trained.checkpoint_path.with_suffix(spec.suffix)
+    for written in (output, description_path(output)):
+        refuse_overwriting(written, [trained.checkpoint_path], "the checkpoint it exports")
     difference, allowed = export_checked(trained, args.format, spec, output, modules)
     print(f"Wrote {output} and {description_path(output).name} ({args.format}, {trained.trained_for})")
     print(f"largest absolute difference from the model on test images: {difference:.3g} "

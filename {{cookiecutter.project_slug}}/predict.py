@@ -17,6 +17,7 @@ from utils.cli import (
     add_override_flags,
     check_output_folder,
     overrides_from_flags,
+    refuse_overwriting,
     run_command,
 )
 from utils.errors import UsageError
@@ -40,6 +41,7 @@ def predict(args: argparse.Namespace, modules: Registry) -> None:
     check_output_folder(args.output)
     trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
     paths = find_images(args.inputs)
+    refuse_overwriting(args.output, paths, "one of the input images")
     result = classify_files(trained, paths, args.top_k)
     if not result.predictions:
         path, reason = result.unreadable[0]

@@ -4,10 +4,11 @@ the file is reloaded as a serving process would load it, its outputs on real tes
 with the eager model's, and only a file that passes is renamed into place."""
 
 import importlib.util
+import io
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from inference.trained import TrainedModel
 from parse_config import Config, Registry
 from trainer.build import build_model
 from utils.errors import CheckFailed, UsageError
-from utils.util import read_json, storage_error, write_json
+from utils.util import os_error_behind, read_json, storage_error, write_json
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # a batch of prepared images -> logits, on the CPU
 
@@ -39,7 +40,9 @@ def _batch_dim() -> Any:
 
 def write_pt2(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     program = torch.export.export(model, (example,), dynamic_shapes=({0: _batch_dim()},))
-    torch.export.save(program, path)
+    buffer = io.BytesIO()  # a write error inside torch.export.save (a full disk) aborts the whole process
+    torch.export.save(program, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def load_pt2(path: Path, description: Path, registry: Registry) -> Forward:
@@ -76,7 +79,8 @@ def load_onnx(path: Path, description: Path, registry: Registry) -> Forward:
 
 def write_weights(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     state = {key: tensor.detach().cpu().clone() for key, tensor in model.state_dict().items()}
-    torch.save(state, path)  # tensors only: torch.load(path, weights_only=True) reads it
+    with path.open("wb") as handle:  # a full disk is then an OSError (behind torch's RuntimeError)
+        torch.save(state, handle)  # tensors only: torch.load(path, weights_only=True) reads it
 
 
 def load_weights(path: Path, description: Path, registry: Registry) -> Forward:
@@ -163,9 +167,9 @@ def describe(trained: TrainedModel, name: str, output: Path, images: torch.Tenso
 def _write(spec: ExportFormat, model: torch.nn.Module, images: torch.Tensor, path: Path) -> None:
     try:
         spec.write(model, images, path)
-    except OSError as err:
-        raise storage_error(path, err) from None
     except Exception as err:  # a model the exporter cannot trace: its first line says why (--debug: all)
+        if os_error_behind(err) is not None:  # a full disk, a read-only folder...
+            raise storage_error(path, err) from None
         text = str(err).strip()
         reason = text.splitlines()[0] if text else type(err).__name__
         raise UsageError(f"{type(model).__name__} cannot be exported: {reason}") from err
@@ -192,4 +196,5 @@ def staged(*paths: Path) -> Iterator[list[Path]]:
             os.replace(temp, path)
     finally:
         for temp in temporary:
-            temp.unlink(missing_ok=True)
+            with suppress(OSError):  # a read-only folder, where it was never made: the error that said so counts
+                temp.unlink(missing_ok=True)

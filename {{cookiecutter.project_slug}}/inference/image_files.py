@@ -13,11 +13,11 @@ GLOB_CHARACTERS = frozenset("*?[")
 
 def find_images(inputs: list[str]) -> list[Path]:
     """Every image file ``inputs`` name; an input that names nothing is refused with one line."""
-    found: dict[Path, None] = {}  # keeps the order, drops repeats
+    found: dict[Path, Path] = {}  # the file -> the name first given for it: keeps the order, drops repeats
     for text in inputs:
         for path in _expand(text):
-            found.setdefault(path, None)
-    return list(found)
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
 
 
 def _expand(text: str) -> list[Path]:

@@ -2,10 +2,16 @@
 writes nothing, and bad input is refused with one line."""
 
 import dataclasses
+import errno
 import importlib.util
+import io
 import json
+import os
 import re
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -132,6 +138,10 @@ BAD_INPUT = {
     "output-in-missing-folder": (["-r", "{run}", "--format", "pt2", "-o", "{tmp}/missing/m.pt2"], "does not exist"),
     "output-is-a-folder": (["-r", "{run}", "--format", "weights", "-o", "{tmp}"], "is a folder"),
     "missing-extra": (["-r", "{run}", "--format", "onnx"], 'pip install -e ".[export]"'),
+    "output-is-the-checkpoint": (
+        ["-r", "{run}/best.pth", "--format", "weights", "-o", "{run}/best.pth"],
+        "is the checkpoint it exports, which this would overwrite; write to another file",
+    ),
     "pt2-without-its-suffix": (["-r", "{run}", "--format", "pt2", "-o", "{tmp}/m.bin"], "use -o '{tmp}/m.pt2'"),
 }
 
@@ -147,3 +157,50 @@ def test_bad_input_is_one_line_and_writes_nothing(case_id: str, tiny_run: Path, 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected.format(tmp=tmp_path) in lines[0], lines
     assert not any(tmp_path.iterdir()) and sorted(tiny_run.iterdir()) == before
+
+
+class FullDisk(io.RawIOBase):
+    """A file on a full disk: every write fails as the kernel reports it."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def fail_with(number: int) -> Callable[..., Any]:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(number, os.strerror(number))
+
+    return fail
+
+
+@pytest.mark.parametrize("name", ["pt2", "weights"])
+def test_a_full_disk_is_one_line_and_writes_nothing(name: str, tiny_run: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """torch.export.save, given a file it cannot finish, aborted the process (a C++ terminate) after the line."""
+    real_open = Path.open
+
+    def open_on_a_full_disk(path: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        writes = path.name.startswith(".tmp-") and "w" in mode
+        return FullDisk() if writes else real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_on_a_full_disk)
+    output = tmp_path / f"m{FORMATS[name].suffix}"
+    assert export.main(["-r", str(tiny_run), "--format", name, "-o", str(output)], modules=TINY) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write '{tmp_path}/"), lines
+    assert lines[0].endswith("No space left on device; free some space"), lines
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_read_only_folder_is_one_line(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Removing the temporary files that were never made fails there too; that must not hide the first error."""
+    monkeypatch.setattr(tempfile, "mkstemp", fail_with(errno.EROFS))
+    monkeypatch.setattr(Path, "unlink", fail_with(errno.EROFS))
+    assert export.main(["-r", str(tiny_run), "--format", "weights", "-o", str(tmp_path / "m.pth")], modules=TINY) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("Read-only file system; write to another folder"), lines

@@ -3,6 +3,7 @@ sets unreadable files aside, and refuses bad input with one line."""
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,9 @@ def test_predict_agrees_with_test_py(tiny_run: Path, test_split_pngs: Path, tmp_
 def test_files_globs_and_top_k(tiny_run: Path, test_split_pngs: Path, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "p.csv"
-    inputs = [str(test_split_pngs / "0" / "*.png"), str(next((test_split_pngs / "1").iterdir()))]
+    one = next((test_split_pngs / "1").iterdir())
+    # The last two name one file two ways (relative, absolute): it is classified once.
+    inputs = [str(test_split_pngs / "0" / "*.png"), str(one), os.path.relpath(one), str(one.resolve())]
     debug = ["--set", "trainer.verbosity=2"]
     assert predict.main(["-r", str(tiny_run), *inputs, "--top-k", "1", "--bs", "4", "-o", str(out), *debug],
                         modules=TINY) == 0  # fmt: skip
@@ -122,6 +125,7 @@ BAD_INPUT = {
     "glob-without-matches": (["{tmp}/*.jpeg"], "no image files match"),
     "output-in-missing-folder": (["{pngs}", "-o", "{tmp}/missing/p.csv"], "does not exist; create it first"),
     "output-is-a-folder": (["{pngs}", "-o", "{tmp}/empty"], "is a folder"),
+    "output-is-an-input": (["{tmp}/broken.png", "-o", "{tmp}/broken.png"], "is one of the input images, which"),
     "top-k-zero": (["{pngs}", "--top-k", "0"], "--top-k: expected an integer >= 1"),
 }
 

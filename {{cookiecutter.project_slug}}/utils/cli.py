@@ -4,6 +4,7 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -143,3 +144,9 @@ def check_output_folder(path: Path) -> None:
         raise UsageError(f"-o {str(path)!r} is a folder; give a file name")
     if not path.parent.is_dir():
         raise UsageError(f"-o {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")
+
+
+def refuse_overwriting(output: Path, inputs: list[Path], what: str) -> None:
+    """Refuse an output path that is one of the ``inputs`` the command reads (``what`` says which)."""
+    if output.exists() and any(path.exists() and os.path.samefile(output, path) for path in inputs):
+        raise UsageError(f"-o {str(output)!r} is {what}, which this would overwrite; write to another file")

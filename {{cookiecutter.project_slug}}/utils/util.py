@@ -45,7 +45,7 @@ def atomic_write(path: Path, write: Any) -> None:
         os.replace(tmp_name, path)
     except BaseException as err:
         Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(err, OSError | RuntimeError) and _os_error(err) is not None:
+        if isinstance(err, OSError | RuntimeError) and os_error_behind(err) is not None:
             raise storage_error(path, err) from None
         raise
 
@@ -56,7 +56,7 @@ def current_umask() -> int:
     return mask
 
 
-def _os_error(err: BaseException | None) -> OSError | None:
+def os_error_behind(err: BaseException | None) -> OSError | None:
     """The OSError behind ``err`` (torch.save reports a full disk as a RuntimeError caused by one)."""
     while err is not None and not isinstance(err, OSError):
         err = err.__cause__ or err.__context__
@@ -75,7 +75,7 @@ WRITE_FIXES = {
 
 
 def storage_error(path: Path, err: BaseException) -> UsageError:
-    cause = _os_error(err)
+    cause = os_error_behind(err)
     reason = cause.strerror or str(cause) if cause is not None else str(err)
     fix = WRITE_FIXES.get(cause.errno if cause is not None else None, "free some space or fix the folder's permissions")
     return UsageError(f"cannot write {str(path)!r}: {reason}; {fix}")

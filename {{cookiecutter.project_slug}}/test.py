@@ -15,6 +15,7 @@ from parse_config import Registry
 from train import PROJECT_MODULES
 from trainer.build import build_loss_and_metrics
 from trainer.trainer import check_model_fits, evaluate
+from utils.checkpoint import check_same_classes
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
 from utils.dist import is_main
@@ -33,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def test(args: argparse.Namespace, modules: Registry) -> None:
     trained = load_trained_model(args.resume, overrides_from_flags(args), modules, distributed=True)
     model, checkpoint_path = trained.model, trained.checkpoint_path
+    advice = "give the data the checkpoint's class folders back, or train a new run on the data as it is"
+    check_same_classes(trained.classes, trained.data.class_names(), checkpoint_path, advice)
     test_loader = trained.data.test_loader(trained.device)
     criterion, metrics = build_loss_and_metrics(trained.config, modules)
     first_images, first_targets = next(iter(test_loader))

@@ -10,7 +10,9 @@ import torch
 import test as test_script  # the project's test.py
 import train
 from parse_config import Config, load_config
+from tests.hostile import assert_unchanged, run_test, run_train, snapshot
 from tests.tiny import TINY, tiny_config
+from tests.tiny.data_loaders import TinyTensorLoader
 from trainer.build import build_model
 from utils.checkpoint import load_checkpoint
 
@@ -116,3 +118,20 @@ def test_checkpoints_keep_the_class_names_and_num_classes_defaults_to_their_coun
     assert test_script.main(["-r", str(run_dir)], modules=TINY) == 0
     report = json.loads((run_dir / "best.test.json").read_text(encoding="utf-8"))
     assert report["classes"] == "horizontal, vertical, cross"
+
+
+@pytest.mark.parametrize("command", ["test.py", "train.py"])
+def test_data_whose_classes_changed_is_refused(
+    command: str, tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image_folder class folder renamed after training reorders the labels: every score would be wrong."""
+    monkeypatch.setattr(TinyTensorLoader, "classes", ("cross", "horizontal", "vertical"))
+    before = snapshot(tiny_run)
+    if command == "test.py":
+        result = run_test(capsys, "-r", tiny_run / "best.pth")
+    else:
+        result = run_train(capsys, "-r", tiny_run / "last.pth", "--set", "trainer.epochs=3")
+    assert result.code == 2, result.err
+    line = result.error_line()
+    assert "was trained on the classes [horizontal, vertical, cross], but the data now has [cross, horizontal, " in line
+    assert_unchanged(before, snapshot(tiny_run))

@@ -22,7 +22,7 @@ from trainer.checkpoint import Checkpointer
 from trainer.loss_watch import LossWatch
 from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
-from utils.checkpoint import load_model_weights
+from utils.checkpoint import check_same_classes, load_model_weights
 from utils.class_report import ConfusionMatrix
 from utils.dist import all_reduce, copy_buffers_from_rank_0, is_distributed, launch_command, world_size
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence, plain_text
@@ -327,6 +327,8 @@ class Trainer:
                 f"checkpoint {str(source)!r} has a malformed 'mid_epoch' (not a step of epoch {state['epoch'] + 1} "
                 "with this run's metrics); use another"
             )
+        advice = "give the data the checkpoint's classes back, or start a new run from its weights with --init-from"
+        check_same_classes(state.get("classes"), self.classes, source, advice)
         load_model_weights(self.model, state["model"], source)
         try:
             self.optimizer.load_state_dict(state["optimizer"])

@@ -193,6 +193,22 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tenso
     model.load_state_dict(state_dict)
 
 
+def check_same_classes(trained_on: list[str] | None, data_has: list[str] | None, source: Path, advice: str) -> None:
+    """Refuse data whose classes are not those a checkpoint was trained on (an image_folder class folder renamed,
+    added or removed): each label would then stand for another class, and every score would be silently wrong."""
+    if trained_on is None or data_has is None or list(trained_on) == list(data_has):
+        return
+    raise UsageError(
+        f"checkpoint {str(source)!r} was trained on the classes {_names(trained_on)}, but the data now has "
+        f"{_names(data_has)}, so its labels would stand for other classes; {advice}"
+    )
+
+
+def _names(classes: list[str]) -> str:
+    shown = ", ".join(classes[:6]) + (f", ... ({len(classes)} in all)" if len(classes) > 6 else "")
+    return f"[{shown}]"
+
+
 def run_order(run: Path) -> tuple[str, int]:
     """Sort key for run folders ``STAMP`` and ``STAMP-N``: by start time, then by N (so -10 follows -9)."""
     match = re.fullmatch(r"(\d{8}-\d{6})-(\d+)", run.name)

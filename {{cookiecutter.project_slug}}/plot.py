@@ -5,13 +5,12 @@ python plot.py --summary saved/<name>                       # status, epochs, be
 """
 
 import argparse
-import csv
 import logging
 import sys
 from pathlib import Path
 
 from logger.logger import setup_logging
-from logger.metrics_csv import FILE_NAME, Row, read_rows
+from logger.metrics_csv import FILE_NAME, run_history
 from logger.plots import PICTURE_FORMATS, draw_curves, matplotlib_figure
 from logger.run_summary import summary_table
 from logger.runs import differing_settings, find_runs, read_config, run_label
@@ -54,7 +53,7 @@ def plot(args: argparse.Namespace) -> None:
         return
     out = output_path(args.output, runs)
     matplotlib_figure()  # before reading anything: without it, one line on how to install it
-    histories = {run: history(run) for run in runs}
+    histories = {run: run_history(run) for run in runs}
     runs = [run for run in runs if histories[run]]
     if not runs:
         raise UsageError(f"no finished epoch yet in {', '.join(map(str, histories))} (no rows in {FILE_NAME})")
@@ -64,15 +63,6 @@ def plot(args: argparse.Namespace) -> None:
     labels = [run_label(run, differing) for run, differing in zip(runs, settings, strict=True)]
     draw_curves([(label, histories[run]) for label, run in zip(labels, runs, strict=True)], out)
     logger.info("Wrote %s", out)
-
-
-def history(run: Path) -> dict[int, Row]:
-    """The run's metrics.csv rows; none before its first epoch ends."""
-    path = run / FILE_NAME
-    try:
-        return read_rows(path) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise UsageError(f"{str(path)!r} cannot be read ({err})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import logging
 import math
 from pathlib import Path
 
+from utils.errors import UsageError
 from utils.util import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -88,14 +89,27 @@ def read_rows(path: Path) -> dict[int, Row]:
     """The rows of a metrics.csv by epoch (the last one wins if an epoch repeats); empty cells are left out.
     Rows whose epoch is not a number (a hand edit) are skipped."""
     rows: dict[int, Row] = {}
-    with Path(path).open(encoding="utf-8", newline="") as handle:
-        for record in csv.DictReader(handle):
+    # utf-8-sig: a spreadsheet that saves "CSV UTF-8" puts a byte order mark before the first column's name.
+    with Path(path).open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "epoch" not in (reader.fieldnames or ["epoch"]):  # an empty file has no header yet
+            raise csv.Error("it has no 'epoch' column")
+        for record in reader:
             try:
                 epoch = int(record.pop("epoch") or "")
             except (TypeError, ValueError):
                 continue
             rows[epoch] = {name: _number(text) for name, text in record.items() if name and text not in ("", None)}
     return rows
+
+
+def run_history(run: Path) -> dict[int, Row]:
+    """The rows of ``run``'s metrics.csv (none before its first epoch ends); one line if it cannot be read."""
+    path = run / FILE_NAME
+    try:
+        return read_rows(path) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UsageError(f"{str(path)!r} cannot be read ({err})") from None
 
 
 def _number(text: str) -> float:

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from logger.metrics_csv import FILE_NAME, Row, read_rows
+from logger.metrics_csv import Row, run_history
 from logger.runs import differing_settings, peek_checkpoint, read_config, run_status
 from trainer.monitor import Monitor
 from utils.errors import UsageError
@@ -36,7 +36,7 @@ def _with_settings(runs: list[Path]) -> list[tuple[Path, dict[str, Any], dict[st
 
 def run_cells(run: Path, config: dict[str, Any], settings: dict[str, str]) -> list[dict[str, str]]:
     """One run's cells (column -> text), in four groups: what it is, its best epoch, its test, its settings."""
-    history = read_rows(run / FILE_NAME) if (run / FILE_NAME).is_file() else {}
+    history = run_history(run)
     total = config.get("trainer", {}).get("epochs", "?")
     what = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
     tested = test_cells(run)

@@ -2,6 +2,7 @@
 several runs apart, and how each run ended (from what its folder holds)."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,12 @@ def find_runs(paths: list[Path]) -> list[Path]:
 def read_config(run: Path) -> dict[str, Any]:
     """The config ``run`` last ran with: the newest config-resume-N.json (a resume that changed settings
     records one), else config.json."""
-    resumes = sorted(run.glob("config-resume-*.json"), key=lambda path: [int(n) for n in path.stem.split("-")[2:]])
-    path = resumes[-1] if resumes else run / "config.json"
+    # config-resume-N.json, or -N-M.json for a second resume at epoch N; not a copy a file manager made
+    numbered = (
+        re.fullmatch(r"config-resume-(\d+)(?:-(\d+))?\.json", path.name) for path in run.glob("config-resume-*.json")
+    )
+    resumes = sorted((int(m[1]), int(m[2] or 1), run / m[0]) for m in numbered if m)
+    path = resumes[-1][2] if resumes else run / "config.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -203,7 +203,17 @@ def run_without_epochs(tmp_path: Path) -> Path:
     return run
 
 
+def run_with_unreadable_metrics(tmp: Path, run: Path) -> Path:
+    copy = shutil.copytree(run, tmp / "copy")
+    (copy / "metrics.csv").write_bytes(bytes(range(128, 256)))  # not UTF-8
+    return copy
+
+
 BAD_INPUT = {
+    "summary-of-unreadable-metrics": (
+        lambda tmp, run: ["--summary", run_with_unreadable_metrics(tmp, run)],
+        "metrics.csv' cannot be read",
+    ),
     "missing-run": (lambda tmp, run: [tmp / "nope"], "does not exist"),
     "not-a-run": (lambda tmp, run: [not_a_run(tmp)], "is not a run folder"),
     "output-in-missing-folder": (lambda tmp, run: [run, "-o", tmp / "missing" / "c.png"], "does not exist"),
@@ -219,9 +229,25 @@ BAD_INPUT = {
 def test_bad_input_is_one_line_and_exit_2(experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           make_argv: Any, expected: str) -> None:  # fmt: skip
     pytest.importorskip("matplotlib")  # so that the refusal is about the input, not a missing package
-    argv = make_argv(tmp_path, run_dirs(experiment.parent)[0])
+    argv = make_argv(tmp_path, run_dirs(experiment.parent)[0])  # may write a run to refuse into tmp_path
     before = snapshot(tmp_path, experiment)
     result = run_plot(capsys, *argv)
     assert result.code == 2
     assert expected in result.error_line()
     assert_unchanged(before, snapshot(tmp_path, experiment))
+
+
+def test_a_run_folder_a_user_has_been_in_still_plots(experiment: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A spreadsheet re-saved metrics.csv as "CSV UTF-8" (with a byte order mark), and a file manager copied
+    a config-resume record: both used to be tracebacks (KeyError 'epoch'; int('3 (copy)'))."""
+    pytest.importorskip("matplotlib")
+    run = shutil.copytree(run_dirs(experiment.parent)[0], tmp_path / "run")
+    metrics = run / "metrics.csv"
+    metrics.write_text(metrics.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    (run / "config-resume-3 (copy).json").write_text("{}", encoding="utf-8")
+    assert run_plot(capsys, run, "-o", tmp_path / "c.png").code == 0
+    assert_png(tmp_path / "c.png")
+    summary = run_plot(capsys, "--summary", run)
+    assert summary.code == 0, summary.err
+    assert "2/2" in summary.out, summary.out

@@ -102,7 +102,10 @@ class BaseDataLoader:
         return train, valid
 
     def test_loader(self, device: torch.device) -> Loader:
-        return self._loader(self.load_split("test"), device)
+        data = self.load_split("test")
+        if len(data) == 0:  # an image_folder test/ with empty class folders: nothing to evaluate or export on
+            raise UsageError(f"data_loader: {type(self).__name__}'s test split has no samples; give it some")
+        return self._loader(data, device)
 
     def image_reader(self) -> ImageReader:
         """Reads an image file as this loader's splits hold their images (uint8, its channels and size)."""
@@ -116,6 +119,11 @@ class BaseDataLoader:
         """(training, validation) indices, drawn with a private generator seeded from ``seed``."""
         fraction = self.settings.validation_split
         n_valid = fraction if isinstance(fraction, int) else round(n_samples * fraction)
+        if n_valid == 0 and fraction > 0:  # else the run goes on without the validation it asked for
+            raise UsageError(
+                f"data_loader.args.validation_split: {fraction} of {n_samples} training samples holds out none; "
+                "give a count instead (1 or more), or 0 to train without validation"
+            )
         if n_valid >= n_samples:
             raise UsageError(
                 f"data_loader.args.validation_split: {fraction} leaves no training data "

@@ -46,8 +46,11 @@ class ImageReader:
             )
 
     def __call__(self, path: str | Path) -> torch.Tensor:
-        with Image.open(path) as image:
-            # Reads the whole file: a truncated one fails here.
-            converted = eight_bit(image).convert(MODES[self.channels])
+        try:
+            with Image.open(path) as image:
+                # Reads the whole file: a truncated one fails here.
+                converted = eight_bit(image).convert(MODES[self.channels])
+        except Image.DecompressionBombError as err:  # over PIL's pixel limit: no OSError, so said as one here
+            raise OSError(f"{err} (PIL.Image.MAX_IMAGE_PIXELS raises the limit)") from None
         steps = [v2.ToImage()] if self.size is None else [v2.ToImage(), v2.Resize(self.size), v2.CenterCrop(self.size)]
         return v2.Compose(steps)(converted).as_subclass(torch.Tensor)

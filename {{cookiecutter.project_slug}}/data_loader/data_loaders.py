@@ -134,6 +134,11 @@ class ImageFolderDataLoader(BaseDataLoader):
         dataset = _ClassFolders(self._folder(split), self.class_names(), self.image_reader())
         labelled = {label for _, label in dataset.samples}
         empty = [name for label, name in enumerate(dataset.classes) if label not in labelled]
+        if not dataset.samples:
+            raise UsageError(
+                f"data_loader.args.data_dir: {str(self._folder(split))!r} holds no images; put some in its class "
+                "folders"
+            )
         if split == "train" and empty:  # a class the model would learn to output, with nothing to learn from
             raise UsageError(
                 f"data_loader.args.data_dir: class folder {str(self._folder(split) / empty[0])!r} holds no images; "

@@ -7,8 +7,9 @@ import importlib.util
 import io
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, redirect_stderr, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,12 @@ def load_pt2(path: Path, description: Path, registry: Registry) -> Forward:
 
 
 @contextmanager
-def _quiet(*logger_names: str) -> Iterator[None]:
-    """Keep these loggers to warnings for a while (the ONNX optimiser logs each of its passes at INFO)."""
+def _quiet(level: int, *logger_names: str) -> Iterator[None]:
+    """Keep these loggers to ``level`` and above for a while."""
     loggers = [logging.getLogger(name) for name in logger_names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(level)
     try:
         yield
     finally:
@@ -65,7 +66,7 @@ def _quiet(*logger_names: str) -> Iterator[None]:
 
 def write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
     # One self-contained file (weights inside), which limits a model to ONNX's 2 GB.
-    with _quiet("onnxscript", "onnx_ir"):
+    with _quiet(logging.WARNING, "onnxscript", "onnx_ir"):  # the ONNX optimiser logs each of its passes at INFO
         torch.onnx.export(model, (example,), path, dynamo=True, input_names=["images"], output_names=["logits"],
                           dynamic_shapes=({0: _batch_dim()},), external_data=False, verbose=False)  # fmt: skip
 
@@ -121,6 +122,7 @@ def export_checked(
     """Write ``trained.model`` to ``output`` in format ``spec`` and return (the largest absolute difference
     between its outputs and the eager model's, the most allowed); raise ``CheckFailed`` (writing nothing) above."""
     images = test_images(trained)
+    check_one_tensor(trained.model, images)
     with staged(output, description_path(output)) as (file_tmp, description_tmp):
         write_json(describe(trained, name, output, images), description_tmp)
         _write(spec, trained.model, images, file_tmp)
@@ -140,6 +142,17 @@ def test_images(trained: TrainedModel) -> torch.Tensor:
     example batch of one would make torch.export take the batch size for a constant 1."""
     images, _ = next(iter(trained.data.test_loader(trained.device)))
     return (images if len(images) > 1 else torch.cat([images, images])).contiguous()
+
+
+@torch.no_grad()
+def check_one_tensor(model: torch.nn.Module, images: torch.Tensor) -> None:
+    """The formats, and the check after writing, take a model with one tensor out."""
+    output = model(images)
+    if not isinstance(output, torch.Tensor):
+        raise UsageError(
+            f"arch: {type(model).__name__} returns a {type(output).__name__}; export.py exports a model that returns "
+            "one tensor (export the part that does, or return only the logits)"
+        )
 
 
 def describe(trained: TrainedModel, name: str, output: Path, images: torch.Tensor) -> dict[str, Any]:
@@ -165,14 +178,19 @@ def describe(trained: TrainedModel, name: str, output: Path, images: torch.Tenso
 
 
 def _write(spec: ExportFormat, model: torch.nn.Module, images: torch.Tensor, path: Path) -> None:
+    printed = io.StringIO()  # torch.export prints the traced graph (a hundred lines) before failing on a model
     try:
-        spec.write(model, images, path)
+        with _quiet(logging.ERROR, "torch.fx.experimental.symbolic_shapes"), redirect_stderr(printed):
+            spec.write(model, images, path)
+        sys.stderr.write(printed.getvalue())  # what an export that worked said stays in view
     except Exception as err:  # a model the exporter cannot trace: its first line says why (--debug: all)
         if os_error_behind(err) is not None:  # a full disk, a read-only folder...
             raise storage_error(path, err) from None
+        while err.__cause__ is not None:  # the ONNX exporter wraps torch.export's error, which names the cause
+            err = err.__cause__
         text = str(err).strip()
         reason = text.splitlines()[0] if text else type(err).__name__
-        raise UsageError(f"{type(model).__name__} cannot be exported: {reason}") from err
+        raise UsageError(f"{type(model).__name__} cannot be exported: {reason} (--debug shows where)") from err
 
 
 @torch.no_grad()

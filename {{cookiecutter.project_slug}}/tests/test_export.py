@@ -204,3 +204,31 @@ def test_a_read_only_folder_is_one_line(tiny_run: Path, tmp_path: Path, monkeypa
     assert export.main(["-r", str(tiny_run), "--format", "weights", "-o", str(tmp_path / "m.pth")], modules=TINY) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("Read-only file system; write to another folder"), lines
+
+
+TINY_FORWARD = TinyConvNet.forward
+
+
+def branchy(self: TinyConvNet, x: torch.Tensor) -> torch.Tensor:
+    out = TINY_FORWARD(self, x)
+    return out if out.sum() > 0 else -out  # a branch on the data, which torch.export cannot trace
+
+
+# A model's forward that export.py cannot export -> what its one line says.
+UNEXPORTABLE_MODELS = {
+    "not-a-tensor": (lambda self, x: (torch.zeros(len(x), 3),), "arch: TinyConvNet returns a tuple; export.py exp"),
+    "branch-on-the-data": (branchy, "TinyConvNet cannot be exported: Could not guard on data-dependent expression"),
+}
+
+
+@pytest.mark.parametrize("case_id", list(UNEXPORTABLE_MODELS))
+def test_a_model_that_cannot_be_exported_is_one_line(case_id: str, tiny_run: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """torch.export printed the traced graph, about a hundred lines, before the error line."""
+    forward, expected = UNEXPORTABLE_MODELS[case_id]
+    monkeypatch.setattr(TinyConvNet, "forward", forward)
+    assert export.main(["-r", str(tiny_run), "--format", "pt2", "-o", str(tmp_path / "m.pt2")], modules=TINY) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not any(tmp_path.iterdir())

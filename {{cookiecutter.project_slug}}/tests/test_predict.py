@@ -55,6 +55,15 @@ def test_reader_resizes_and_converts_to_the_loader_s_channels(tmp_path: Path) ->
     assert image.shape == (1, 8, 8) and image.dtype == torch.uint8
 
 
+def test_an_image_over_pil_s_pixel_limit_is_an_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL's DecompressionBombError is no OSError: predict.py and image_folder training crashed on it instead of
+    skipping the file or naming it in one line."""
+    Image.new("L", (40, 20)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses images of over twice the limit
+    with pytest.raises(OSError, match="exceeds limit.*MAX_IMAGE_PIXELS raises the limit"):
+        ImageReader(channels=1, size=8)(tmp_path / "huge.png")
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_reader_scales_16_bit_grey_to_the_same_pixels_as_8_bit(tmp_path: Path, channels: int) -> None:
     """PIL's own conversion clips 16-bit values at 255: the picture would turn black and white."""

@@ -199,6 +199,11 @@ CONFIG_MISTAKES = [
         "adam-beta-above-1", "optimizer.args: Adam rejected its arguments", changes={"optimizer.args.betas": [0.9, 1.5]}
     ),
     case(
+        "validation-split-holds-out-none",
+        "data_loader.args.validation_split: 0.001 of",
+        changes={"data_loader.args.validation_split": 0.001},
+    ),
+    case(
         "fused-not-a-bool",
         "optimizer.args.fused: 'yes' is not true, false or null",
         changes={"optimizer.args.fused": "yes"},

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import export
 import test as test_script  # the project's test.py
 import train
 from parse_config import Config, load_config
-from tests.hostile import assert_unchanged, run_test, run_train, snapshot
+from tests.hostile import assert_unchanged, run_main, run_test, run_train, snapshot
 from tests.tiny import TINY, tiny_config
 from tests.tiny.data_loaders import TinyTensorLoader
 from trainer.build import build_model
@@ -134,4 +135,23 @@ def test_data_whose_classes_changed_is_refused(
     assert result.code == 2, result.err
     line = result.error_line()
     assert "was trained on the classes [horizontal, vertical, cross], but the data now has [cross, horizontal, " in line
+    assert_unchanged(before, snapshot(tiny_run))
+
+
+@pytest.mark.parametrize("command", ["test.py", "export.py"])
+def test_an_empty_test_split_is_one_line(
+    command: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both take their first batch from the test split: with none, it was a StopIteration traceback."""
+    empty = ["--set", "data_loader.args.n_test=0"]
+    before = snapshot(tiny_run)
+    if command == "test.py":
+        result = run_test(capsys, "-r", tiny_run / "best.pth", *empty)
+    else:
+        output = tmp_path / "m.weights.pth"
+        result = run_main(
+            capsys, export.main, "-r", tiny_run, "--format", "weights", "-o", output, *empty, modules=TINY
+        )
+    assert result.code == 2, result.err
+    assert result.error_line() == "error: data_loader: TinyTensorLoader's test split has no samples; give it some"
     assert_unchanged(before, snapshot(tiny_run))

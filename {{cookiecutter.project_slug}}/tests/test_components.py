@@ -4,11 +4,13 @@ import errno
 import math
 import os
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from parse_config import Config
 from tests.tiny import metrics as tiny_metrics
@@ -17,6 +19,7 @@ from tests.tiny.models import NormHeadNet, TinyConvNet
 from trainer.build import build_optimizer
 from trainer.loss_watch import LossWatch
 from trainer.trainer import check_batch_norm_batches, check_model_fits
+from utils import signals
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.dist import launch_command
 from utils.errors import UsageError, usage_message
@@ -296,3 +299,32 @@ def test_fused_null_is_the_default_for_optimizers_without_a_fused_kernel(
     else:
         with pytest.raises(UsageError, match="optimizer.args.fused: unknown key"):
             build_optimizer(Config.from_dict(config), model)
+
+
+@pytest.mark.parametrize(
+    ("seconds_per_step", "votes_at"),
+    [(2.0, [1, 3, 5, 7, 9]), (12.0, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), (0.001, [1])],
+)
+def test_processes_vote_to_stop_every_few_seconds_of_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds_per_step: float, votes_at: list[int]
+) -> None:
+    """torchrun SIGKILLs its processes 30 s after passing a SIGTERM on: with votes only at log steps (every
+    20), steps of 2 s left the signal unsaved. Now they vote every VOTE_SECONDS (5 s) of steps, and a
+    signal stops them at the next vote."""
+    now, steps_done, votes = [0.0], [0], []  # a fake clock, the steps so far, the step of each vote
+    monkeypatch.setattr(signals.time, "perf_counter", lambda: now[0])
+    real_all_reduce = signals.all_reduce
+    monkeypatch.setattr(signals, "all_reduce", lambda *args: votes.append(steps_done[0]) or real_all_reduce(*args))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        stop = signals.GracefulStop()
+        for _ in range(10):
+            steps_done[0] += 1
+            now[0] += seconds_per_step
+            assert not stop.agreed(must_vote=False, device=CPU)
+        assert votes == votes_at
+        stop.signal_number = signal.SIGTERM  # arrives between votes: acted on at the next one
+        steps_done[0] += 1
+        assert stop.agreed(must_vote=True, device=CPU) and votes[-1] == 11
+    finally:
+        dist.destroy_process_group()

@@ -119,7 +119,7 @@ class Trainer:
                     tracker.add_epoch(epoch, epoch_metrics, seconds)
                 checkpoints.save_epoch(self.state_dict(epoch, epoch_metrics), epoch, improved)
                 # A signal during validation or saving ends the run here, with the epoch on disk.
-                if self.stop.agreed(can_vote=True, device=self.device):
+                if self.stop.agreed(must_vote=True, device=self.device):
                     raise self._stop_error(f"after epoch {epoch}", checkpoints)
                 reason = self.early_stop_reason(epoch, epoch_metrics)
                 if reason is not None:
@@ -191,8 +191,8 @@ class Trainer:
             if log_now:
                 self._raise_if_nonfinite(watch, epoch, step)
                 self._show_progress(bar, running, epoch, step, total)  # the host syncs happen here
-            # Stop only between optimizer steps (no half-accumulated gradients to lose); under
-            # torchrun the processes vote at log steps, so that all stop at the same step.
+            # Stop only between optimizer steps (no half-accumulated gradients to lose); under torchrun the
+            # processes vote at log steps and every few seconds (utils/signals.py), so that all stop at one step.
             if at_boundary and self.stop.agreed(log_now or step == total, self.device):
                 self._raise_if_nonfinite(watch, epoch, step)  # never save a state that NaNs have reached
                 self._save_and_stop(epoch, step, running, checkpoints)

@@ -2,6 +2,7 @@
 
 import logging
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType, TracebackType
@@ -13,6 +14,9 @@ from utils.dist import all_reduce, is_distributed, launched_by_torchrun
 
 logger = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# torchrun SIGKILLs its processes 30 s after it passes a SIGTERM on: they vote to stop at least this often, so
+# that the step in progress, the vote and the save fit in that time.
+VOTE_SECONDS = 5.0
 
 
 class GracefulStop:
@@ -22,9 +26,12 @@ class GracefulStop:
     def __init__(self) -> None:
         self.signal_number: int | None = None
         self._previous: dict[int, object] = {}
+        # Under torchrun: vote every ``_vote_every`` calls of ``agreed``, a number all processes work out alike.
+        self._vote_every, self._calls_since_vote, self._last_vote = 1, 0, time.perf_counter()
 
     def __enter__(self) -> "GracefulStop":
         self._previous = {sig: signal.signal(sig, self._request) for sig in STOP_SIGNALS}
+        self._last_vote = time.perf_counter()
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
@@ -42,17 +49,22 @@ class GracefulStop:
         again = "" if launched_by_torchrun() else " (send it again to stop at once)"
         logger.warning("%s received: finishing the current step, then saving%s", signal.Signals(signum).name, again)
 
-    def agreed(self, can_vote: bool, device: torch.device) -> bool:
-        """Whether to stop now. Under torchrun a signal may reach the processes at different steps,
-        so they vote where ``can_vote`` (the same steps in every process) and stop together."""
+    def agreed(self, must_vote: bool, device: torch.device) -> bool:
+        """Whether to stop now. Under torchrun a signal may reach the processes at different steps, so
+        they vote, and stop together: where ``must_vote`` (the same calls in every process), and every
+        ``_vote_every`` calls besides, as many as take about ``VOTE_SECONDS`` in the slowest process."""
         if not is_distributed():
             return self.signal_number is not None
-        if not can_vote:
+        self._calls_since_vote += 1
+        if not must_vote and self._calls_since_vote < self._vote_every:
             return False
-        vote = torch.tensor([self.signal_number or 0], device=device)
-        signal_number = int(all_reduce(vote, dist.ReduceOp.MAX).item())
+        seconds_per_call = (time.perf_counter() - self._last_vote) / self._calls_since_vote
+        vote = torch.tensor([self.signal_number or 0, seconds_per_call], dtype=torch.float64, device=device)
+        signal_number, slowest = all_reduce(vote, dist.ReduceOp.MAX).tolist()  # the same numbers everywhere
+        self._vote_every = max(1, int(VOTE_SECONDS / slowest)) if slowest > 0 else 1
+        self._calls_since_vote, self._last_vote = 0, time.perf_counter()
         if signal_number:
-            self.signal_number = self.signal_number or signal_number
+            self.signal_number = self.signal_number or int(signal_number)
         return bool(signal_number)
 
     def name(self) -> str:

@@ -17,7 +17,7 @@ import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME as METRICS_CSV
-from logger.trackers import check_installed, open_trackers
+from logger.trackers import Tracker, check_installed, closed_on_error, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
@@ -224,14 +224,11 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
             restore(trainer, start)
             trainer.check_one_batch()
             run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
-            on_rank_0(lambda: record_resume_config(start))
-            if watcher is not None:
-                watcher.run_started(run_dir)
-                trainer.stop_rules.append(watcher)
-            setup_logging(run_dir / "train.log", config.trainer.verbosity, rank(), earlier)
-            logger.info("Run folder: %s", run_dir)
-            log_setup(config, trainer, device)
-        fit(trainer, config, run_dir)
+            # A tracker that cannot start refuses before this start leaves a record in the run folder.
+            trackers = open_trackers(config.to_dict(), run_dir, trainer.start_epoch, is_main())
+            with closed_on_error(trackers):
+                record_start(start, trainer, run_dir, earlier, watcher)
+        fit(trainer, config, run_dir, trackers)
     except (KeyboardInterrupt, UsageError):  # a stop or a refusal before any checkpoint: leave no run folder
         if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -243,10 +240,22 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
     return run_dir
 
 
-def fit(trainer: Trainer, config: Config, run_dir: Path) -> None:
-    """Train in ``run_dir``, logging each epoch to the trackers of ``trainer.loggers`` (logger/trackers.py)."""
+def record_start(
+    start: RunStart, trainer: Trainer, run_dir: Path, earlier: list[logging.LogRecord], watcher: RunWatcher | None
+) -> None:
+    """Record in ``run_dir`` that the run starts: a resume's changed settings, then train.log."""
+    on_rank_0(lambda: record_resume_config(start))
+    if watcher is not None:
+        watcher.run_started(run_dir)
+        trainer.stop_rules.append(watcher)
+    setup_logging(run_dir / "train.log", start.config.trainer.verbosity, rank(), earlier)
+    logger.info("Run folder: %s", run_dir)
+    log_setup(start.config, trainer, trainer.device)
+
+
+def fit(trainer: Trainer, config: Config, run_dir: Path, trackers: list[Tracker]) -> None:
+    """Train in ``run_dir``, logging each epoch to the ``trackers`` of ``trainer.loggers`` (logger/trackers.py)."""
     settings = config.trainer
-    trackers = open_trackers(config.to_dict(), run_dir, trainer.start_epoch, is_main())
     finished = False
     try:
         trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), trackers)

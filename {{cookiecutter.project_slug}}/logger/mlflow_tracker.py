@@ -42,7 +42,7 @@ def create_store(configured_uri: str | None, experiment_name: str) -> None:
 class MlflowTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
-        self.uri = tracking_uri(configured_uri)
+        self.uri = self._recorded_uri() or tracking_uri(configured_uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.run_id = self._continue_or_create(config["name"])
         self._log_params(flat_settings(config))
@@ -55,6 +55,12 @@ class MlflowTracker:
         they are not logged twice; the replay repeats the same batches from the same state."""
         history = self.client.get_metric_history(self.run_id, "seconds")  # logged with every epoch
         return {point.step for point in history if point.step >= start_epoch}
+
+    def _recorded_uri(self) -> str | None:
+        """Where this run folder's MLflow run is, when it has one: a resume continues it there, whatever
+        trainer.tracking_uri or MLFLOW_TRACKING_URI say now."""
+        id_file = self.run_dir / ID_FILE
+        return json.loads(id_file.read_text(encoding="utf-8")).get("tracking_uri") if id_file.is_file() else None
 
     def _continue_or_create(self, experiment_name: str) -> str:
         """The MLflow run this run folder logged to before (set running again), or a new one."""

@@ -10,6 +10,8 @@ and generated only when the project was (the mlflow and wandb answers).
 
 import importlib.util
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,6 +77,17 @@ def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabl
             reason = " ".join(str(err).split()) or type(err).__name__
             raise UsageError(f"trainer.loggers: {name!r} could not start ({reason}); {_without(names, name)}") from None
     return trackers
+
+
+@contextmanager
+def closed_on_error(trackers: list[Tracker]) -> Iterator[None]:
+    """Close ``trackers`` as unfinished if the block fails (the run then never trains)."""
+    try:
+        yield
+    except BaseException:
+        for tracker in trackers:
+            tracker.close(finished=False)
+        raise
 
 
 def _open_tracker(name: str, config: dict[str, Any], run_dir: Path, start_epoch: int) -> Tracker:

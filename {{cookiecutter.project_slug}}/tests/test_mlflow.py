@@ -92,3 +92,20 @@ def test_parallel_sweep_workers_share_a_new_tracking_database(
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert sorted(run.info.status for run in runs) == ["FINISHED", "FINISHED"]
+
+
+def test_a_resume_continues_the_mlflow_run_where_it_is_whatever_the_uri_says_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume from a shell without MLFLOW_TRACKING_URI looked for the run in ./mlflow.db: 'not found'."""
+    mlflow = pytest.importorskip("mlflow")
+    config_path = tracked_config(tmp_path, ["mlflow"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=1", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    resumed = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=2", modules=EXTRA)
+    assert resumed.code == 0, resumed.err
+    run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert [point.step for point in client.get_metric_history(run_id, "val_loss")] == [1, 2]
+    assert not (tmp_path / "elsewhere.db").exists()

@@ -8,7 +8,8 @@ import pytest
 
 import logger.trackers
 from logger.metrics_csv import MetricsCsv
-from tests.hostile import EXTRA, hide_package, only_run, run_train, tracked_config
+from logger.runs import read_config, run_status
+from tests.hostile import EXTRA, assert_unchanged, hide_package, only_run, run_train, snapshot, tracked_config
 
 
 @pytest.mark.parametrize("name", ["mlflow", "wandb"])
@@ -76,3 +77,23 @@ def test_a_tracker_that_cannot_start_is_one_line_closes_the_others_and_leaves_no
     )
     assert closed == [False], "metrics.csv, opened first, is closed as unfinished"
     assert list((tmp_path / "saved").glob("*/*")) == [], "the run folder made for it is gone"
+
+
+def test_a_resume_refused_by_a_tracker_that_cannot_start_leaves_the_run_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to record config-resume-1.json and the error in train.log first: plot.py --summary then
+    called the finished run failed, at 1 of 2 epochs."""
+    config_path = tracked_config(tmp_path, ["csv", "tensorboard"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=1", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    before = snapshot(run_dir)
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the server cannot be reached")
+
+    monkeypatch.setattr(logger.trackers, "TensorboardWriter", unreachable)
+    refused = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=2", modules=EXTRA)
+    assert refused.code == 2 and "'tensorboard' could not start (the server cannot be reached)" in refused.error_line()
+    assert_unchanged(before, snapshot(run_dir))
+    assert run_status(run_dir, read_config(run_dir)) == "finished"

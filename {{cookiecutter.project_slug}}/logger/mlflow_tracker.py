@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +33,42 @@ def tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+@contextmanager
+def failing_fast(uri: str) -> Iterator[None]:
+    """While a run starts, a server that does not answer or a database that cannot be written fails at once,
+    instead of after minutes of MLflow's retries (once started, a run keeps them, for a server that blinks)."""
+    database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if database is not None and not os.access(database if database.exists() else database.parent, os.W_OK):
+        raise RuntimeError(f"the tracking database {str(database)!r} cannot be written")
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    unset = [name for name in quick if name not in os.environ]  # settings of the user's own are kept
+    os.environ.update({name: quick[name] for name in unset})
+    try:
+        yield
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
+
+
 def create_store(configured_uri: str | None, experiment_name: str) -> None:
     """Create the tracking store's tables and the experiment now: processes that start at once (sweep.py
     --jobs) would each try to, and collide ("duplicate column name", "already exists")."""
-    client = MlflowClient(tracking_uri=tracking_uri(configured_uri))
-    if client.get_experiment_by_name(experiment_name) is None:
-        client.create_experiment(experiment_name)
+    uri = tracking_uri(configured_uri)
+    with failing_fast(uri):
+        client = MlflowClient(tracking_uri=uri)
+        if client.get_experiment_by_name(experiment_name) is None:
+            client.create_experiment(experiment_name)
 
 
 class MlflowTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
         self.uri = self._recorded_uri() or tracking_uri(configured_uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.run_id = self._continue_or_create(config["name"])
-        self._log_params(flat_settings(config))
-        self.replayed = self._logged_from(start_epoch)
+        with failing_fast(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.run_id = self._continue_or_create(config["name"])
+            self._log_params(flat_settings(config))
+            self.replayed = self._logged_from(start_epoch)
         logger.info("MLflow: run %s in %s", self.run_id, self.uri)
 
     def _logged_from(self, start_epoch: int) -> set[int]:

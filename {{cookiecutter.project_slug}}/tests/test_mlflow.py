@@ -2,6 +2,7 @@
 the files, a resume continues it, and a missing package is one line before any run folder exists. Offline."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,28 @@ def test_a_resume_continues_the_mlflow_run_where_it_is_whatever_the_uri_says_now
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert [point.step for point in client.get_metric_history(run_id, "val_loss")] == [1, 2]
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "reason"),
+    [
+        ("http://127.0.0.1:9", "Connection refused"),  # nothing listens on the discard port
+        ("sqlite:///{tmp}/readonly/mlflow.db", "the tracking database '{tmp}/readonly/mlflow.db' cannot be written"),
+    ],
+)
+def test_a_store_that_cannot_be_reached_is_one_line_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tracking_uri: str, reason: str
+) -> None:
+    """MLflow retried for minutes first, printing a line per try (255 s for the server, 117 s for the file)."""
+    pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "readonly").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: "readonly" not in str(path) and real_access(path, mode))
+    uri = tracking_uri.format(tmp=tmp_path)
+    config_path = tracked_config(tmp_path, ["mlflow"])
+    result = run_train(capsys, "-c", config_path, "--set", f"trainer.tracking_uri={json.dumps(uri)}", modules=EXTRA)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: trainer.loggers: 'mlflow' could not start ("), lines
+    assert reason.format(tmp=tmp_path) in lines[0]

@@ -1,14 +1,17 @@
 """A stop signal while a run is starting (Ctrl-C, or a scheduler's SIGTERM): one line, exit 128+N, and no
-run folder left behind."""
+run folder left behind. A resume refused while starting: its one line is in train.log too, read once."""
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
 import pytest
 
+import logger.trackers
 import train
+from tests.hostile import EXTRA, only_run, run_train, tracked_config
 from tests.tiny import TINY, tiny_config
 from trainer.trainer import Trainer
 
@@ -49,3 +52,23 @@ def test_a_stop_signal_during_start_up_is_one_line_and_leaves_nothing(
     runs = list((tmp_path / "saved" / "tiny").glob("*")) if (tmp_path / "saved" / "tiny").exists() else []
     assert runs == [], "no empty run folder is left behind"
     assert signal.getsignal(signal.SIGTERM) is handler, "SIGTERM is handled as before once train.main returns"
+
+
+def test_a_resume_refused_after_train_log_opened_writes_its_error_line_there_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = tracked_config(tmp_path, ["csv"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=1", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+
+    def no_login(*args: object, **kwargs: object) -> None:  # a tracker that cannot start
+        raise RuntimeError("no server")
+
+    monkeypatch.setattr(logger.trackers, "TensorboardWriter", no_login)
+    more = ["--set", "trainer.epochs=2", "--set", 'trainer.loggers=["csv", "tensorboard"]']
+    refused = run_train(capsys, "-r", run_dir, *more, modules=EXTRA)
+    assert refused.code == 2
+    line = refused.error_line()
+    assert line.startswith("error: trainer.loggers: 'tensorboard' could not start (no server)"), line
+    [logged] = [text for text in (run_dir / "train.log").read_text(encoding="utf-8").splitlines() if " ERROR " in text]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d [\d:,]+ ERROR utils\.cli: " + re.escape(line), logged), logged

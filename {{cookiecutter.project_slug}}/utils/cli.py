@@ -131,8 +131,9 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
 
 
 def log_to_files(message: str) -> None:
-    """Write ``message`` to the run's train.log, if one is open (the console already has it)."""
-    record = logging.LogRecord("error", logging.ERROR, __file__, 0, message, None, None)
+    """Write ``message`` to the run's train.log, if one is open (the console already has it), as this
+    module's record, like a non-finite loss's: ``... ERROR utils.cli: error: ...``."""
+    record = logging.LogRecord(__name__, logging.ERROR, __file__, 0, message, None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)

@@ -260,10 +260,29 @@ def test_sbatch_script_parses_and_resumes_automatically(default_project: Path, s
         assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1' in text
 
 
-# Stand-ins for SLURM's commands, so the whole job script runs here: srun runs its command, torchrun runs
-# train.py with this interpreter (recording its pid), scancel signals that process, scontrol records a requeue.
+@pytest.mark.parametrize("script", SBATCH_SCRIPTS)
+def test_sbatch_script_gives_srun_the_jobs_cpus_per_task(default_project: Path, tmp_path: Path, script: str) -> None:
+    """Since Slurm 22.05 srun does not take --cpus-per-task from the job (sbatch's man page): without the flag,
+    every training process of a node would share one CPU. The job's SLURM_CPUS_PER_TASK is passed on."""
+    [cpus] = re.findall(r"^#SBATCH --cpus-per-task=(\d+)$", (default_project / script).read_text(), re.MULTILINE)
+    env = slurm_env(tmp_path / "stubs")
+    (tmp_path / "stubs" / "srun").write_text('#!/bin/bash\necho "$@" > "$STUB_DIR/srun.args"\n')  # starts nothing
+    for job_cpus, passed in ((cpus, [f"--cpus-per-task={cpus}"]), (None, [])):  # None: a job without the #SBATCH line
+        job_env = {key: value for key, value in env.items() if key != "SLURM_CPUS_PER_TASK"}
+        job_env |= {"SLURM_CPUS_PER_TASK": job_cpus} if job_cpus else {}
+        launched = run("bash", "-c", f"source {script} && train_args && launch", cwd=default_project, env=job_env)
+        assert launched.returncode == 0, describe(launched)
+        srun_args = (tmp_path / "stubs" / "srun.args").read_text().split()
+        options, command = srun_args[: srun_args.index("torchrun")], srun_args[srun_args.index("torchrun") :]
+        assert [arg for arg in options if arg.startswith("--cpus-per-task")] == passed, srun_args  # srun's own flag
+        assert command[-5:] == ["train.py", "-c", "config.json", "--resume", "auto"], srun_args
+
+
+# Stand-ins for SLURM's commands, so the whole job script runs here: srun (recording its arguments) runs its
+# command, torchrun runs train.py with this interpreter (recording its pid), scancel signals that process,
+# scontrol records a requeue.
 STUBS = {
-    "srun": 'while [[ $1 == --* ]]; do shift; done\nexec "$@"\n',
+    "srun": 'echo "$@" > "$STUB_DIR/srun.args"\nwhile [[ $1 == --* ]]; do shift; done\nexec "$@"\n',
     "torchrun": (
         'echo "$@" > "$STUB_DIR/torchrun.args"\nwhile [[ $1 != train.py ]]; do shift; done\n'
         'echo $$ > "$STUB_DIR/train.pid"\nexec "$PYTHON" "$@"\n'
@@ -278,7 +297,8 @@ def slurm_env(stub_dir: Path) -> dict[str, str]:
     for name, body in STUBS.items():
         (stub_dir / name).write_text("#!/bin/bash\n" + body, encoding="utf-8")
         (stub_dir / name).chmod(0o755)
-    slurm = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node[7-8]", "SLURM_NNODES": "2"}
+    # what sbatch sets for the job (SLURM_CPUS_PER_TASK: from #SBATCH --cpus-per-task)
+    slurm = {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node[7-8]", "SLURM_NNODES": "2", "SLURM_CPUS_PER_TASK": "4"}
     path = f"{stub_dir}{os.pathsep}{TOOL_ENV['PATH']}"
     return {**TOOL_ENV, **slurm, "PATH": path, "STUB_DIR": str(stub_dir), "PYTHON": sys.executable}
 
@@ -332,3 +352,4 @@ def test_sbatch_job_saves_on_its_signal_and_the_requeued_job_finishes_the_run(
     assert torch.load(run_dir / "last.pth", weights_only=True)["epoch"] == 1
     launcher = "--rdzv-endpoint=node7:29500" if script.endswith("/train.sbatch") else "--standalone"
     assert launcher in (tmp_path / "stubs" / "torchrun.args").read_text()
+    assert "--cpus-per-task=4" in (tmp_path / "stubs" / "srun.args").read_text().split(), "srun gets the job's CPUs"

@@ -239,7 +239,43 @@ def test_dockerfile_passes_hadolint_with_the_right_wheels(cookies_session, accel
     assert "docker build -t" in readme
     assert ("docker run --rm --gpus all" in readme) is (accelerator != "cpu")
     ignored = (project / ".dockerignore").read_text(encoding="utf-8").split()
-    assert {"saved/", ".git/", "data/*", "!data/mnist_sample.npz"} <= set(ignored)
+    assert {"saved/", ".git/", "data/*", "!data/mnist_sample.npz", "mlruns/", "**/*.db", "**/wandb/"} <= set(ignored)
+
+
+# What runs and the README's commands leave in the project folder, and files that must stay in the image.
+LOCAL_RUN_FILES = [
+    "mlflow.db", "mlruns/1/0a1b/artifacts/best.pth", "sweep.db", "sweep.db-journal", "wandb/run-1/files/x",
+    "saved/mnist_classifier/run/last.pth", "predictions.csv", "data/downloaded.bin",
+]  # fmt: skip
+KEPT_FILES = ["train.py", "config.json", "data/mnist_sample.npz", "logger/wandb_tracker.py", "sweeps/study.py"]
+
+
+def project_with_local_run_files(cookies_session, tmp_path: Path) -> Path:
+    copy = tmp_path / "project"
+    shutil.copytree(baked(cookies_session, mlflow=True, wandb=True, sweeps=True), copy)
+    for name in LOCAL_RUN_FILES:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes(b"x")
+    return copy
+
+
+def test_local_tracking_and_sweep_data_stay_out_of_the_docker_build_context(cookies_session, tmp_path: Path) -> None:
+    """With the Docker SDK's own .dockerignore matching (docker build sends the same files)."""
+    build = pytest.importorskip("docker.utils.build", reason="docker (the Python package) is not installed")
+    project = project_with_local_run_files(cookies_session, tmp_path)
+    patterns = (project / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    context = set(build.exclude_paths(str(project), [p for p in patterns if p and not p.startswith("#")]))
+    assert not [name for name in LOCAL_RUN_FILES if name in context], "sent to the image"
+    assert set(KEPT_FILES) <= context, set(KEPT_FILES) - context
+
+
+def test_local_tracking_and_sweep_databases_are_ignored_by_git(cookies_session, tmp_path: Path) -> None:
+    """The README's sqlite:///sweep.db and MLflow's default mlflow.db and mlruns/ are not committed."""
+    project = project_with_local_run_files(cookies_session, tmp_path)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    tracking = ["mlflow.db", "mlruns/1/0a1b/artifacts/best.pth", "sweep.db", "sweep.db-journal"]
+    ignored = run("git", "check-ignore", "--no-index", *tracking, *KEPT_FILES, cwd=project).stdout.split()
+    assert ignored == tracking
 
 
 @pytest.mark.parametrize("script", SBATCH_SCRIPTS)

@@ -242,6 +242,38 @@ def test_dockerfile_passes_hadolint_with_the_right_wheels(cookies_session, accel
     assert {"saved/", ".git/", "data/*", "!data/mnist_sample.npz", "mlruns/", "**/*.db", "**/wandb/"} <= set(ignored)
 
 
+def dockerfile_instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(instruction, its arguments) in order, continuation lines joined and comments left out."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in dockerfile.splitlines() if not line.startswith("#")))
+    return [(line.split()[0], " ".join(line.split()[1:])) for line in joined.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("mlflow", [True, False], ids=["mlflow", "no-mlflow"])
+def test_docker_user_owns_the_working_directory_and_the_readme_makes_the_mounted_folders(
+    cookies_session, mlflow: bool
+) -> None:
+    """WORKDIR creates a missing folder owned by root and COPY --chown leaves an existing folder's owner as
+    it was (moby/moby#36677): the user the image trains as must create /app itself, or a run cannot write
+    in it (MLflow's mlflow.db). A bind-mounted folder that is missing is created by dockerd, owned by root:
+    the README makes them first."""
+    project = baked(cookies_session, mlflow=mlflow)
+    steps = dockerfile_instructions((project / "Dockerfile").read_text(encoding="utf-8"))
+    workdir = steps.index(("WORKDIR", "/app"))
+    [(user_step, creates_user)] = [(i, args) for i, (op, args) in enumerate(steps) if "useradd" in args]
+    [name] = re.findall(r"useradd [^&]*?(\S+)\s*(?:&&|$)", creates_user)
+    assert user_step < workdir, "the user's RUN makes /app before WORKDIR does"
+    assert "mkdir -p /app/saved /app/data" in creates_user and f"chown -R {name}:{name} /app" in creates_user
+    assert steps[user_step - 1] == ("ARG", "USER_ID=1000") and '--uid "${USER_ID}"' in creates_user
+    assert [args for op, args in steps if op == "USER"] == ["${USER_ID}"]
+    copies = [args for op, args in steps[workdir:] if op == "COPY" and args.endswith(" . .")]
+    assert copies == [f"--chown={name}:{name} . ."]
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    commands = readme.split("```bash\ndocker build", 1)[1].split("```", 1)[0].splitlines()
+    assert commands[1] == "mkdir -p saved data" and commands[2].startswith("docker run --rm"), commands
+    assert '--build-arg USER_ID="$(id -u)"' in readme
+    assert ("MLFLOW_TRACKING_URI=http" in readme.split("docker run --rm", 1)[1]) is mlflow
+
+
 # What runs and the README's commands leave in the project folder, and files that must stay in the image.
 LOCAL_RUN_FILES = [
     "mlflow.db", "mlruns/1/0a1b/artifacts/best.pth", "sweep.db", "sweep.db-journal", "wandb/run-1/files/x",

@@ -64,6 +64,7 @@ class MlflowTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
         self.uri = self._recorded_uri() or tracking_uri(configured_uri)
+        self.created_now = not (self.run_dir / ID_FILE).is_file()
         with failing_fast(self.uri):
             self.client = MlflowClient(tracking_uri=self.uri)
             self.run_id = self._continue_or_create(config["name"])
@@ -113,6 +114,9 @@ class MlflowTracker:
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()])
 
     def close(self, finished: bool) -> None:
+        if self.created_now and not finished and not any(self.run_dir.glob("*.pth")):
+            self.client.delete_run(self.run_id)  # train.py removes a new run folder with no checkpoint: this goes too
+            return
         for path in run_artifacts(self.run_dir):
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status="FINISHED" if finished else "KILLED")

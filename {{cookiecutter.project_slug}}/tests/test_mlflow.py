@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import train
 from tests.hostile import (
     EXTRA,
     hide_package,
@@ -19,6 +20,7 @@ from tests.hostile import (
     write_config,
 )
 from tests.tiny import TINY
+from utils.errors import UsageError
 
 
 @pytest.fixture
@@ -135,3 +137,20 @@ def test_a_store_that_cannot_be_reached_is_one_line_at_once(
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: trainer.loggers: 'mlflow' could not start ("), lines
     assert reason.format(tmp=tmp_path) in lines[0]
+
+
+def test_a_new_run_that_fails_to_start_leaves_no_mlflow_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its run folder is removed; its MLflow run stayed, KILLED, pointing at nothing (as when W&B, opened
+    after MLflow, could not log in)."""
+    mlflow = pytest.importorskip("mlflow")
+
+    def full_disk(*args: object) -> None:
+        raise UsageError("cannot write 'train.log': No space left on device; free some space")
+
+    monkeypatch.setattr(train, "record_start", full_disk)
+    assert run_train(capsys, "-c", tracked_config(tmp_path, ["mlflow"]), modules=EXTRA).code == 2
+    assert list((tmp_path / "saved").glob("*/*")) == [], "no run folder"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert client.search_runs([client.get_experiment_by_name("tiny").experiment_id]) == [], "no active MLflow run"

@@ -129,23 +129,15 @@ def test_reduce_lr_on_plateau_is_stepped_with_the_monitored_metric(default_proje
     assert state["lr_scheduler"]["best"] == pytest.approx(state["metrics"]["val_loss"])
 
 
-# Each refused before anything is written; the value is (arguments, what the one error line must say).
+# Each refused before anything is written; the value is (arguments, what the one error line must say). A few
+# through the real command line: the project's own tests/test_refusals.py has the whole table, in-process.
 BAD_INPUT = {
     "unknown-key": (["--set", "trainer.epochz=3"], "did you mean 'epochs'"),
     "bad-json": (["--set", "optimizer.args.lr=0.0.1"], "is not a JSON value"),
-    "zero-epochs": (["--set", "trainer.epochs=0"], "trainer.epochs"),
-    "negative-epochs": (["--set", "trainer.epochs=-3"], "trainer.epochs: expected an integer >= 1"),
     "wrong-type": (["--set", 'trainer.epochs="ten"'], 'trainer.epochs: expected an integer >= 1, got "ten"'),
-    "zero-batch": (["--bs", "0"], "data_loader.args.batch_size: expected an integer >= 1"),
     "unknown-arch": (["--set", "arch.type=ConvNett"], "available: ConvNet"),
-    "unknown-metric": (["--set", 'metrics=["acuracy"]'], "did you mean 'accuracy'"),
-    "unknown-loss": (["--set", "loss=mse"], "loss: unknown name 'mse'"),
-    "unknown-optimizer": (["--set", "optimizer.type=Adamm"], "did you mean 'Adam'"),
-    "unmeasured-monitor": (["--set", "trainer.monitor=max val_f1"], "is not measured"),
     "bad-monitor-mode": (["--set", "trainer.monitor=avg val_loss"], "'min <metric>', 'max <metric>' or 'off'"),
-    "bad-compile-mode": (["--set", "trainer.compile=fast"], "trainer.compile: expected one of off, default"),
     "missing-gpu": (["-d", "cuda:7"], "--device"),
-    "missing-config": (["-c", "missing.json"], "does not exist"),
     "missing-checkpoint": (["-r", "saved/nothing/last.pth"], "does not exist"),
 }
 

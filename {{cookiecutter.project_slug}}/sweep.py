@@ -62,6 +62,8 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     for flag, value in (("--trials", args.trials), ("--jobs", args.jobs)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: expected a number >= 1")
+    if args.trials is None and not args.summary:  # before the study is opened: opening creates it
+        raise UsageError("--trials N: how many finished trials the study should hold (or --summary to look at it)")
     overrides = overrides_from_flags(args)
     config = load_config(args.config, overrides, registry=modules)
     check_installed(config.trainer.loggers)  # a tracker's package: one line now, not in every trial
@@ -89,8 +91,6 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
     plan = plan_sweep(args, modules)
     if args.summary:
         return report(plan)
-    if args.trials is None:
-        raise UsageError("--trials N: how many finished trials the study should hold (or --summary to look at it)")
     from sweeps.study import finished_count
     from sweeps.trial import run_trials
     from sweeps.workers import run_workers, shares

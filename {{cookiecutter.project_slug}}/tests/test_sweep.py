@@ -294,6 +294,16 @@ def test_without_optuna_the_sweep_is_one_line_saying_what_to_install(
     assert not (tmp_path / "saved").exists()
 
 
+def test_a_sweep_without_trials_is_refused_before_the_study_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}})
+    result = run_sweep(capsys, "-c", config_path)
+    assert result.code == 2 and "--trials N: how many finished trials" in result.error_line(), result.err
+    assert result.err.count("\n") == 1, "no 'A new study created' before the refusal"
+    assert not (tmp_path / "saved").exists(), "no study, no journal"
+
+
 def test_a_flag_argparse_refuses_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         sweep.main(["--jobs", "two"])

@@ -59,11 +59,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     from sweeps.study import engine_parts, fail_abandoned_trials, open_study, route_optuna_logs, storage_for
     from trainer.monitor import Monitor, measured_names
 
-    for flag, value in (("--trials", args.trials), ("--jobs", args.jobs)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} {value}: expected a number >= 1")
-    if args.trials is None and not args.summary:  # before the study is opened: opening creates it
-        raise UsageError("--trials N: how many finished trials the study should hold (or --summary to look at it)")
+    check_flags(args)
     overrides = overrides_from_flags(args)
     config = load_config(args.config, overrides, registry=modules)
     check_installed(config.trainer.loggers)  # a tracker's package: one line now, not in every trial
@@ -83,6 +79,21 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     study = open_study(storage, args.study or config.name, monitor, pruner, sampler, create=not args.summary)
     fail_abandoned_trials(study)
     return SweepPlan(args.config, overrides, space_path, config.trainer, spec, metric, experiment_dir, study)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """The flags' own mistakes, before anything is read or opened (opening a study creates it)."""
+    for flag, value in (("--trials", args.trials), ("--jobs", args.jobs)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: expected a number >= 1")
+    if args.trials is None and not args.summary:
+        raise UsageError("--trials N: how many finished trials the study should hold (or --summary to look at it)")
+    study = args.study or ""
+    separator = next((char for char in "/\\" if char in study), None)
+    if separator is not None:  # the name goes into best-config-NAME.json: a separator would point into a folder
+        other = study.replace("/", "-").replace("\\", "-")
+        raise UsageError(f"--study {study!r}: a study's name is part of a file name (best-config-NAME.json), "
+                         f"so it cannot hold {separator!r}; use another, such as {other!r}")  # fmt: skip
 
 
 def sweep(args: argparse.Namespace, modules: Registry) -> None:

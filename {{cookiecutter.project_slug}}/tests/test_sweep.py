@@ -304,6 +304,18 @@ def test_a_sweep_without_trials_is_refused_before_the_study_is_created(
     assert not (tmp_path / "saved").exists(), "no study, no journal"
 
 
+@pytest.mark.parametrize("name", ["lr/v2", "lr\\v2"])
+def test_a_study_name_that_is_not_a_file_name_is_refused_before_any_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}, epochs=1)
+    for summary in ([], ["--summary"]):  # --summary too: it writes best-config-NAME.json
+        result = run_sweep(capsys, "-c", config_path, "--trials", 1, "--study", name, *summary)
+        expected = f"--study {name!r}: a study's name is part of a file name (best-config-NAME.json), so it cannot hold"
+        assert result.code == 2 and expected in result.error_line() and "'lr-v2'" in result.err, result.err
+        assert not (tmp_path / "saved").exists(), "refused before the study or any trial"
+
+
 def test_a_flag_argparse_refuses_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         sweep.main(["--jobs", "two"])

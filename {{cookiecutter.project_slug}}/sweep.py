@@ -76,7 +76,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     route_optuna_logs()
     pruner, sampler = engine_parts(spec, str(space_path))
     storage = storage_for(args.storage, experiment_dir, create=not args.summary)
-    study = open_study(storage, args.study or config.name, monitor, pruner, sampler, create=not args.summary)
+    study = open_study(storage, args.study or config.name, monitor, pruner, sampler, not args.summary, bool(args.study))
     fail_abandoned_trials(study)
     return SweepPlan(args.config, overrides, space_path, config.trainer, spec, metric, experiment_dir, study)
 

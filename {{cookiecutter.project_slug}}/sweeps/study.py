@@ -65,12 +65,32 @@ def storage_for(url: str | None, experiment_dir: Path, create: bool) -> Any:
         return optuna.storages.JournalStorage(backend)
     if "://" not in url:
         raise UsageError(f"--storage {url!r}: expected a database URL such as sqlite:///sweep.db or postgresql://...")
+    missing = missing_sqlite_file(url)
+    if missing is not None and not create:  # opening it would create the file, only to say it holds nothing
+        raise UsageError(f"--storage {url!r}: {missing} does not exist, so it holds no study to show; "
+                         "run sweep.py --trials N with this --storage first")  # fmt: skip
     try:
         with warnings.catch_warnings():  # the heartbeat is marked experimental; it is the way to catch dead workers
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
     except Exception as err:  # a driver that is not installed, a server that cannot be reached...
         raise UsageError(f"--storage {url!r}: cannot open it ({' '.join(str(err).split())[:300]})") from None
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The file an ``sqlite:///FILE`` URL names, if it does not exist; None for any other URL."""
+    from sqlalchemy.engine import make_url  # Optuna's RDBStorage is built on SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # RDBStorage says what is wrong with it
+        return None
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file:")  # file: URIs hold their own options
+    if parsed.get_backend_name() != "sqlite" or in_memory or Path(database).is_file():
+        return None
+    return database
 
 
 def engine_parts(spec: SweepSpec, label: str) -> tuple[Any, Any]:
@@ -84,11 +104,14 @@ def engine_parts(spec: SweepSpec, label: str) -> tuple[Any, Any]:
     return pruner, sampler
 
 
-def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: Any, create: bool) -> optuna.Study:
-    """The study ``name`` in ``storage``, created on first use if ``create``; a later command continues it."""
+def open_study(storage: Any, name: str, metric: Monitor, pruner: Any, sampler: Any, create: bool,
+               named: bool = True) -> optuna.Study:  # fmt: skip
+    """The study ``name`` in ``storage``, created on first use if ``create``; a later command continues it.
+    ``named``: the name came from --study (otherwise from the config's name, which a refusal says)."""
     if not create and name not in optuna.get_all_study_names(storage):
         known = ", ".join(optuna.get_all_study_names(storage)) or "none yet"
-        raise UsageError(f"--study {name!r}: no such study to show (studies: {known}); run sweep.py --trials N first")
+        which = f"--study {name!r}" if named else f"study {name!r} (the config's name; --study NAME picks another)"
+        raise UsageError(f"{which}: no such study to show (studies: {known}); run sweep.py --trials N first")
     direction = "minimize" if metric.mode == "min" else "maximize"
     study = optuna.create_study(
         storage=storage, study_name=name, direction=direction, pruner=pruner, sampler=sampler, load_if_exists=True

@@ -268,6 +268,22 @@ def test_a_named_study_of_an_int_range_monitors_the_sweep_metric_and_keeps_its_o
     assert typo.code == 2 and "no such study to show (studies: accumulation)" in typo.error_line(), typo.err
 
 
+def test_the_summary_of_a_database_file_that_does_not_exist_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}})
+    url = f"sqlite:///{tmp_path / 'nope.db'}"
+    result = run_sweep(capsys, "-c", config_path, "--summary", "--storage", url)
+    expected = f"--storage {url!r}: {tmp_path / 'nope.db'} does not exist, so it holds no study to show"
+    assert result.code == 2 and expected in result.error_line(), result.err
+    assert "--study" not in result.err, "--study was not given"
+    assert not (tmp_path / "nope.db").exists() and not (tmp_path / "saved").exists()
+    optuna.create_study(storage=url, study_name="other")  # a database that holds another study only
+    other = run_sweep(capsys, "-c", config_path, "--summary", "--storage", url)
+    expected = "study 'tiny' (the config's name; --study NAME picks another): no such study to show (studies: other)"
+    assert other.code == 2 and expected in other.error_line(), other.err
+
+
 def test_a_worker_killed_by_a_signal_gives_the_shell_s_exit_code(tmp_path: Path) -> None:
     from sweeps.workers import run_workers
 

@@ -68,8 +68,8 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     check_space(spec, args.config, overrides, modules, str(space_path))
     metric = spec.metric or config.trainer.monitor
     monitor = Monitor.parse(metric)
-    if not monitor.enabled:
-        raise UsageError(f"{space_path}: metric: trainer.monitor is 'off'; set one, such as \"min val_loss\"")
+    if not monitor.enabled:  # sweep.json's metric is never 'off' (sweeps/space.py): this is trainer.monitor's
+        raise UsageError(f"{space_path}: metric is null and trainer.monitor is 'off'; set one, e.g. \"min val_loss\"")
     split = config.data_loader.args.get("validation_split", LoaderSettings.validation_split)
     monitor.check(measured_names(config.metrics, validates=split != 0), f"{space_path}: metric")
     experiment_dir = Path(config.trainer.save_dir) / config.name

@@ -71,8 +71,11 @@ def read_spec(path: Path) -> SweepSpec:
         if value is not None and not (well_formed and isinstance(value.get("args", {}), dict)):
             raise UsageError(f"{label}: {name}: expected null or " + '{"type": "...", "args": {...}}')
     metric = data.get("metric")
-    if metric is not None and not isinstance(metric, str):
-        raise UsageError(f"{label}: metric: expected null or 'min <metric>' / 'max <metric>'")
+    # Checked here, not by trainer.monitor's parser, whose message would blame the config.
+    well_formed = isinstance(metric, str) and len(metric.split()) == 2 and metric.split()[0] in ("min", "max")
+    if metric is not None and not well_formed:
+        raise UsageError(f"{label}: metric: {json.dumps(metric)} is not understood; write \"min <metric>\" or "
+                         '"max <metric>" (e.g. "max val_accuracy"), or null for trainer.monitor')  # fmt: skip
     return SweepSpec(params, metric, pruner, data.get("sampler"))
 
 

@@ -238,6 +238,18 @@ def test_a_sweep_metric_that_is_not_measured_is_one_line_before_any_trial(
     assert not (tmp_path / "saved").exists(), "refused before any trial"
 
 
+@pytest.mark.parametrize("metric", ["val_accuracy", "off", "", 3])
+def test_a_sweep_metric_without_min_or_max_is_blamed_on_the_sweep_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metric: Any
+) -> None:
+    lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
+    config_path = sweep_files(tmp_path, lr, metric=metric)
+    result = run_sweep(capsys, "-c", config_path, "--trials", 1)
+    expected = f'{tmp_path / "sweep.json"}: metric: {json.dumps(metric)} is not understood; write "min <metric>"'
+    assert result.code == 2 and expected in result.error_line() and "trainer.monitor:" not in result.err, result.err
+    assert not (tmp_path / "saved").exists(), "refused before any trial"
+
+
 def test_pruner_arguments_that_are_not_an_object_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ the same command again continues the study; --summary prints its trials and writ
 import argparse
 import importlib
 import importlib.util
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from logger.logger import setup_logging
 from logger.trackers import check_installed
 from parse_config import Registry, load_config
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
-from utils.errors import TrainingStopped, UsageError
+from utils.errors import TrainingStopped, UsageError, first_sentence
 
 logger = logging.getLogger("sweep")
 
@@ -54,10 +55,8 @@ class SweepPlan:
 
 
 def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
-    from base.base_data_loader import LoaderSettings
     from sweeps.space import check_space, read_spec
     from sweeps.study import engine_parts, fail_abandoned_trials, open_study, route_optuna_logs, storage_for
-    from trainer.monitor import Monitor, measured_names
 
     check_flags(args)
     overrides = overrides_from_flags(args)
@@ -66,19 +65,47 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     space_path = args.space or args.config.parent / "sweep.json"
     spec = read_spec(space_path)
     check_space(spec, args.config, overrides, modules, str(space_path))
+    metric, monitor = sweep_metric(spec, config, space_path)
+    experiment_dir = Path(config.trainer.save_dir) / config.name
+    route_optuna_logs()
+    pruner, sampler = engine_parts(spec, str(space_path))
+    if "mlflow" in config.trainer.loggers and not args.summary and args.share is None:
+        create_tracking_store(config.trainer, config.name)  # before the study: a refusal leaves none behind
+    storage = storage_for(args.storage, experiment_dir, create=not args.summary)
+    study = open_study(storage, args.study or config.name, monitor, pruner, sampler, not args.summary, bool(args.study))
+    fail_abandoned_trials(study)
+    return SweepPlan(args.config, overrides, space_path, config.trainer, spec, metric, experiment_dir, study)
+
+
+def sweep_metric(spec: Any, config: Any, space_path: Path) -> tuple[str, Any]:
+    """The metric the sweep optimizes ("min val_loss"...) and its Monitor: sweep.json's, else trainer.monitor."""
+    from base.base_data_loader import LoaderSettings
+    from trainer.monitor import Monitor, measured_names
+
     metric = spec.metric or config.trainer.monitor
     monitor = Monitor.parse(metric)
     if not monitor.enabled:  # sweep.json's metric is never 'off' (sweeps/space.py): this is trainer.monitor's
         raise UsageError(f"{space_path}: metric is null and trainer.monitor is 'off'; set one, e.g. \"min val_loss\"")
     split = config.data_loader.args.get("validation_split", LoaderSettings.validation_split)
     monitor.check(measured_names(config.metrics, validates=split != 0), f"{space_path}: metric")
-    experiment_dir = Path(config.trainer.save_dir) / config.name
-    route_optuna_logs()
-    pruner, sampler = engine_parts(spec, str(space_path))
-    storage = storage_for(args.storage, experiment_dir, create=not args.summary)
-    study = open_study(storage, args.study or config.name, monitor, pruner, sampler, not args.summary, bool(args.study))
-    fail_abandoned_trials(study)
-    return SweepPlan(args.config, overrides, space_path, config.trainer, spec, metric, experiment_dir, study)
+    return metric, monitor
+
+
+def create_tracking_store(settings: Any, experiment_name: str) -> None:
+    """MLflow's tracking store and experiment, made once here: --jobs workers starting together would each try
+    and collide, and a URI MLflow cannot use is one line now instead of a traceback or a failure in every trial."""
+    from logger.mlflow_tracker import create_store, tracking_uri
+
+    try:
+        create_store(settings.tracking_uri, experiment_name)
+    except Exception as err:  # an unknown scheme, a server that does not answer, a database it cannot write...
+        uri = tracking_uri(settings.tracking_uri)
+        source = "trainer.tracking_uri" if settings.tracking_uri else "MLFLOW_TRACKING_URI"
+        without = json.dumps([name for name in settings.loggers if name != "mlflow"])
+        raise UsageError(
+            f"{source} {uri!r}: MLflow cannot use it ({first_sentence(err)[:300]}); give a database URL such as "
+            f"sqlite:///mlflow.db or an http(s):// server, or run without MLflow: --set trainer.loggers='{without}'"
+        ) from None
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -113,10 +140,6 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
     if remaining > 0 and args.jobs == 1:
         run_trials(plan.study, objective(plan, modules), remaining, args.trials)
     elif remaining > 0:
-        if "mlflow" in plan.trainer.loggers:  # the workers share its database and experiment: one creates them
-            from logger.mlflow_tracker import create_store
-
-            create_store(plan.trainer.tracking_uri, plan.experiment_dir.name)
         code = run_workers(Path(__file__), worker_argv(args, plan, modules), shares(remaining, args.jobs))
         if code != 0:
             report(plan)

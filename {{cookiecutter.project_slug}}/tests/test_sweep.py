@@ -296,6 +296,26 @@ def test_the_summary_of_a_database_file_that_does_not_exist_creates_nothing(
     assert other.code == 2 and expected in other.error_line(), other.err
 
 
+@pytest.mark.parametrize("where", ["config", "environment"])
+def test_a_tracking_uri_mlflow_cannot_use_is_one_line_before_the_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    pytest.importorskip("logger.mlflow_tracker")  # generated with the mlflow answer only
+    monkeypatch.chdir(tmp_path)  # MLflow's default store would be ./mlflow.db
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}, epochs=1)
+    settings = ["--set", 'trainer.loggers=["csv","mlflow"]']
+    if where == "config":
+        settings += ["--set", "trainer.tracking_uri=nosuchscheme://x"]
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://x")
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2, "--jobs", 2, *settings)
+    source = "trainer.tracking_uri" if where == "config" else "MLFLOW_TRACKING_URI"
+    expected = f"error: {source} 'nosuchscheme://x': MLflow cannot use it ("
+    assert result.code == 2 and result.error_line().startswith(expected), result.err
+    assert "run without MLflow: --set trainer.loggers='[\"csv\"]'" in result.err
+    assert not (tmp_path / "saved").exists() and not (tmp_path / "mlflow.db").exists(), "no study, no store"
+
+
 def test_a_worker_killed_by_a_signal_gives_the_shell_s_exit_code(tmp_path: Path) -> None:
     from sweeps.workers import run_workers
 

@@ -2,7 +2,8 @@
 
 The workers are this same command with ``--jobs 1`` and their share; they coordinate only through the
 study's storage. Each runs in its own session, so a Ctrl-C in the terminal reaches this process alone and
-is passed on once: every worker saves its trial's state and stops, as train.py does.
+is passed on once: every worker saves its trial's state and stops, as train.py does. A hang-up (the terminal
+or SSH session closed) stops them the same way: it would not reach them at all in their own sessions.
 """
 
 import signal
@@ -12,6 +13,12 @@ from pathlib import Path
 from types import FrameType
 
 from utils.signals import STOP_SIGNALS
+
+# The signal each worker gets for one that reaches this process. SIGHUP is passed on as SIGTERM, which a
+# trial saves on; a worker's own SIGHUP would end it at once, mid-step, its trial left running.
+PASSED_ON = {sig: sig for sig in STOP_SIGNALS}
+if hasattr(signal, "SIGHUP"):  # not on Windows
+    PASSED_ON[signal.SIGHUP] = signal.SIGTERM
 
 
 def shares(count: int, jobs: int) -> list[int]:
@@ -28,9 +35,9 @@ def run_workers(script: Path, argv: list[str], work: list[int]) -> int:
     def pass_on(signum: int, frame: FrameType | None) -> None:
         for worker in workers:
             if worker.poll() is None:
-                worker.send_signal(signum)
+                worker.send_signal(PASSED_ON[signum])
 
-    previous = {sig: signal.signal(sig, pass_on) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, pass_on) for sig in PASSED_ON}  # this process waits on, for every one
     try:
         codes = [worker.wait() for worker in workers]
     finally:

@@ -324,6 +324,44 @@ def test_a_worker_killed_by_a_signal_gives_the_shell_s_exit_code(tmp_path: Path)
     assert run_workers(script, [], [1]) == 128 + signal.SIGKILL
 
 
+SIGNAL_RECORDER = """
+import os, signal, sys, time
+from pathlib import Path
+
+def stop(signum, frame):  # a worker's graceful stop, recorded
+    Path(sys.argv[1], f"{os.getpid()}.stopped").write_text(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+
+signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[1], f"{os.getpid()}.ready").write_text("")
+time.sleep(120)
+"""
+
+
+def test_a_hang_up_stops_the_workers_as_ctrl_c_does_and_the_sweep_waits_for_them(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(SIGNAL_RECORDER)
+    driver = "import sys; from pathlib import Path; from sweeps.workers import run_workers; "
+    driver += f"sys.exit(run_workers(Path({str(script)!r}), [{str(tmp_path)!r}], [1, 1]))"
+    sweep_process = subprocess.Popen([sys.executable, "-c", driver], cwd=Path(__file__).parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("*.ready"))) < 2:
+            assert time.monotonic() < deadline and sweep_process.poll() is None, "the two workers did not start"
+            time.sleep(0.1)
+        sweep_process.send_signal(signal.SIGHUP)  # what closing the terminal or the SSH session sends
+        code = sweep_process.wait(timeout=60)
+    finally:
+        sweep_process.kill()
+        for ready in tmp_path.glob("*.ready"):  # in sessions of their own: none may outlive a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(ready.stem), signal.SIGKILL)
+    stopped = [path.read_text() for path in tmp_path.glob("*.stopped")]
+    assert stopped == ["SIGTERM", "SIGTERM"], "each worker saved and stopped on the SIGTERM passed on"
+    assert code == 128 + signal.SIGTERM, "the sweep waited for them and gives their exit code"
+
+
 def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
     config_path = sweep_files(tmp_path, lr, pruner={"type": "MedianPrunner"})

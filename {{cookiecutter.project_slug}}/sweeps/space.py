@@ -3,6 +3,7 @@ Optuna's pruner and sampler. Everything is checked before any trial runs, each m
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from parse_config import Config, ObjectSpec, Registry, check_argument_names, load_config, read_config_file
+from trainer.build import build_trainer
 from utils.errors import UsageError
+from utils.util import resolve_device
 
 KINDS = ("float", "int", "categorical")
 ENTRY_KEYS = {"float": ("type", "low", "high", "log"), "int": ("type", "low", "high", "log")}
@@ -108,18 +111,35 @@ def parse_param(key: str, entry: Any, label: str) -> Param:
 
 
 def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], registry: Registry, label: str) -> None:
-    """Load the config with each edge value of each key, as a trial would: an unknown key path, a value
-    the config refuses or an argument its class does not take is one line now, not a failed trial."""
+    """Build the config, then the config with each edge value of each key, as train.py builds a run before its
+    folder exists: an unknown key path, a value the config refuses, or one a class refuses (an argument name, a
+    loss, a scheduler without its arguments, a width of 0) is one line now, not a failed trial. The config is
+    built alone first, so that its own mistakes are not blamed on the space."""
+    base = load_config(config_path, overrides, registry=registry)
+    check_builds(base, registry)
     for param in spec.params:
         if any(text.partition("=")[0].strip() == param.key for text in overrides):
             raise UsageError(f"{label}: space.{param.key} is searched; do not also --set it")
         for value in param.extremes():
             try:
-                config = load_config(config_path, [*overrides, f"{param.key}={json.dumps(value)}"])
-                check_argument_names_of(config, registry)
+                config = load_config(config_path, [*overrides, f"{param.key}={json.dumps(value)}"], registry=registry)
+                if config.to_dict() != base.to_dict():  # the config's own value: built already
+                    check_builds(config, registry)
             except UsageError as err:
                 reason = str(err).removeprefix(f"--set {param.key}: ")
-                raise UsageError(f"{label}: space.{param.key}: {reason}") from None
+                raise UsageError(f"{label}: space.{param.key} = {json.dumps(value)}: {reason}") from None
+
+
+def check_builds(config: Config, registry: Registry) -> None:
+    """What train.py builds and checks before it makes a run folder (data, model, loss, metrics, optimizer,
+    schedule, one batch through the model), then drops; the argument names first, the quickest to tell."""
+    check_argument_names_of(config, registry)
+    device = resolve_device(config.device)
+    with warnings.catch_warnings():  # only a refusal counts here; a trial shows its config's warnings itself
+        warnings.simplefilter("ignore")
+        build_trainer(config, registry, device).check_one_batch()
+    if device.type == "cuda":  # give back the memory of what was built before the trials need it
+        torch.cuda.empty_cache()
 
 
 def check_argument_names_of(config: Config, registry: Registry) -> None:

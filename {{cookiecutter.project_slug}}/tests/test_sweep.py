@@ -192,6 +192,26 @@ BAD_SPACES = {
     ),
     "infinite bound": ({"optimizer.args.lr": {"type": "float", "low": 0.01, "high": float("inf")}}, "must be finite"),
     "NaN bound": ({"optimizer.args.lr": {"type": "float", "low": float("nan"), "high": 0.1}}, "must be finite"),
+    "unknown loader argument": (
+        {"data_loader.args.batch_sz": {"type": "categorical", "choices": [16]}},
+        "space.data_loader.args.batch_sz = 16: data_loader.args: TinyTensorLoader rejected its arguments",
+    ),
+    "loader value": (
+        {"data_loader.args.batch_size": {"type": "int", "low": 0, "high": 8}},
+        "space.data_loader.args.batch_size = 0: data_loader.args: TinyTensorLoader rejected its arguments",
+    ),
+    "unknown loss choice": (
+        {"loss": {"type": "categorical", "choices": ["cross_entropy", "nll"]}},
+        "space.loss = \"nll\": loss: unknown name 'nll'",
+    ),
+    "scheduler without its arguments": (
+        {"lr_scheduler.type": {"type": "categorical", "choices": ["StepLR"]}},
+        'space.lr_scheduler.type = "StepLR": lr_scheduler',
+    ),
+    "width the model refuses": (
+        {"arch.args.width": {"type": "int", "low": 0, "high": 8}},
+        "space.arch.args.width = 0: arch: TinyConvNet cannot take the data's batches",
+    ),
     "unknown entry key": (
         {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1, "step": 0.01}},
         "unknown key 'step' for a float; known keys: type, low, high, log",
@@ -204,8 +224,13 @@ def test_a_bad_sweep_file_is_one_line_before_any_trial(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], space: dict[str, Any], message: str
 ) -> None:
     config_path = sweep_files(tmp_path, space)
-    result = run_sweep(capsys, "-c", config_path, "--trials", 2)
+    if "lr_scheduler.type" in space:  # a schedule without its arguments is refused, not the config's own schedule
+        config = json.loads(config_path.read_text())
+        config["lr_scheduler"] = {"type": "ExponentialLR", "args": {"gamma": 0.9}}
+        write_config(config_path, config)
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2, "--jobs", 2)
     assert result.code == 2 and message in result.error_line(), result.err
+    assert result.err.count("\n") == 1, "one line: no failed trial, no Optuna log, no warning"
     assert not (tmp_path / "saved").exists(), "nothing written"
 
 

@@ -129,22 +129,37 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
     plan = plan_sweep(args, modules)
     if args.summary:
         return report(plan)
-    from sweeps.study import finished_count
+    from sweeps.study import REFUSED, finished_count
     from sweeps.trial import run_trials
     from sweeps.workers import run_workers, shares
 
     if args.share is not None:  # a worker started by --jobs
-        return run_trials(plan.study, objective(plan, modules), args.share, args.trials)
+        return run_share(plan, modules, args)
     remaining = args.trials - finished_count(plan.study)
     logger.info("Study %r: %d of %d trials finished", plan.study.study_name, args.trials - remaining, args.trials)
+    plan.study.set_user_attr(REFUSED, None)  # an earlier command's refusal, fixed since: it no longer stops workers
     if remaining > 0 and args.jobs == 1:
         run_trials(plan.study, objective(plan, modules), remaining, args.trials)
     elif remaining > 0:
         code = run_workers(Path(__file__), worker_argv(args, plan, modules), shares(remaining, args.jobs))
+        refusal = plan.study.user_attrs.get(REFUSED)
+        if refusal:  # the workers stayed silent about it (run_share): said once here, for all of them
+            raise UsageError(refusal)
         if code != 0:
             report(plan)
             raise TrainingStopped(f"a worker ended with exit code {code}; run the same command to continue", code)
     report(plan)
+
+
+def run_share(plan: SweepPlan, modules: Registry, args: argparse.Namespace) -> None:
+    """A --jobs worker's trials. A refused trial ends the worker with exit code 2 and no line of its own: the
+    refusal is in the study, and the parent prints it once however many workers met it."""
+    from sweeps.trial import run_trials
+
+    try:
+        run_trials(plan.study, objective(plan, modules), args.share, args.trials)
+    except UsageError:
+        raise SystemExit(2) from None
 
 
 def objective(plan: SweepPlan, modules: Registry) -> Any:
@@ -154,7 +169,7 @@ def objective(plan: SweepPlan, modules: Registry) -> Any:
     base_argv = ["-c", str(plan.config_path), *(arg for text in plan.overrides for arg in ("--set", text))]
     base_argv += ["--set", f"trainer.monitor={plan.metric}"]  # best.pth and early stopping follow the sweep metric
     return make_objective(lambda argv, watcher: train.train(train.parse_args(argv), modules, watcher),
-                          base_argv, plan.spec, plan.metric)  # fmt: skip
+                          base_argv, plan.spec, plan.metric, str(plan.space_path))  # fmt: skip
 
 
 def worker_argv(args: argparse.Namespace, plan: SweepPlan, modules: Registry) -> list[str]:

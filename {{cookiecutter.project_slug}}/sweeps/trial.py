@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from sweeps.space import SweepSpec
-from sweeps.study import FINISHED, WORKER, this_worker
+from sweeps.study import FINISHED, REFUSED, WORKER, this_worker
 from trainer.monitor import Monitor
-from utils.errors import NonFiniteLossError, UsageError
+from utils.errors import NonFiniteLossError, UsageError, usage_message
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ class TrialWatcher:
 
     def run_started(self, run_dir: Path) -> None:
         self.trial.set_user_attr("run_dir", str(run_dir))
-        settings = ", ".join(f"{key}={json.dumps(value)}" for key, value in self.sampled.items())
-        logger.info("Sweep trial %d: %s", self.trial.number, settings)  # in the trial's own train.log
+        logger.info("Sweep trial %d: %s", self.trial.number, describe(self.sampled))  # in the trial's own train.log
 
     def __call__(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None:
         name = self.monitor.metric
@@ -52,15 +52,28 @@ class TrialWatcher:
         return f"pruned by the sweep at epoch {epoch} ({name} {value:.4g})"
 
 
-def make_objective(train_run: TrainRun, base_argv: list[str], spec: SweepSpec, metric: str) -> Callable[..., float]:
-    """Optuna's objective: sample the space, train with it, return the best value (or raise TrialPruned)."""
+def describe(sampled: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in sampled.items())
+
+
+def make_objective(
+    train_run: TrainRun, base_argv: list[str], spec: SweepSpec, metric: str, space_label: str
+) -> Callable[..., float]:
+    """Optuna's objective: sample the space, train with it, return the best value (or raise TrialPruned). A
+    trial that train.py refuses raises a UsageError naming its values and ``space_label`` (sweep.json)."""
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, this_worker())  # so that a later command can tell if this process died
         sampled = {param.key: param.suggest(trial) for param in spec.params}
         argv = [*base_argv, *(arg for key, value in sampled.items() for arg in ("--set", f"{key}={json.dumps(value)}"))]
         watcher = TrialWatcher(trial, metric, sampled)
-        train_run(argv, watcher)
+        try:
+            train_run(argv, watcher)
+        except UsageError as err:  # the same values would be refused again: the sweep ends, with this one line
+            refusal = f"sweep trial {trial.number} ({describe(sampled)}, from {space_label}) was refused: "
+            refusal += usage_message(err)
+            trial.study.set_user_attr(REFUSED, refusal)  # the other workers stop after their trial (run_trials)
+            raise UsageError(refusal) from None
         if watcher.pruned:
             raise optuna.TrialPruned()
         return watcher.monitor.best
@@ -70,6 +83,12 @@ def make_objective(train_run: TrainRun, base_argv: list[str], spec: SweepSpec, m
 
 def run_trials(study: optuna.Study, objective: Callable[..., float], count: int, total: int) -> None:
     """Run ``count`` trials in this process, fewer if the study reaches ``total`` finished trials first (other
-    machines share it); a trial whose loss became NaN fails and the sweep goes on."""
+    machines share it) or another worker's trial was refused; a trial whose loss became NaN fails and the
+    sweep goes on; one that train.py refuses ends it (its UsageError)."""
     enough = optuna.study.MaxTrialsCallback(total, states=FINISHED)
-    study.optimize(objective, n_trials=count, catch=(NonFiniteLossError,), callbacks=[enough])
+    study.optimize(objective, n_trials=count, catch=(NonFiniteLossError,), callbacks=[enough, stop_if_refused])
+
+
+def stop_if_refused(study: optuna.Study, trial: FrozenTrial) -> None:
+    if study.user_attrs.get(REFUSED):
+        study.stop()

@@ -234,6 +234,32 @@ def test_a_bad_sweep_file_is_one_line_before_any_trial(
     assert not (tmp_path / "saved").exists(), "nothing written"
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_trial_whose_values_together_are_refused_ends_the_sweep_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: int
+) -> None:
+    # Each value builds with the config's others (the check before the first trial passes), but not together:
+    # Nesterov momentum needs a momentum.
+    space = {"optimizer.args.nesterov": {"type": "categorical", "choices": [True]},
+             "optimizer.args.momentum": {"type": "categorical", "choices": [0.0]}}  # fmt: skip
+    config_path = sweep_files(tmp_path, space)
+    config = json.loads(config_path.read_text())
+    config["optimizer"] = {"type": "SGD", "args": {"lr": 0.05, "momentum": 0.9, "nesterov": False}}
+    write_config(config_path, config)
+    result = run_sweep(capsys, "-c", config_path, "--trials", 4, "--jobs", jobs)
+    expected = (
+        "sweep trial 0 (optimizer.args.nesterov=true, optimizer.args.momentum=0.0, from "
+        f"{tmp_path / 'sweep.json'}) was refused: optimizer.args: SGD rejected its arguments: Nesterov momentum"
+    )
+    if jobs == 2:  # either worker's trial may be the one named
+        expected = expected.replace("trial 0", f"trial {result.err.partition('sweep trial ')[2][:1]}")
+    assert result.code == 2 and expected in result.error_line(), result.err
+    assert "Trial 0 failed" not in result.err and "run the same command" not in result.err, result.err
+    states = [trial.state.name for trial in trials(journal(tmp_path / "saved"))]
+    assert states == ["FAIL"] * jobs, "each worker ended at its first refused trial"
+    assert run_dirs(tmp_path / "saved") == [], "a refused run leaves no folder"
+
+
 @pytest.mark.parametrize(
     ("space_file", "message"),
     [

@@ -64,7 +64,7 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     check_installed(config.trainer.loggers)  # a tracker's package: one line now, not in every trial
     space_path = args.space or args.config.parent / "sweep.json"
     spec = read_spec(space_path)
-    check_space(spec, args.config, overrides, modules, str(space_path))
+    check_space(spec, args.config, overrides, modules, str(space_path), build=not args.summary and args.share is None)
     metric, monitor = sweep_metric(spec, config, space_path)
     experiment_dir = Path(config.trainer.save_dir) / config.name
     route_optuna_logs()

@@ -110,21 +110,25 @@ def parse_param(key: str, entry: Any, label: str) -> Param:
     return Param(key, kind, low, high, log) if kind == "int" else Param(key, kind, float(low), float(high), log)
 
 
-def check_space(spec: SweepSpec, config_path: Path, overrides: list[str], registry: Registry, label: str) -> None:
+def check_space(
+    spec: SweepSpec, config_path: Path, overrides: list[str], registry: Registry, label: str, build: bool = True
+) -> None:
     """Build the config, then the config with each edge value of each key, as train.py builds a run before its
     folder exists: an unknown key path, a value the config refuses, or one a class refuses (an argument name, a
     loss, a scheduler without its arguments, a width of 0) is one line now, not a failed trial. The config is
-    built alone first, so that its own mistakes are not blamed on the space."""
+    built alone first, so that its own mistakes are not blamed on the space. Without ``build`` (--summary, and
+    --jobs workers, whose command checked it all), only the argument names are checked."""
+    check = check_builds if build else check_argument_names_of
     base = load_config(config_path, overrides, registry=registry)
-    check_builds(base, registry)
+    check(base, registry)
     for param in spec.params:
         if any(text.partition("=")[0].strip() == param.key for text in overrides):
             raise UsageError(f"{label}: space.{param.key} is searched; do not also --set it")
         for value in param.extremes():
             try:
                 config = load_config(config_path, [*overrides, f"{param.key}={json.dumps(value)}"], registry=registry)
-                if config.to_dict() != base.to_dict():  # the config's own value: built already
-                    check_builds(config, registry)
+                if config.to_dict() != base.to_dict():  # the config's own value: checked already
+                    check(config, registry)
             except UsageError as err:
                 reason = str(err).removeprefix(f"--set {param.key}: ")
                 raise UsageError(f"{label}: space.{param.key} = {json.dumps(value)}: {reason}") from None

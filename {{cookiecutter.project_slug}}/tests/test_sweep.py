@@ -234,6 +234,20 @@ def test_a_bad_sweep_file_is_one_line_before_any_trial(
     assert not (tmp_path / "saved").exists(), "nothing written"
 
 
+def test_the_summary_looks_at_the_study_without_building_the_space(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}, epochs=1)
+    assert run_sweep(capsys, "-c", config_path, "--trials", 1).code == 0
+
+    def build_trainer(*args: Any) -> None:
+        raise AssertionError("--summary trains nothing: it need not load the data or build the model")
+
+    monkeypatch.setattr("sweeps.space.build_trainer", build_trainer)
+    summary = run_sweep(capsys, "-c", config_path, "--summary")
+    assert summary.code == 0 and summary.out.count(" complete ") == 1, summary.err
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_trial_whose_values_together_are_refused_ends_the_sweep_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: int

@@ -15,7 +15,7 @@ from typing import Any
 PROJECT_IMPORTS = frozenset(
     {
         "torch", "torchvision", "numpy", "tqdm", "tensorboard", "pytest", "ruff", "setuptools",
-        "onnx", "onnxruntime", "onnxscript", "matplotlib", "optuna", "mlflow", "wandb",
+        "onnx", "onnxruntime", "onnxscript", "matplotlib", "optuna", "mlflow", "wandb", "sqlalchemy",
         "base", "data_loader", "model", "trainer", "logger", "utils", "parse_config", "inference", "sweeps",
         "benchmarks", "scripts", "train", "test", "predict", "export", "plot", "sweep", "tests", "config", "data",
         "saved",

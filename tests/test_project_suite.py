@@ -61,7 +61,9 @@ class StripesDataLoader(BaseDataLoader):
 
 def own_suite_problem(project: Path) -> str | None:
     """What is wrong with a run of the project's own suite, or None when it passed with nothing skipped."""
-    result = run_project(project, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    # Its own --basetemp: suites side by side would otherwise share /tmp/pytest-of-<user> and its clean-up.
+    basetemp = project.parent / f"{project.name}-pytest-tmp"
+    result = run_project(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}")
     if result.returncode != 0:
         return describe(result)
     if " passed" not in result.stdout or " skipped" in result.stdout:

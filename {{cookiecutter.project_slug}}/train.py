@@ -17,7 +17,7 @@ import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME as METRICS_CSV
-from logger.trackers import Tracker, check_installed, closed_on_error, open_trackers
+from logger.trackers import Tracker, check_installed, close_all, closed_on_error, forget_run, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
@@ -224,13 +224,16 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
             restore(trainer, start)
             trainer.check_one_batch()
             run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
-            # A tracker that cannot start refuses before this start leaves a record in the run folder.
-            trackers = open_trackers(config.to_dict(), run_dir, trainer.start_epoch, is_main())
+            # Only rank 0 logs. A tracker that cannot start refuses (in every process) before this start leaves
+            # a record in the run folder.
+            opened = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch, True), False)
+            trackers = opened or []
             with closed_on_error(trackers):
                 record_start(start, trainer, run_dir, earlier, watcher)
         fit(trainer, config, run_dir, trackers)
     except (KeyboardInterrupt, UsageError):  # a stop or a refusal before any checkpoint: leave no run folder
         if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
+            forget_run(run_dir)
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     finally:
@@ -261,8 +264,7 @@ def fit(trainer: Trainer, config: Config, run_dir: Path, trackers: list[Tracker]
         trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), trackers)
         finished = True
     finally:
-        for tracker in trackers:
-            tracker.close(finished)
+        close_all(trackers, finished)
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

@@ -103,7 +103,7 @@ class BaseDataLoader:
 
     def test_loader(self, device: torch.device) -> Loader:
         data = self.load_split("test")
-        if len(data) == 0:  # an image_folder test/ with empty class folders: nothing to evaluate or export on
+        if len(data) == 0:  # a loader of yours with no test samples: nothing to evaluate or export on
             raise UsageError(f"data_loader: {type(self).__name__}'s test split has no samples; give it some")
         return self._loader(data, device)
 

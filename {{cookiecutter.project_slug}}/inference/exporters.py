@@ -184,12 +184,13 @@ def _write(spec: ExportFormat, model: torch.nn.Module, images: torch.Tensor, pat
             spec.write(model, images, path)
         sys.stderr.write(printed.getvalue())  # what an export that worked said stays in view
     except Exception as err:  # a model the exporter cannot trace: its first line says why (--debug: all)
-        if os_error_behind(err) is not None:  # a full disk, a read-only folder...
+        if isinstance(err, OSError | RuntimeError) and os_error_behind(err) is not None:  # a full disk...
             raise storage_error(path, err) from None
-        while err.__cause__ is not None:  # the ONNX exporter wraps torch.export's error, which names the cause
-            err = err.__cause__
-        text = str(err).strip()
-        reason = text.splitlines()[0] if text else type(err).__name__
+        cause = err
+        while cause.__cause__ is not None:  # the ONNX exporter wraps torch.export's error, which names the cause
+            cause = cause.__cause__
+        text = str(cause).strip()
+        reason = text.splitlines()[0] if text else type(cause).__name__
         raise UsageError(f"{type(model).__name__} cannot be exported: {reason} (--debug shows where)") from err
 
 

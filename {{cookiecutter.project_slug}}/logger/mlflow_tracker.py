@@ -50,6 +50,16 @@ def failing_fast(uri: str) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+def delete_recorded_run(run_dir: Path) -> None:
+    """Delete the MLflow run that ``run_dir`` (a run folder train.py is removing) logged to, so that none is
+    left pointing at nothing; a store that cannot be reached now is left as it is, with a warning."""
+    record = json.loads((Path(run_dir) / ID_FILE).read_text(encoding="utf-8"))
+    try:
+        MlflowClient(tracking_uri=record["tracking_uri"]).delete_run(record["run_id"])
+    except Exception as err:  # a server that went away: the run stays, KILLED
+        logger.warning("MLflow run %s was not deleted (%s)", record["run_id"], " ".join(str(err).split()))
+
+
 def create_store(configured_uri: str | None, experiment_name: str) -> None:
     """Create the tracking store's tables and the experiment now: processes that start at once (sweep.py
     --jobs) would each try to, and collide ("duplicate column name", "already exists")."""
@@ -64,7 +74,7 @@ class MlflowTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
         self.uri = self._recorded_uri() or tracking_uri(configured_uri)
-        self.created_now = not (self.run_dir / ID_FILE).is_file()
+        self.status_before: str | None = None  # a continued run's status, until this process logs an epoch
         with failing_fast(self.uri):
             self.client = MlflowClient(tracking_uri=self.uri)
             self.run_id = self._continue_or_create(config["name"])
@@ -90,6 +100,7 @@ class MlflowTracker:
         id_file = self.run_dir / ID_FILE
         if id_file.is_file():
             run_id = json.loads(id_file.read_text(encoding="utf-8"))["run_id"]
+            self.status_before = self.client.get_run(run_id).info.status
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         experiment = self.client.get_experiment_by_name(experiment_name)
@@ -107,6 +118,7 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=params[first : first + BATCH])
 
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        self.status_before = None
         if epoch in self.replayed:
             return
         now = int(time.time() * 1000)
@@ -114,8 +126,8 @@ class MlflowTracker:
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()])
 
     def close(self, finished: bool) -> None:
-        if self.created_now and not finished and not any(self.run_dir.glob("*.pth")):
-            self.client.delete_run(self.run_id)  # train.py removes a new run folder with no checkpoint: this goes too
+        if not finished and self.status_before is not None:  # a resume that never trained: as it was
+            self.client.update_run(self.run_id, status=self.status_before)
             return
         for path in run_artifacts(self.run_dir):
             self.client.log_artifact(self.run_id, str(path))

@@ -11,7 +11,7 @@ and generated only when the project was (the mlflow and wandb answers).
 import importlib.util
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,12 +68,15 @@ def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabl
         return []
     names = config["trainer"]["loggers"]
     trackers: list[Tracker] = []
-    for name in ("csv", *(name for name in OPTIONAL_BACKENDS if name in names)):
+    # The ones that talk to a server, and may not start, go first: the local ones change the run folder on
+    # opening (a resume's metrics.csv drops the rows after its checkpoint; TensorBoard starts an events file).
+    for name in [name for name in ("mlflow", "wandb", "tensorboard") if name in names] + ["csv"]:
         try:
             trackers.append(_open_tracker(name, config, run_dir, start_epoch))
-        except Exception as err:
-            for tracker in trackers:
-                tracker.close(finished=False)
+        except BaseException as err:  # a Ctrl-C while a server answers slowly too: close what is open
+            close_all(trackers, finished=False)
+            if not isinstance(err, Exception):
+                raise
             reason = " ".join(str(err).split()) or type(err).__name__
             raise UsageError(f"trainer.loggers: {name!r} could not start ({reason}); {_without(names, name)}") from None
     return trackers
@@ -85,9 +88,24 @@ def closed_on_error(trackers: list[Tracker]) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for tracker in trackers:
-            tracker.close(finished=False)
+        close_all(trackers, finished=False)
         raise
+
+
+def close_all(trackers: list[Tracker], finished: bool) -> None:
+    """Close every tracker, even when one fails to (its error is raised after the others are closed)."""
+    with ExitStack() as closing:
+        for tracker in trackers:
+            closing.callback(tracker.close, finished)
+
+
+def forget_run(run_dir: Path) -> None:
+    """``run_dir`` is being removed (a new run that never saved a checkpoint): delete what a tracker keeps of
+    it elsewhere (an MLflow run); the rest lives inside the folder."""
+    if (run_dir / "mlflow.json").is_file():
+        from logger.mlflow_tracker import delete_recorded_run
+
+        delete_recorded_run(run_dir)
 
 
 def _open_tracker(name: str, config: dict[str, Any], run_dir: Path, start_epoch: int) -> Tracker:

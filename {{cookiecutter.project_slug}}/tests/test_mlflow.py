@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import logger.trackers
 import train
 from tests.hostile import (
     EXTRA,
@@ -154,3 +155,21 @@ def test_a_new_run_that_fails_to_start_leaves_no_mlflow_run(
     assert list((tmp_path / "saved").glob("*/*")) == [], "no run folder"
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert client.search_runs([client.get_experiment_by_name("tiny").experiment_id]) == [], "no active MLflow run"
+
+
+def test_a_resume_refused_by_a_later_tracker_leaves_the_mlflow_run_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow opens first (it may not start); it had set the finished run RUNNING, then closed it KILLED."""
+    mlflow = pytest.importorskip("mlflow")
+    config_path = tracked_config(tmp_path, ["mlflow", "tensorboard"])
+    assert run_train(capsys, "-c", config_path, "--set", "trainer.epochs=1", modules=EXTRA).code == 0
+    run_dir = only_run(tmp_path / "saved")
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the server cannot be reached")
+
+    monkeypatch.setattr(logger.trackers, "TensorboardWriter", unreachable)
+    assert run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=2", modules=EXTRA).code == 2
+    run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    assert mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FINISHED"

@@ -96,7 +96,7 @@ def test_files_globs_and_top_k(tiny_run: Path, test_split_pngs: Path, tmp_path: 
                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "p.csv"
     one = next((test_split_pngs / "1").iterdir())
-    # The last two name one file two ways (relative, absolute): it is classified once.
+    # The last three name one file three ways (as found, relative, resolved): it is classified once.
     inputs = [str(test_split_pngs / "0" / "*.png"), str(one), os.path.relpath(one), str(one.resolve())]
     debug = ["--set", "trainer.verbosity=2"]
     assert predict.main(["-r", str(tiny_run), *inputs, "--top-k", "1", "--bs", "4", "-o", str(out), *debug],

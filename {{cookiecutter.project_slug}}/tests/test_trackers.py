@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import logger.trackers
-from logger.metrics_csv import MetricsCsv
 from logger.runs import read_config, run_status
+from logger.visualization import TensorboardWriter
 from tests.hostile import EXTRA, assert_unchanged, hide_package, only_run, run_train, snapshot, tracked_config
 
 
@@ -67,15 +67,15 @@ def test_a_tracker_that_cannot_start_is_one_line_closes_the_others_and_leaves_no
     def no_login(*args: object, **kwargs: object) -> None:  # as W&B without a login, or an unreachable server
         raise RuntimeError("No API key configured.\nUse `wandb login` to log in.")
 
-    monkeypatch.setattr(logger.trackers, "TensorboardWriter", no_login)
-    monkeypatch.setattr(MetricsCsv, "close", lambda self, finished: closed.append(finished))
+    monkeypatch.setattr(logger.trackers, "MetricsCsv", no_login)  # opened last: TensorBoard is open by then
+    monkeypatch.setattr(TensorboardWriter, "close", lambda self, finished: closed.append(finished))
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "tensorboard"]), modules=EXTRA)
     assert result.code == 2
     assert result.error_line() == (
-        "error: trainer.loggers: 'tensorboard' could not start (No API key configured. Use `wandb login` to log in.); "
-        """or run without it: --set trainer.loggers='["csv"]'"""
+        "error: trainer.loggers: 'csv' could not start (No API key configured. Use `wandb login` to log in.); "
+        """or run without it: --set trainer.loggers='["tensorboard"]'"""
     )
-    assert closed == [False], "metrics.csv, opened first, is closed as unfinished"
+    assert closed == [False], "TensorBoard, opened first, is closed as unfinished"
     assert list((tmp_path / "saved").glob("*/*")) == [], "the run folder made for it is gone"
 
 

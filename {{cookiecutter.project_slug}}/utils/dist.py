@@ -68,8 +68,9 @@ def barrier() -> None:
         dist.barrier()
 
 
-def on_rank_0(action: Callable[[], Any]) -> Any:
-    """Run ``action`` on rank 0 only and hand its result, or its refusal, to every process."""
+def on_rank_0(action: Callable[[], Any], share_result: bool = True) -> Any:
+    """Run ``action`` on rank 0 only and hand its refusal, and its result unless not ``share_result`` (then the
+    other processes get None), to every process: none goes on alone after a refusal."""
     result, refusal = None, None
     if is_main():
         try:
@@ -77,9 +78,9 @@ def on_rank_0(action: Callable[[], Any]) -> Any:
         except UsageError as err:
             refusal = str(err)
     if is_distributed():
-        box = [(result, refusal)]
+        box = [(result if share_result else None, refusal)]
         dist.broadcast_object_list(box, src=0)
-        result, refusal = box[0]
+        result, refusal = box[0] if share_result or not is_main() else (result, box[0][1])
     if refusal is not None:
         raise UsageError(refusal)
     return result

@@ -50,10 +50,19 @@ def failing_fast(uri: str) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+def read_record(run_dir: Path) -> dict[str, str] | None:
+    """``run_dir``'s mlflow.json: the id of the MLflow run it logs to, and the tracking URI of the store that
+    run is in; None before the run folder's first MLflow run."""
+    path = Path(run_dir) / ID_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def delete_recorded_run(run_dir: Path) -> None:
     """Delete the MLflow run that ``run_dir`` (a run folder train.py is removing) logged to, so that none is
     left pointing at nothing; a store that cannot be reached now is left as it is, with a warning."""
-    record = json.loads((Path(run_dir) / ID_FILE).read_text(encoding="utf-8"))
+    record = read_record(run_dir)
+    if record is None:
+        return
     try:
         MlflowClient(tracking_uri=record["tracking_uri"]).delete_run(record["run_id"])
     except Exception as err:  # a server that went away: the run stays, KILLED
@@ -73,11 +82,13 @@ def create_store(configured_uri: str | None, experiment_name: str) -> None:
 class MlflowTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], configured_uri: str | None, start_epoch: int) -> None:
         self.run_dir = Path(run_dir)
-        self.uri = self._recorded_uri() or tracking_uri(configured_uri)
+        record = read_record(self.run_dir)
+        # A resume continues its MLflow run in the store it is in, whatever the tracking URI settings say now.
+        self.uri = (record or {}).get("tracking_uri") or tracking_uri(configured_uri)
         self.status_before: str | None = None  # a continued run's status, until this process logs an epoch
         with failing_fast(self.uri):
             self.client = MlflowClient(tracking_uri=self.uri)
-            self.run_id = self._continue_or_create(config["name"])
+            self.run_id = self._continue_or_create(config["name"], record)
             self._log_params(flat_settings(config))
             self.replayed = self._logged_from(start_epoch)
         logger.info("MLflow: run %s in %s", self.run_id, self.uri)
@@ -89,24 +100,17 @@ class MlflowTracker:
         history = self.client.get_metric_history(self.run_id, "seconds")  # logged with every epoch
         return {point.step for point in history if point.step >= start_epoch}
 
-    def _recorded_uri(self) -> str | None:
-        """Where this run folder's MLflow run is, when it has one: a resume continues it there, whatever
-        trainer.tracking_uri or MLFLOW_TRACKING_URI say now."""
-        id_file = self.run_dir / ID_FILE
-        return json.loads(id_file.read_text(encoding="utf-8")).get("tracking_uri") if id_file.is_file() else None
-
-    def _continue_or_create(self, experiment_name: str) -> str:
-        """The MLflow run this run folder logged to before (set running again), or a new one."""
-        id_file = self.run_dir / ID_FILE
-        if id_file.is_file():
-            run_id = json.loads(id_file.read_text(encoding="utf-8"))["run_id"]
+    def _continue_or_create(self, experiment_name: str, record: dict[str, str] | None) -> str:
+        """The MLflow run this run folder's ``record`` names (set running again), or a new one."""
+        if record is not None:
+            run_id = record["run_id"]
             self.status_before = self.client.get_run(run_id).info.status
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         experiment = self.client.get_experiment_by_name(experiment_name)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(experiment_name)
         run_id = self.client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
-        id_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": self.uri}), encoding="utf-8")
+        (self.run_dir / ID_FILE).write_text(json.dumps({"run_id": run_id, "tracking_uri": self.uri}), encoding="utf-8")
         return run_id
 
     def _log_params(self, settings: dict[str, float | str]) -> None:

@@ -64,12 +64,13 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     check_installed(config.trainer.loggers)  # a tracker's package: one line now, not in every trial
     space_path = args.space or args.config.parent / "sweep.json"
     spec = read_spec(space_path)
-    check_space(spec, args.config, overrides, modules, str(space_path), build=not args.summary and args.share is None)
+    sweeping = not args.summary and args.share is None  # this command runs the sweep (not --summary, nor a worker)
+    check_space(spec, args.config, overrides, modules, str(space_path), build=sweeping)
     metric, monitor = sweep_metric(spec, config, space_path)
     experiment_dir = Path(config.trainer.save_dir) / config.name
     route_optuna_logs()
     pruner, sampler = engine_parts(spec, str(space_path))
-    if "mlflow" in config.trainer.loggers and not args.summary and args.share is None:
+    if "mlflow" in config.trainer.loggers and sweeping:
         create_tracking_store(config.trainer, config.name)  # before the study: a refusal leaves none behind
     storage = storage_for(args.storage, experiment_dir, create=not args.summary)
     study = open_study(storage, args.study or config.name, monitor, pruner, sampler, not args.summary, bool(args.study))

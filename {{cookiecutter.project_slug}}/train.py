@@ -17,6 +17,7 @@ import model.model
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME as METRICS_CSV
+from logger.runs import new_resume_record
 from logger.trackers import Tracker, check_installed, close_all, closed_on_error, forget_run, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
@@ -176,16 +177,7 @@ def record_resume_config(start: RunStart) -> None:
     """A resume that changes settings records what it runs with; config.json stays the original."""
     checkpoint, run_dir = start.checkpoint, start.continue_in
     if checkpoint is not None and run_dir is not None and checkpoint["config"] != start.config.to_dict():
-        write_json(start.config.to_dict(), unused_path(run_dir / f"config-resume-{checkpoint['epoch']}.json"))
-
-
-def unused_path(path: Path) -> Path:
-    """``path``, or ``name-2.json``, ``name-3.json``... if taken: a later resume never overwrites a record."""
-    candidate, number = path, 1
-    while candidate.exists():
-        number += 1
-        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-    return candidate
+        write_json(start.config.to_dict(), new_resume_record(run_dir, checkpoint["epoch"]))
 
 
 def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:

@@ -41,15 +41,28 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(run.resolve() for run in runs))
 
 
-def read_config(run: Path) -> dict[str, Any]:
-    """The config ``run`` last ran with: the newest config-resume-N.json (a resume that changed settings
-    records one), else config.json."""
-    # config-resume-N.json, or -N-M.json for a second resume at epoch N; not a copy a file manager made
+def new_resume_record(run: Path, epoch: int) -> Path:
+    """Where a resume at ``epoch`` that changes settings records them: config-resume-N.json, or -N-2.json,
+    -N-3.json... when the run was resumed at epoch N before (a record is never overwritten)."""
+    path, number = run / f"config-resume-{epoch}.json", 1
+    while path.exists():
+        number += 1
+        path = run / f"config-resume-{epoch}-{number}.json"
+    return path
+
+
+def resume_records(run: Path) -> list[Path]:
+    """The config-resume records of ``run``, oldest first; not a copy a file manager made of one."""
     numbered = (
         re.fullmatch(r"config-resume-(\d+)(?:-(\d+))?\.json", path.name) for path in run.glob("config-resume-*.json")
     )
-    resumes = sorted((int(m[1]), int(m[2] or 1), run / m[0]) for m in numbered if m)
-    path = resumes[-1][2] if resumes else run / "config.json"
+    return [run / name for *_, name in sorted((int(m[1]), int(m[2] or 1), m[0]) for m in numbered if m)]
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """The config ``run`` last ran with: the newest config-resume record (a resume that changed settings
+    writes one), else config.json."""
+    path = ([run / "config.json", *resume_records(run)])[-1]
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from logger.metrics_csv import MetricsCsv
+from logger.runs import resume_records
 from logger.visualization import TensorboardWriter
 from utils.errors import UsageError
 
@@ -37,8 +38,8 @@ class Tracker(Protocol):
 def run_artifacts(run_dir: Path) -> list[Path]:
     """What a tracker keeps a copy of when the run ends: best.pth, config.json, and the config-resume-N.json
     record of each resume that changed settings."""
-    records = sorted(run_dir.glob("config-resume-*.json"))
-    return [path for path in (run_dir / "best.pth", run_dir / "config.json", *records) if path.is_file()]
+    kept = (run_dir / "best.pth", run_dir / "config.json", *resume_records(run_dir))
+    return [path for path in kept if path.is_file()]
 
 
 def check_installed(names: list[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import logger.trackers
-from logger.runs import read_config, run_status
+from logger.runs import new_resume_record, read_config, run_status
 from logger.visualization import TensorboardWriter
 from tests.hostile import EXTRA, assert_unchanged, hide_package, only_run, run_train, snapshot, tracked_config
 
@@ -97,3 +97,15 @@ def test_a_resume_refused_by_a_tracker_that_cannot_start_leaves_the_run_as_it_wa
     assert refused.code == 2 and "'tensorboard' could not start (the server cannot be reached)" in refused.error_line()
     assert_unchanged(before, snapshot(run_dir))
     assert run_status(run_dir, read_config(run_dir)) == "finished"
+
+
+def test_a_tracker_keeps_the_run_files_and_every_resume_record_in_order_but_no_copies(tmp_path: Path) -> None:
+    names = ["best.pth", "config.json", "config-resume-10.json", "config-resume-3.json", "config-resume-3 (copy).json"]
+    for name in names:
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    second = new_resume_record(tmp_path, 3)  # a second resume at epoch 3 never overwrites the first's record
+    assert second.name == "config-resume-3-2.json" and not second.exists()
+    second.write_text("{}", encoding="utf-8")
+    kept = [path.name for path in logger.trackers.run_artifacts(tmp_path)]
+    records = ["config-resume-3.json", "config-resume-3-2.json", "config-resume-10.json"]
+    assert kept == ["best.pth", "config.json", *records]

@@ -274,6 +274,27 @@ def test_docker_user_owns_the_working_directory_and_the_readme_makes_the_mounted
     assert ("MLFLOW_TRACKING_URI=http" in readme.split("docker run --rm", 1)[1]) is mlflow
 
 
+@pytest.mark.skipif(shutil.which("useradd") is None or os.geteuid() != 0, reason="needs useradd, run as root")
+@pytest.mark.parametrize("user_id", ["0", "33", "1000", "4000000"], ids=["root", "taken", "default", "ldap"])
+def test_the_dockerfile_makes_its_user_for_any_host_uid(cookies_session, tmp_path: Path, user_id: str) -> None:
+    """The Dockerfile's own useradd line, run on a copy of this machine's user files (--prefix): uid 0
+    (a root host) and a uid the image already has (33 is www-data in Debian) failed the build; a large one
+    needs --no-log-init, or the layer stores a sparse lastlog of that many bytes."""
+    steps = dockerfile_instructions((baked(cookies_session) / "Dockerfile").read_text(encoding="utf-8"))
+    [creates_user] = [args.split("&&")[0] for op, args in steps if op == "RUN" and "useradd" in args]
+    (tmp_path / "home").mkdir()
+    (tmp_path / "etc").mkdir()
+    for name in ("passwd", "group", "shadow", "gshadow", "login.defs"):
+        if Path("/etc", name).is_file():
+            shutil.copyfile(Path("/etc", name), tmp_path / "etc" / name)
+    command = creates_user.replace("useradd", f"useradd --prefix {tmp_path}", 1).replace("${USER_ID}", user_id)
+    result = subprocess.run(command, shell=True, capture_output=True, text=True)
+    assert result.returncode == 0, describe(result)
+    assert "--no-log-init" in command
+    [entry] = [line for line in (tmp_path / "etc/passwd").read_text().splitlines() if line.startswith("trainer:")]
+    assert entry.split(":")[2] == user_id
+
+
 # What runs and the README's commands leave in the project folder, and files that must stay in the image.
 LOCAL_RUN_FILES = [
     "mlflow.db", "mlruns/1/0a1b/artifacts/best.pth", "sweep.db", "sweep.db-journal", "wandb/run-1/files/x",

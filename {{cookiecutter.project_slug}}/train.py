@@ -18,7 +18,7 @@ from base.loaders import ResidentLoader
 from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME as METRICS_CSV
 from logger.runs import new_resume_record
-from logger.trackers import Tracker, check_installed, close_all, closed_on_error, forget_run, open_trackers
+from logger.trackers import check_installed, close_all, closed_on_error, forget_run, open_trackers
 from parse_config import Config, Registry, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
@@ -218,11 +218,13 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
             run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
             # Only rank 0 logs. A tracker that cannot start refuses (in every process) before this start leaves
             # a record in the run folder.
-            opened = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch, True), False)
+            opened = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch), False)
             trackers = opened or []
             with closed_on_error(trackers):
                 record_start(start, trainer, run_dir, earlier, watcher)
-        fit(trainer, config, run_dir, trackers)
+        with closed_on_error(trackers):  # trainer.loggers (logger/trackers.py) get each epoch
+            trainer.fit(Checkpointer(run_dir, config.trainer.save_period, config.trainer.keep_last), trackers)
+        close_all(trackers, finished=True)
     except (KeyboardInterrupt, UsageError):  # a stop or a refusal before any checkpoint: leave no run folder
         if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
             forget_run(run_dir)
@@ -246,17 +248,6 @@ def record_start(
     setup_logging(run_dir / "train.log", start.config.trainer.verbosity, rank(), earlier)
     logger.info("Run folder: %s", run_dir)
     log_setup(start.config, trainer, trainer.device)
-
-
-def fit(trainer: Trainer, config: Config, run_dir: Path, trackers: list[Tracker]) -> None:
-    """Train in ``run_dir``, logging each epoch to the ``trackers`` of ``trainer.loggers`` (logger/trackers.py)."""
-    settings = config.trainer
-    finished = False
-    try:
-        trainer.fit(Checkpointer(run_dir, settings.save_period, settings.keep_last), trackers)
-        finished = True
-    finally:
-        close_all(trackers, finished)
 
 
 def main(argv: list[str] | None = None, modules: Registry = PROJECT_MODULES) -> int:

@@ -21,7 +21,8 @@ TEST_REPORTS = ("best.test.json", "last.test.json")
 
 def summary_table(runs: list[Path]) -> str:
     """The table: its columns in the groups the module docstring lists, whichever runs have them."""
-    parts = [run_cells(run, config, settings) for run, config, settings in _with_settings(runs)]
+    configs = [read_config(run) for run in runs]
+    parts = [run_cells(*cells) for cells in zip(runs, configs, differing_settings(configs), strict=True)]
     columns: dict[str, None] = {}  # ordered, without repeats
     for group in zip(*parts, strict=True):  # every run's first group of cells, then every run's second...
         columns.update(dict.fromkeys(column for cells in group for column in cells))
@@ -29,18 +30,12 @@ def summary_table(runs: list[Path]) -> str:
     return format_table(rows, list(columns))
 
 
-def _with_settings(runs: list[Path]) -> list[tuple[Path, dict[str, Any], dict[str, str]]]:
-    configs = [read_config(run) for run in runs]
-    return list(zip(runs, configs, differing_settings(configs), strict=True))
-
-
 def run_cells(run: Path, config: dict[str, Any], settings: dict[str, str]) -> list[dict[str, str]]:
     """One run's cells (column -> text), in four groups: what it is, its best epoch, its test, its settings."""
     history = run_history(run)
     total = config.get("trainer", {}).get("epochs", "?")
     what = {"run": run.name, "status": run_status(run, config), "epochs": f"{epochs_done(run, history)}/{total}"}
-    tested = test_cells(run)
-    return [what, best_cells(config, history), tested, settings]
+    return [what, best_cells(config, history), test_cells(run), settings]
 
 
 def epochs_done(run: Path, history: dict[int, Row]) -> int:

@@ -61,12 +61,10 @@ def check_installed(names: list[str]) -> None:
                 raise UsageError(f"trainer.loggers: {name!r} needs the {package} package; {install}, {without}")
 
 
-def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int, enabled: bool) -> list[Tracker]:
-    """The trackers ``config["trainer"]`` asks for, writing to ``run_dir``; none unless ``enabled`` (under
-    torchrun only rank 0 logs). ``start_epoch``: the epoch this (resumed) run starts at. One that fails to
-    start (W&B without a login, an unreachable MLflow server) is one line, after closing those opened."""
-    if not enabled:
-        return []
+def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int) -> list[Tracker]:
+    """The trackers ``config["trainer"]`` asks for, writing to ``run_dir`` (under torchrun, train.py opens them
+    on rank 0 only). ``start_epoch``: the epoch this (resumed) run starts at. One that fails to start (W&B
+    without a login, an unreachable MLflow server) is one line, after closing those opened."""
     names = config["trainer"]["loggers"]
     trackers: list[Tracker] = []
     # The ones that talk to a server, and may not start, go first: the local ones change the run folder on

@@ -9,7 +9,6 @@ import pytest
 
 import train
 from logger.metrics_csv import MetricsCsv, read_rows
-from logger.trackers import open_trackers
 from tests.hostile import EXTRA, Killed, atomic_renames, interrupt_on_forward, only_run, small_config, write_config
 
 EPOCHS, STEPS_PER_EPOCH = 3, 2  # small_config: 64 training samples in batches of 32
@@ -108,11 +107,7 @@ def test_a_metric_added_on_resume_gets_a_column_empty_before(tmp_path: Path) -> 
     assert "error_rate" not in rows[2] and rows[3]["error_rate"] == pytest.approx(1 - rows[3]["accuracy"])
 
 
-def test_only_the_writing_process_touches_the_file(tmp_path: Path) -> None:
-    """Under torchrun the ranks other than 0 open no tracker, so nothing of theirs writes."""
-    config = {"trainer": {"loggers": ["csv", "tensorboard"], "tracking_uri": None}}
-    assert open_trackers(config, tmp_path, start_epoch=1, enabled=False) == []
-    assert list(tmp_path.iterdir()) == []
+def test_a_non_finite_value_is_written_and_a_resume_drops_the_rows_after_its_epoch(tmp_path: Path) -> None:
     main_rank = MetricsCsv(tmp_path)
     main_rank.add_epoch(1, {"loss": 1.0, "lr": 0.1}, 2.0)
     main_rank.add_epoch(2, {"loss": float("nan"), "lr": 0.1}, 2.0)

@@ -67,17 +67,15 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
     if not isinstance(args.get("fused", False), bool):  # torch takes any truthy value as true
         raise UsageError(f"optimizer.args.fused: {args['fused']!r} is not true, false or null (the default)")
     spec = ObjectSpec(config.optimizer.type, args)
-    return build(spec, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
-
-
-def check_optimizer_steps(optimizer: torch.optim.Optimizer) -> None:
-    """The training step calls ``optimizer.step()`` without arguments: refuse an optimizer that needs a closure."""
+    optimizer = build(spec, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
+    # The training step calls optimizer.step() without arguments: refuse one that needs a closure (LBFGS).
     closure = inspect.signature(optimizer.step).parameters.get("closure")
     if closure is not None and closure.default is inspect.Parameter.empty:
         raise UsageError(
             f"optimizer.type: {type(optimizer).__name__} needs a closure in step(), which this trainer does not "
             "pass; choose another optimizer (Adam, AdamW, SGD...)"
         )
+    return optimizer
 
 
 def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:
@@ -90,7 +88,6 @@ def build_trainer(config: Config, registry: Registry, device: torch.device) -> T
     model = build_model(config, registry, classes).to(device)
     criterion, metrics = build_loss_and_metrics(config, registry)
     optimizer = build_optimizer(config, model)
-    check_optimizer_steps(optimizer)
     lr_scheduler, spec = None, config.lr_scheduler
     steps_per_epoch = math.ceil(len(train_loader) / config.trainer.grad_accum_steps)
     if spec is not None:

@@ -57,7 +57,7 @@ class Trainer:
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.monitor = Monitor.parse(settings.monitor)
-        self.monitor.check(self.metric_names())
+        self.monitor.check(measured_names(list(metrics), validates=valid_loader is not None))
         self._check_plateau_mode()
         self.ddp_model, self.train_model, self.eval_model = self._wrap_model()
         self.start_epoch = 1
@@ -92,9 +92,6 @@ class Trainer:
         images, targets = next(iter(self.train_loader))
         check_model_fits(self.model, self.criterion, self.metrics, images, targets)
         check_batch_norm_batches(self.model, images[:1], self.train_loader.order.share(), self.train_loader.batch_size)
-
-    def metric_names(self) -> list[str]:
-        return measured_names(list(self.metrics), validates=self.valid_loader is not None)
 
     def fit(self, checkpoints: Checkpointer, trackers: list[Tracker]) -> None:
         """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal;

@@ -11,12 +11,8 @@ from typing import Any
 import torch
 
 from utils.errors import UsageError, first_sentence, plain_text
-from utils.settings import is_number
+from utils.settings import is_count, is_number
 from utils.util import atomic_write
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _has(*keys: str) -> Callable[[Any], bool]:
@@ -28,7 +24,7 @@ def _is_monitor_state(value: Any) -> bool:
         _has("text", "best", "epochs_without_improvement")(value)
         and isinstance(value["text"], str)
         and is_number(value["best"])
-        and _is_count(value["epochs_without_improvement"])
+        and is_count(value["epochs_without_improvement"])
     )
 
 
@@ -38,12 +34,12 @@ def _is_mid_epoch(value: Any) -> bool:
         return False
     sums = value["metric_sums"]
     return (
-        _is_count(value["epoch"])
-        and _is_count(value["step"])
+        is_count(value["epoch"])
+        and is_count(value["step"])
         and isinstance(sums["names"], list)
         and isinstance(sums["sums"], torch.Tensor)
         and tuple(sums["sums"].shape) == (len(sums["names"]),)
-        and _is_count(sums["count"])
+        and is_count(sums["count"])
     )
 
 
@@ -53,7 +49,7 @@ _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 # What test.py needs of a checkpoint, and what resuming needs besides: key -> (check, what it should hold).
 EVALUATE_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "arch": (lambda value: isinstance(value, str), "the model's class name"),
-    "epoch": (_is_count, "the number of finished epochs"),
+    "epoch": (is_count, "the number of finished epochs"),
     "config": (_has("arch", "data_loader"), "the run's config"),
     "model": (lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()), "tensors"),
 }
@@ -67,7 +63,7 @@ RESUME_SCHEMA = {
     "rng": (_has("python", "numpy", "torch", "cuda"), "the random number generators' states"),
 }
 MID_EPOCH_SCHEMA = (_is_mid_epoch, "where an interrupted epoch stopped")
-WORLD_SIZE_SCHEMA = (lambda value: _is_count(value) and value >= 1, "the number of processes that trained it")
+WORLD_SIZE_SCHEMA = (lambda value: is_count(value) and value >= 1, "the number of processes that trained it")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

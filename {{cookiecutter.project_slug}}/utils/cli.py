@@ -14,7 +14,7 @@ from typing import NoReturn
 import torch.distributed as dist
 
 from utils.dist import is_distributed
-from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError, usage_message
+from utils.errors import CheckFailed, NonFiniteLossError, TrainingStopped, UsageError, plain_text, usage_message
 from utils.victoresque import gpu_indices_advice
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def run_command(command: Callable[[], None], debug: bool) -> int:
         logger.error("error: %s", err)
         return 1
     except CheckFailed as err:
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        print("error: " + plain_text(str(err)), file=sys.stderr)
         return 1
     except TrainingStopped as err:
         logger.warning("%s", err)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from utils.errors import UsageError, first_sentence
+from utils.settings import is_count
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,5 @@ def import_weights(path: Path) -> dict[str, Any]:
             "or a state_dict itself); pass the file torch.save wrote the model's state_dict into"
         )
     epoch = contents.get("epoch") if isinstance(contents, dict) else None
-    known_epoch = isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0
     logger.info("Unpickled %s with --trust-pickle: %d tensors of weights taken, the rest left out", path, len(weights))
-    return {"model": _without_data_parallel_prefix(weights), "epoch": epoch if known_epoch else 0}
+    return {"model": _without_data_parallel_prefix(weights), "epoch": epoch if is_count(epoch) else 0}

@@ -40,9 +40,8 @@ class MetricTracker:
         return {"names": self.names, "sums": sums.cpu(), "count": count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from saved totals; under torchrun only rank 0 takes them, so they count once."""
-        if state["names"] != self.names:
-            raise ValueError(f"metric names changed: {state['names']} in the checkpoint, {self.names} now")
+        """Continue from saved totals (of the same names: Trainer.load_state_dict checks); under torchrun only
+        rank 0 takes them, so they count once."""
         if is_main():
             self._sums.copy_(state["sums"])
             self._count = state["count"]

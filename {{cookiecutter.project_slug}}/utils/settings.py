@@ -34,6 +34,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def is_count(value: Any) -> bool:
+    """An int >= 0 (not true or false)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def unknown_key(label: str, key: str, known: list[str]) -> UsageError:
     """``label: unknown key; did you mean ...?`` where ``label`` names the key as the user wrote it."""
     close = difflib.get_close_matches(key, known, n=1)

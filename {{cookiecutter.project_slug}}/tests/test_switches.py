@@ -1,5 +1,6 @@
 """The speed and precision switches in config.json's trainer section do what they say."""
 
+import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from tests.hostile import run_dirs, run_train, small_config, write_config
 from tests.tiny import tiny_config
@@ -56,6 +58,36 @@ def test_a_group_shorter_than_grad_accum_steps_steps_with_its_mean_gradient(
         models.append(train_one_epoch(make_trainer(config), run_dir)["model"])
     for key, value in models[0].items():
         torch.testing.assert_close(models[1][key], value, rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize(("grad_accum_steps", "group_sizes"), [(3, [3, 3, 2]), (5, [5, 3]), (16, [8])])
+def test_each_group_steps_with_the_mean_gradient_of_its_own_batches(
+    make_trainer: MakeTrainer, tmp_path: Path, grad_accum_steps: int, group_sizes: list[int]
+) -> None:
+    """An epoch of 8 batches, worked out by hand: one plain SGD step per group along the mean of its batches'
+    gradients. A short last group after full ones (3, 3, 2) divides its losses by its own size, not the setting."""
+    lr = 0.5
+    config = plain_config(tmp_path, grad_accum_steps=grad_accum_steps)
+    config["optimizer"] = {"type": "SGD", "args": {"lr": lr}}  # no momentum: each step is -lr * gradient
+    trainer = make_trainer(config)
+    by_hand = copy.deepcopy(trainer.model)
+    trainer.train_loader.set_epoch(1)  # the order depends only on the seed and the epoch
+    batches = list(trainer.train_loader)
+    assert [len(batch[1]) for batch in batches] == [32] * 7 + [16] and sum(group_sizes) == len(batches)
+    by_hand.train()
+    first = 0
+    for size in group_sizes:
+        by_hand.zero_grad(set_to_none=True)
+        group = batches[first : first + size]
+        mean_loss = sum(nn.functional.cross_entropy(by_hand(images), targets) for images, targets in group) / size
+        mean_loss.backward()
+        with torch.no_grad():
+            for param in by_hand.parameters():
+                param -= lr * param.grad
+        first += size
+    trained = train_one_epoch(trainer, tmp_path)["model"]
+    expected = by_hand.state_dict()  # BatchNorm's running statistics too: the same forward passes
+    torch.testing.assert_close(dict(trained), dict(expected), rtol=0, atol=1e-6)  # the message names the key
 
 
 @pytest.mark.parametrize("amp", ["off", "fp16"])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,3 +151,35 @@ def test_sync_batchnorm_on_the_cpu_is_one_line_per_process(default_project: Path
     said = "error: trainer.sync_batchnorm: SyncBatchNorm needs CUDA; set it to false on the CPU"
     assert result.stderr.count(said) == 2, result.stderr
     assert "ValueError" not in result.stderr and not run_folders(tmp_path)
+
+
+def test_a_tracker_refused_on_rank_0_stops_every_process_in_one_line(all_parts_project: Path, tmp_path: Path) -> None:
+    """Only rank 0 opens the trackers. When MLflow's server cannot be reached there, rank 1 must stop too, with
+    the same line, instead of waiting for rank 0 in the first collective of the run."""
+    unreachable = ["--set", 'trainer.loggers=["csv", "mlflow"]', "--set", 'trainer.tracking_uri="http://127.0.0.1:9"']
+    command = [sys.executable, *TORCHRUN, "train.py", *QUICK, *unreachable, "--set", "trainer.epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [*command, *save_to(tmp_path)], cwd=all_parts_project, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _, stderr = process.communicate(timeout=90)  # about 7 s here; a process left in a collective waits 30 min
+    finally:
+        if process.poll() is None:  # kill what hangs, and every process it started, before failing
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode != 0, stderr  # torchrun's own: 1 once a process fails
+    said = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(said) == 2 and said[0] == said[1], stderr  # one line per process, the same
+    assert said[0].startswith("error: trainer.loggers: 'mlflow' could not start (") and "Connection refused" in said[0]
+    assert said[0].endswith("""or run without it: --set trainer.loggers='["csv"]'"""), said[0]
+    # The first process to end ended with the refusal's exit code; torchrun then stops the other with a SIGTERM
+    # (-15) if it has not exited yet (rank 0, which imported MLflow, is often still shutting down).
+    [first] = re.findall(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", stderr, re.DOTALL)
+    assert first == "2", stderr
+    assert set(re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)) <= {"2", "-15"}, stderr
+    # No traceback from train.py: the only frames printed are torchrun's, for its ChildFailedError summary.
+    frames = [line for line in stderr.splitlines() if line.lstrip().startswith('File "')]
+    assert all("torch/distributed" in frame or "<frozen runpy>" in frame for frame in frames), stderr
+    assert "UsageError" not in stderr and not run_folders(tmp_path)

@@ -35,6 +35,7 @@ def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         handle.write(
             textwrap.dedent('''
 
+            import os
             import time
 
             class NaNOnSteps(ConvNet):
@@ -63,6 +64,16 @@ def project(default_project: Path, tmp_path_factory: pytest.TempPathFactory) -> 
                 def forward(self, x: torch.Tensor) -> torch.Tensor:
                     if self.training:
                         time.sleep(self.delay)
+                    return super().forward(x)
+
+
+            class SlowWhileAsked(ConvNet):
+                """Test-only: each training step takes at least $SLOW_STEP_SECONDS (0 when unset). A resume
+                cannot change the architecture, but it can run the rest of a slowed run at full speed."""
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    if self.training:
+                        time.sleep(float(os.environ.get("SLOW_STEP_SECONDS", "0")))
                     return super().forward(x)
             ''')
         )

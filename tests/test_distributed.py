@@ -6,11 +6,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import describe, run_folders, run_project, wait_for
+from helpers import describe, run_folders, run_project, start_project, wait_for, wait_for_line
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 QUICK = ["-d", "cpu", "--set", "arch.args.width=8", "--set", 'trainer.loggers=["csv"]']
@@ -141,6 +142,46 @@ def test_sigterm_to_the_torchrun_group_saves_once_and_resumes(default_project: P
     assert run_folders(tmp_path) == [run]
     assert "Resumed" in resumed.stderr
     assert load(run / "last.pth")["epoch"] == 3
+
+
+def test_sigterm_between_log_steps_stops_slow_steps_before_torchrun_kills(project: Path, tmp_path: Path) -> None:
+    """Steps of 0.25 s and no log step in the epoch (225 steps): a stop voted on at log steps only would come
+    at the epoch's end, about a minute after the SIGTERM, and torchrun SIGKILLs its processes 30 s after passing
+    it on. They also vote every VOTE_SECONDS (5 s) of the slowest one's steps (utils/signals.py): here about 5 s
+    after the SIGTERM; 30 s and a SIGKILL with votes at log steps only."""
+    slow = ["--set", "arch.type=SlowWhileAsked", "--bs", "8", "--set", "trainer.log_step=1000"]
+    args = ["train.py", *QUICK, *slow, "--set", "trainer.epochs=1", *save_to(tmp_path)]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SLOW_STEP_SECONDS", "0.25")  # read by both processes torchrun starts
+        process = start_project(project, *TORCHRUN, *args, own_group=True)
+    try:
+        wait_for_line(process, "Training epoch 1")  # the stop handlers are in place
+        time.sleep(2)  # a few steps in
+        os.killpg(process.pid, signal.SIGTERM)  # what scancel or a preemption does: every process gets it
+        signalled = time.monotonic()
+        _, stderr = process.communicate(timeout=90)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode != 0, stderr
+    assert stopped_after < 20, f"stopped {stopped_after:.1f} s after the SIGTERM; torchrun kills at 30 s\n{stderr}"
+    # Each process says where it stopped (rank 1's lines are marked): at the same step, well before the end.
+    said = re.findall(
+        r"stopped by SIGTERM at epoch 1, step (\d+); resume with: torchrun --nproc_per_node=2 train.py -r", stderr
+    )
+    assert len(said) == 2 and said[0] == said[1], stderr
+    [run] = run_folders(tmp_path)
+    point = load(run / "last.pth")["mid_epoch"]
+    assert point["epoch"] == 1 and point["step"] == int(said[0]) < 225 and not list(run.glob(".*.tmp"))
+
+    # The rest of the epoch, at full speed (the same config: SLOW_STEP_SECONDS is not set now).
+    resumed = run_project(project, *TORCHRUN, "train.py", "-r", str(run), timeout=120)
+    assert resumed.returncode == 0, describe(resumed)
+    assert f"Resumed part way through epoch 1; continuing at step {point['step'] + 1}" in resumed.stderr
+    finished = load(run / "last.pth")
+    assert finished["epoch"] == 1 and "mid_epoch" not in finished
 
 
 def test_sync_batchnorm_on_the_cpu_is_one_line_per_process(default_project: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import torch
 from base.base_data_loader import BaseDataLoader
 from trainer.settings import TrainerSettings, upgrade_retired_keys
 from utils import victoresque
-from utils.errors import UsageError, first_sentence
+from utils.errors import ConfigRefused, UsageError, first_sentence
 from utils.settings import REQUIRED, from_dict, is_number, setting, unknown_key
 from utils.util import read_json
 
@@ -147,14 +147,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b.c=VALUE`` and parse VALUE as JSON (a bare word is a string)."""
     path, sep, raw = text.partition("=")
     if not sep or not path.strip():
-        raise UsageError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.args.lr=0.01")
+        raise ConfigRefused(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.args.lr=0.01")
     raw = raw.strip()
     try:
         return path.strip(), json.loads(raw)
     except json.JSONDecodeError:
         if raw and not _JSON_START.match(raw):
             return path.strip(), raw
-        raise UsageError(
+        raise ConfigRefused(
             f"--set {text!r}: {raw!r} is not a JSON value; quote strings as '\"text\"', "
             "write numbers as 0.01, booleans as true/false, lists as [1,2]"
         ) from None
@@ -170,13 +170,13 @@ def apply_override(config: dict[str, Any], path: str, value: Any) -> None:
         last = depth == len(keys) - 1
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise UsageError(f"--set {path}: {where} is a list of {len(node)}; use an index 0..{len(node) - 1}")
+                raise ConfigRefused(f"--set {path}: {where} is a list of {len(node)}; use an index 0..{len(node) - 1}")
             key = int(key)
         elif isinstance(node, dict):
             if key not in node and not (last and keys[depth - 1 : depth] == ["args"]):
                 raise unknown_key(f"--set {path}", key, list(node))
         else:
-            raise UsageError(f"--set {path}: {where} holds {json.dumps(node)}, which has no key {key!r}")
+            raise ConfigRefused(f"--set {path}: {where} holds {json.dumps(node)}, which has no key {key!r}")
         if last:
             node[key] = value
         else:
@@ -215,11 +215,20 @@ def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any
     for name, value in spec.args.items():
         default = signature.parameters[name].default if signature and name in signature.parameters else None
         if is_number(default) and not is_number(value):  # e.g. --set optimizer.args.lr=abc
-            raise UsageError(f"{key}.args.{name}: expected a number, got {json.dumps(value)}")
+            raise ConfigRefused(f"{key}.args.{name}: expected a number, got {json.dumps(value)}")
     try:
         return factory(*args, **arguments)
     except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
-        raise UsageError(f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}") from None
+        refusal = f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}"
+        raise _refusal_kind(err)(refusal) from None
+
+
+def _refusal_kind(err: Exception) -> type[UsageError]:
+    """ConfigRefused for what a constructor raises about its arguments; a plain UsageError for what it raises
+    about the machine (a file it cannot read, a UsageError of its own that is not about the config), which
+    a sweep must not blame on a trial's values."""
+    about_the_machine = isinstance(err, OSError) or (isinstance(err, UsageError) and not isinstance(err, ConfigRefused))
+    return UsageError if about_the_machine else ConfigRefused
 
 
 def check_argument_names(spec: ObjectSpec, key: str, module: ModuleType, base: type, n_given: int = 0) -> None:
@@ -256,7 +265,7 @@ def _refuse_missing_parameters(key: str, name: str, signature: inspect.Signature
         return
     missing = [argument for argument in passed if argument not in signature.parameters]
     if missing:
-        raise UsageError(
+        raise ConfigRefused(
             f"{key}.type: {name}.__init__ has no {missing[0]!r} parameter, which the run passes to every {key}; add it "
             "and pass it on to the base class's __init__ (or take **kwargs and pass those on)"
         )
@@ -269,7 +278,7 @@ def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given:
         signature.bind(*range(n_given), **arguments)
     except TypeError as err:
         _refuse_unknown_arguments(key, signature, n_given, arguments)
-        raise UsageError(f"{key}.args: {name} does not accept these arguments ({err})") from None
+        raise ConfigRefused(f"{key}.args: {name} does not accept these arguments ({err})") from None
 
 
 def lookup_function(module: ModuleType, name: str, key: str) -> Any:
@@ -301,4 +310,4 @@ def _lookup(module: ModuleType, name: str, key: str, base: type | None) -> Any:
         return value
     close = difflib.get_close_matches(name, options, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise UsageError(f"{key}: unknown name {name!r}; {hint}available: {', '.join(options)}")
+    raise ConfigRefused(f"{key}: unknown name {name!r}; {hint}available: {', '.join(options)}")

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from base.images import ImageReader
 from base.loaders import BatchAugment, BatchPrep, EpochOrder, ResidentLoader, StreamingLoader
-from utils.errors import UsageError
+from utils.errors import ConfigRefused, UsageError
 from utils.settings import from_dict, setting
 
 Loader = ResidentLoader | StreamingLoader
@@ -120,12 +120,12 @@ class BaseDataLoader:
         fraction = self.settings.validation_split
         n_valid = fraction if isinstance(fraction, int) else round(n_samples * fraction)
         if n_valid == 0 and fraction > 0:  # else the run goes on without the validation it asked for
-            raise UsageError(
+            raise ConfigRefused(
                 f"data_loader.args.validation_split: {fraction} of {n_samples} training samples holds out none; "
                 "give a count instead (1 or more), or 0 to train without validation"
             )
         if n_valid >= n_samples:
-            raise UsageError(
+            raise ConfigRefused(
                 f"data_loader.args.validation_split: {fraction} leaves no training data "
                 f"out of {n_samples} samples; use a fraction below 1 or a smaller count"
             )
@@ -162,7 +162,7 @@ class BaseDataLoader:
 
     def _worker_options(self) -> dict[str, Any]:
         if self.settings.device_resident is True:
-            raise UsageError(
+            raise ConfigRefused(
                 f"data_loader.args.device_resident: {type(self).__name__} reads its data from files as it goes, "
                 "so it cannot hold it on the device; set device_resident to false"
             )

@@ -11,7 +11,7 @@ from parse_config import Config, ObjectSpec, Registry, build, lookup_function
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
-from utils.errors import UsageError
+from utils.errors import ConfigRefused
 from utils.util import seed_everything
 
 
@@ -37,7 +37,7 @@ def check_class_count(config: Config, registry: Registry, classes: list[str] | N
     """A model that takes ``num_classes``, with none in the config and none counted from the data, would
     silently get its own default (10 for ConvNet): refuse that, so a 2-class run never trains 10 outputs."""
     if not classes and _class_count_left_out(config, registry):
-        raise UsageError(
+        raise ConfigRefused(
             f"arch.args.num_classes: not set, and {config.data_loader.type} names no classes to count; set it in "
             "config.json (or give the loader its classes, as data_loader/data_loaders.py's loaders do)"
         )
@@ -50,7 +50,7 @@ RECORDED_NAMES = ("epoch", "loss", "lr", "seconds")
 def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, dict[str, Metric]]:
     taken = [name for name in config.metrics if name in RECORDED_NAMES or name.startswith("val_")]
     if taken:
-        raise UsageError(
+        raise ConfigRefused(
             f"metrics: {taken[0]!r} would overwrite what every run records ({', '.join(RECORDED_NAMES)}, and val_ "
             "for validation); rename the function in model/metric.py and in config.json"
         )
@@ -65,13 +65,13 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
     optimizer without a fused kernel (RMSprop, NAdam...) is not refused for it."""
     args = {key: value for key, value in config.optimizer.args.items() if not (key == "fused" and value is None)}
     if not isinstance(args.get("fused", False), bool):  # torch takes any truthy value as true
-        raise UsageError(f"optimizer.args.fused: {args['fused']!r} is not true, false or null (the default)")
+        raise ConfigRefused(f"optimizer.args.fused: {args['fused']!r} is not true, false or null (the default)")
     spec = ObjectSpec(config.optimizer.type, args)
     optimizer = build(spec, "optimizer", torch.optim, torch.optim.Optimizer, model.parameters())
     # The training step calls optimizer.step() without arguments: refuse one that needs a closure (LBFGS).
     closure = inspect.signature(optimizer.step).parameters.get("closure")
     if closure is not None and closure.default is inspect.Parameter.empty:
-        raise UsageError(
+        raise ConfigRefused(
             f"optimizer.type: {type(optimizer).__name__} needs a closure in step(), which this trainer does not "
             "pass; choose another optimizer (Adam, AdamW, SGD...)"
         )

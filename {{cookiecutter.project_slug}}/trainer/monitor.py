@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from utils.errors import UsageError
+from utils.errors import ConfigRefused
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Monitor:
         if words == ["off"]:
             return cls("off")
         if len(words) != 2 or words[0] not in ("min", "max"):
-            raise UsageError(
+            raise ConfigRefused(
                 f"trainer.monitor: {text!r} is not understood; write 'min <metric>', "
                 "'max <metric>' or 'off' (e.g. 'min val_loss')"
             )
@@ -44,7 +44,7 @@ class Monitor:
             same_split = [name for name in measured if name.startswith("val_") == validation]
             close = difflib.get_close_matches(self.metric, same_split, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UsageError(
+            raise ConfigRefused(
                 f"{key}: {self.metric!r} is not measured; "
                 f"{hint}choose one of {', '.join(measured)} (val_* needs a validation_split)"
             )

@@ -26,7 +26,7 @@ from base.base_data_loader import LoaderSettings
 from parse_config import Config, SchedulerSpec
 from trainer.schedule import is_per_step, length_filled_in, main_schedule, run_length_settings
 from trainer.trainer import Trainer
-from utils.errors import UsageError
+from utils.errors import ConfigRefused, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,13 @@ def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, 
         if _under(path, FIXED):  # adding or dropping a whole lr_scheduler is allowed: "lr_scheduler" is not fixed
             top = next(prefix for prefix in FIXED if _under(path, (prefix,)))
             was = json.dumps(_lookup(before, top))
-            raise UsageError(
+            raise ConfigRefused(
                 f"{top}: cannot change when resuming (the checkpoint has {was}); keep it, or start a new run "
                 "with -c (add --init-from CHECKPOINT to start from the checkpoint's weights)"
             )
         schedule = recorded.lr_scheduler
         if schedule is not None and _under(path, run_length_settings(schedule)):
-            raise UsageError(
+            raise ConfigRefused(
                 f"{path}: cannot change when resuming: {_laid_out(schedule)}; start a new run with -c and "
                 "--init-from CHECKPOINT instead"
             )
@@ -84,8 +84,8 @@ def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, 
             epoch = mid_epoch["epoch"]
             if schedule is not None and "trainer.epochs" in run_length_settings(schedule):  # the run cannot end early
                 first = "finish the run without it (its schedule fixes trainer.epochs), or start a new run with -c"
-                raise UsageError(f"{path}: cannot change part way through epoch {epoch}; {first} and --init-from")
-            raise UsageError(
+                raise ConfigRefused(f"{path}: cannot change part way through epoch {epoch}; {first} and --init-from")
+            raise ConfigRefused(
                 f"{path}: cannot change part way through epoch {epoch}; resume without the change first to finish "
                 f"that epoch (with --set trainer.epochs={epoch}), then resume with it"
             )
@@ -137,7 +137,7 @@ def apply_overrides(trainer: Trainer, recorded: Config, config: Config) -> None:
 def _set_optimizer_arg(trainer: Trainer, key: str, value: Any) -> None:
     groups = trainer.optimizer.param_groups
     if any(key not in group for group in groups):
-        raise UsageError(f"optimizer.args.{key}: {type(trainer.optimizer).__name__} has no such setting to change")
+        raise ConfigRefused(f"optimizer.args.{key}: {type(trainer.optimizer).__name__} has no such setting to change")
     old = groups[0][key]
     for group in groups:
         group[key] = tuple(value) if isinstance(group[key], tuple) else value
@@ -150,11 +150,11 @@ def _set_optimizer_arg(trainer: Trainer, key: str, value: Any) -> None:
 
 def _set_scheduler_arg(scheduler: Any, key: str, value: Any) -> None:
     if isinstance(scheduler, OneCycleLR) and key == "total_steps":  # its phases were laid out when it was built
-        raise UsageError(
+        raise ConfigRefused(
             "lr_scheduler.args.total_steps: cannot change when resuming (OneCycleLR lays out its phases when "
             "built); start a new run with -c and --init-from CHECKPOINT instead"
         )
     if not hasattr(scheduler, key):
-        raise UsageError(f"lr_scheduler.args.{key}: {type(scheduler).__name__} keeps no such setting to change")
+        raise ConfigRefused(f"lr_scheduler.args.{key}: {type(scheduler).__name__} keeps no such setting to change")
     logger.info("lr_scheduler.args.%s: %s -> %s (override)", key, getattr(scheduler, key), value)
     setattr(scheduler, key, value)

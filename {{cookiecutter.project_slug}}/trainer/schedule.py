@@ -12,7 +12,7 @@ import torch
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau, SequentialLR
 
 from parse_config import ObjectSpec, SchedulerSpec, build
-from utils.errors import UsageError
+from utils.errors import ConfigRefused
 
 PER_STEP_BY_DEFAULT = ("OneCycleLR", "CyclicLR")
 LENGTH_ARGUMENT = {"OneCycleLR": "total_steps", "CosineAnnealingLR": "T_max"}  # filled in when left out
@@ -47,11 +47,13 @@ def build_schedule(
     """The scheduler ``spec`` names, over a run of ``epochs`` epochs of ``steps_per_epoch`` optimizer steps."""
     per_step = is_per_step(spec)
     if spec.warmup_steps and not per_step:
-        raise UsageError('lr_scheduler.interval: a warmup is stepped per optimizer step; set interval to "step"')
+        raise ConfigRefused('lr_scheduler.interval: a warmup is stepped per optimizer step; set interval to "step"')
     if spec.warmup_steps and spec.type == "ReduceLROnPlateau":
-        raise UsageError("lr_scheduler.warmup_steps: ReduceLROnPlateau cannot follow a warmup; set it to 0")
+        raise ConfigRefused("lr_scheduler.warmup_steps: ReduceLROnPlateau cannot follow a warmup; set it to 0")
     if per_step and spec.type == "ReduceLROnPlateau":  # it is stepped with the monitored metric, once an epoch
-        raise UsageError('lr_scheduler.interval: ReduceLROnPlateau is stepped once per epoch; set interval to "epoch"')
+        raise ConfigRefused(
+            'lr_scheduler.interval: ReduceLROnPlateau is stepped once per epoch; set interval to "epoch"'
+        )
     length = (epochs * steps_per_epoch if per_step else epochs) - spec.warmup_steps
     args = dict(spec.args)
     peak = PEAK_ARGUMENT.get(spec.type)
@@ -77,7 +79,7 @@ def check_one_cycle_length(args: dict, length: int) -> None:
     if given is None and isinstance(args.get("epochs"), int) and isinstance(args.get("steps_per_epoch"), int):
         given, key = args["epochs"] * args["steps_per_epoch"], "epochs x steps_per_epoch"
     if isinstance(given, int) and given < length:
-        raise UsageError(
+        raise ConfigRefused(
             f"lr_scheduler.args: OneCycleLR's {key} gives {given} steps, fewer than the run's {length}; "
             "leave them out to have the length filled in"
         )
@@ -94,7 +96,7 @@ def check_schedule_steps(spec: SchedulerSpec, epochs: int, steps_per_epoch: int)
             optimizer.step()
             scheduler.step(0.0) if isinstance(scheduler, ReduceLROnPlateau) else scheduler.step()
     except Exception as err:
-        raise UsageError(f"lr_scheduler.args: {spec.type} fails when stepped ({err})") from None
+        raise ConfigRefused(f"lr_scheduler.args: {spec.type} fails when stepped ({err})") from None
 
 
 def main_schedule(scheduler: LRScheduler) -> LRScheduler:

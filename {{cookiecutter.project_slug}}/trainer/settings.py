@@ -10,7 +10,7 @@ import torch
 
 from logger.trackers import OPTIONAL_BACKENDS
 from trainer.monitor import Monitor
-from utils.errors import UsageError
+from utils.errors import ConfigRefused
 from utils.settings import setting
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def upgrade_retired_keys(config: Any, strict: bool) -> Any:
     trainer = dict(trainer)
     switched_on = trainer.pop("tensorboard")
     if not isinstance(switched_on, bool):
-        raise UsageError(
+        raise ConfigRefused(
             f"trainer.tensorboard: expected true or false, got {json.dumps(switched_on)}; better, delete it "
             'and list "tensorboard" in trainer.loggers'
         )

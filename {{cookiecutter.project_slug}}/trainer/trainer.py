@@ -25,7 +25,7 @@ from trainer.settings import TrainerSettings
 from utils.checkpoint import check_same_classes, load_model_weights
 from utils.class_report import ConfusionMatrix
 from utils.dist import all_reduce, copy_buffers_from_rank_0, is_distributed, launch_command, world_size
-from utils.errors import NonFiniteLossError, TrainingStopped, UsageError, first_sentence, plain_text
+from utils.errors import ConfigRefused, NonFiniteLossError, TrainingStopped, UsageError, first_sentence, plain_text
 from utils.metric_tracker import Metric, MetricTracker, batch_measures
 from utils.signals import GracefulStop
 from utils.util import metric_text, rng_state, set_rng_state
@@ -74,7 +74,7 @@ class Trainer:
             # Under torchrun, DistributedDataParallel averages the gradients of all processes in backward.
             if self.settings.sync_batchnorm:
                 if self.device.type != "cuda":  # PyTorch's SyncBatchNorm runs on CUDA only
-                    raise UsageError("trainer.sync_batchnorm: SyncBatchNorm needs CUDA; set it to false on the CPU")
+                    raise ConfigRefused("trainer.sync_batchnorm: SyncBatchNorm needs CUDA; set it to false on the CPU")
                 nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # in place: the parameters stay the same
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
@@ -262,7 +262,7 @@ class Trainer:
     def _check_plateau_mode(self) -> None:
         plateau = isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if plateau and self.lr_scheduler.mode != (self.monitor.mode if self.monitor.enabled else "min"):
-            raise UsageError(
+            raise ConfigRefused(
                 f"lr_scheduler.args.mode: {self.lr_scheduler.mode!r} disagrees with trainer.monitor "
                 f"{self.settings.monitor!r}; ReduceLROnPlateau is stepped with the monitored metric, "
                 "so give it the same mode"
@@ -401,34 +401,36 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
 @torch.no_grad()
 def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
                      images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The model's output on the batch (in eval mode); a one-line UsageError when ``model`` cannot take
+    """The model's output on the batch (in eval mode); a one-line ConfigRefused when ``model`` cannot take
     it, or its output does not fit the labels, the loss or a metric."""
     name, was_training = type(model).__name__, model.training
     model.eval()
     try:
         output = model(images)
     except Exception as err:  # whatever the model raises on a wrong input shape
-        raise UsageError(
+        raise ConfigRefused(
             f"arch: {name} cannot take the data's batches of shape {tuple(images.shape)} ({first_sentence(err)}); "
             "check arch.args (in_channels, input size) against the data loader"
         ) from None
     finally:
         model.train(was_training)
     if not isinstance(output, torch.Tensor):  # the loop, test.py and the exports take one tensor per batch
-        raise UsageError(
+        raise ConfigRefused(
             f"arch: {name} returns a {type(output).__name__}, not a tensor; return one tensor, the output that the "
             "loss and metrics compare with the labels (compute extra outputs' losses inside the model)"
         )
     classifies = output.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point()  # not a regression
     if classifies and int(targets.max()) >= output.size(1):
-        raise UsageError(
+        raise ConfigRefused(
             f"arch.args.num_classes: {name} outputs {output.size(1)} classes, but the data has label "
             f"{int(targets.max())}; set num_classes to the number of classes in the data"
         )
     try:
         criterion(output.float(), targets)
     except Exception as err:
-        raise UsageError(f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})") from None
+        raise ConfigRefused(
+            f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})"
+        ) from None
     for metric_name, metric in metrics.items():
         check_metric(metric_name, metric, output, targets)
     return output
@@ -460,7 +462,7 @@ def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int
         for hook in hooks:
             hook.remove()
     if single:
-        raise UsageError(
+        raise ConfigRefused(
             f"data_loader.args.batch_size: {batch_size} leaves 1 of the {samples} training samples in each "
             f"epoch's last batch, which {type(single[0]).__name__} cannot train on (one value per channel); "
             f"use batch_size {next(size for size in range(batch_size + 1, samples + 2) if samples % size != 1)} "
@@ -473,10 +475,10 @@ def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch
     try:
         value = metric(output, targets)
     except Exception as err:
-        raise UsageError(f"metrics: {name} cannot score the model's output ({first_sentence(err)})") from None
+        raise ConfigRefused(f"metrics: {name} cannot score the model's output ({first_sentence(err)})") from None
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
         got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-        raise UsageError(
+        raise ConfigRefused(
             f"metrics: {name} returned {got}; return the batch mean as a 0-dim tensor, without .item() "
             "(as model/metric.py's accuracy does)"
         )

@@ -9,6 +9,14 @@ class UsageError(Exception):
     prints it as one line and exits with status 2."""
 
 
+class ConfigRefused(UsageError):
+    """A UsageError whose cause is the config itself: a key, value, name or argument (alone or with the
+    others) that cannot make a run, found where the config is read, checked and built. The same config is
+    refused again however often it runs; any other UsageError (a file, a disk, a device, a tracker) may
+    pass once its cause is fixed. A sweep tells the two apart (sweeps/trial.py): it ends on a trial whose
+    values are refused, and says to run the same command again after any other."""
+
+
 class TrainingStopped(Exception):
     """A stop signal ended the run after its state was saved; ``exit_code`` follows the shell's 128+N."""
 

@@ -2,8 +2,8 @@
 
 A settings class declares each key once, with ``setting(default, expected, check)``; ``from_dict``
 builds it from a JSON object, type-checks every value against the field's annotation, and turns
-any mistake into a one-line ``UsageError`` that names the key (``trainer.epochs: expected an
-integer >= 1, got 0``). Missing keys take their defaults.
+any mistake into a one-line ``ConfigRefused`` (a UsageError) that names the key (``trainer.epochs:
+expected an integer >= 1, got 0``). Missing keys take their defaults.
 """
 
 import copy
@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from utils.errors import UsageError
+from utils.errors import ConfigRefused
 
 T = TypeVar("T")
 REQUIRED = dataclasses.MISSING
@@ -39,11 +39,11 @@ def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def unknown_key(label: str, key: str, known: list[str]) -> UsageError:
+def unknown_key(label: str, key: str, known: list[str]) -> ConfigRefused:
     """``label: unknown key; did you mean ...?`` where ``label`` names the key as the user wrote it."""
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return UsageError(f"{label}: unknown key; {hint}known keys: {', '.join(sorted(known))}")
+    return ConfigRefused(f"{label}: unknown key; {hint}known keys: {', '.join(sorted(known))}")
 
 
 def from_dict(cls: type[T], data: Any, section: str, strict: bool, dropped: list[str] | None = None) -> T:
@@ -53,7 +53,7 @@ def from_dict(cls: type[T], data: Any, section: str, strict: bool, dropped: list
     by an older or newer version of the template) it is left out and its path appended to ``dropped``.
     """
     if not isinstance(data, dict):
-        raise UsageError(f"{section or 'config'}: expected a JSON object, got {json.dumps(data)}")
+        raise ConfigRefused(f"{section or 'config'}: expected a JSON object, got {json.dumps(data)}")
     fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     values = {}
@@ -69,7 +69,7 @@ def from_dict(cls: type[T], data: Any, section: str, strict: bool, dropped: list
     for name, field in fields.items():
         if name not in values and field.default is REQUIRED and field.default_factory is REQUIRED:
             label = f"{section}.{name}" if section else name
-            raise UsageError(f"{label}: missing; expected {field.metadata['expected']}")
+            raise ConfigRefused(f"{label}: missing; expected {field.metadata['expected']}")
     return cls(**values)
 
 
@@ -85,7 +85,7 @@ def _checked(value: Any, hint: Any, field: dataclasses.Field, label: str, strict
             if check is not None and not check(value):
                 break
             return value
-    raise UsageError(f"{label}: expected {expected}, got {json.dumps(value)}")
+    raise ConfigRefused(f"{label}: expected {expected}, got {json.dumps(value)}")
 
 
 def _is_instance(value: Any, hint: Any) -> bool:

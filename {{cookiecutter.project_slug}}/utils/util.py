@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.errors import UsageError
+from utils.errors import ConfigRefused, UsageError
 
 
 def metric_text(value: float) -> str:
@@ -150,7 +150,9 @@ def resolve_device(spec: str) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise UsageError(f"device: unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps (e.g. -d cpu)") from None
+        raise ConfigRefused(
+            f"device: unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps (e.g. -d cpu)"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(
@@ -169,7 +171,7 @@ def resolve_device(spec: str) -> torch.device:
             "PyTorch built with MPS); run on the CPU with --device cpu (or --set device=auto)"
         )
     elif device.type not in ("cpu", "mps"):
-        raise UsageError(f"device: {spec!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+        raise ConfigRefused(f"device: {spec!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return device
 
 

@@ -154,12 +154,13 @@ def sweep(args: argparse.Namespace, modules: Registry) -> None:
 
 def run_share(plan: SweepPlan, modules: Registry, args: argparse.Namespace) -> None:
     """A --jobs worker's trials. A refused trial ends the worker with exit code 2 and no line of its own: the
-    refusal is in the study, and the parent prints it once however many workers met it."""
-    from sweeps.trial import run_trials
+    refusal is in the study, and the parent prints it once however many workers met it. Any other UsageError
+    (a full disk, a tracker that cannot start) is this worker's own: it prints it, as the parent cannot."""
+    from sweeps.trial import TrialRefused, run_trials
 
     try:
         run_trials(plan.study, objective(plan, modules), args.share, args.trials)
-    except UsageError:
+    except TrialRefused:
         raise SystemExit(2) from None
 
 

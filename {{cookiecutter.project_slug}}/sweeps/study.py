@@ -30,27 +30,27 @@ JOURNAL = "sweep.journal"
 BEST_CONFIG = "best-config.json"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards --trials
 WORKER = "worker"  # a trial's user attribute: {"host": ..., "pid": ...} of the process that runs it
-REFUSED = "refused"  # the study's user attribute: the one line of a trial train.py refused, which ends the sweep
+REFUSED = "refused"  # the study's user attribute: the one line of a trial whose values train.py refused
 # A database's heartbeat: a trial whose worker stopped beating for GRACE seconds (on any machine) is failed.
 HEARTBEAT, GRACE = 60, 300
 
 
 class WithoutOurTracebacks(logging.Filter):
     """Optuna logs a failed trial's exception with its traceback; ours (a stop signal, a NaN loss) already say
-    everything in their one line. A refused trial ends the sweep with its own error line, which names the
-    trial's values: Optuna's two lines about it ("Trial N failed with parameters...", "... with value None")
-    would only repeat it."""
+    everything in their one line. A trial that fails on a UsageError (its values refused, or a disk, folder or
+    tracker) ends the sweep with its own error line, which names the trial: Optuna's two lines about it ("Trial N
+    failed with parameters...", "... with value None") would only repeat it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.refused: list[str] = []  # "Trial N" of each refused trial
+        self.usage_failures: list[str] = []  # "Trial N" of each trial that failed on a UsageError
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, UsageError):
-            self.refused.append(record.getMessage().partition(" failed")[0])
+            self.usage_failures.append(record.getMessage().partition(" failed")[0])
             return False
-        if any(record.getMessage() == f"{trial} failed with value None." for trial in self.refused):
+        if any(record.getMessage() == f"{trial} failed with value None." for trial in self.usage_failures):
             return False
         if isinstance(error, TrainingStopped | NonFiniteLossError):
             record.exc_info = None

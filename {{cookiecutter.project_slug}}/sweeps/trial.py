@@ -18,12 +18,16 @@ from optuna.trial import FrozenTrial
 from sweeps.space import SweepSpec
 from sweeps.study import FINISHED, REFUSED, WORKER, this_worker
 from trainer.monitor import Monitor
-from utils.errors import NonFiniteLossError, UsageError, usage_message
+from utils.errors import ConfigRefused, NonFiniteLossError, UsageError, usage_message
 
 logger = logging.getLogger(__name__)
 
 # train.py's train, given its argv and a watcher; returns the run folder.
 TrainRun = Callable[[list[str], Any], Path]
+
+
+class TrialRefused(ConfigRefused):
+    """The one line of a trial whose values train.py refused (the study's REFUSED holds it too): it names them."""
 
 
 class TrialWatcher:
@@ -41,7 +45,7 @@ class TrialWatcher:
     def __call__(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None:
         name = self.monitor.metric
         if name not in epoch_metrics:
-            raise UsageError(f"sweep metric {name!r} is not measured; choose one of {', '.join(epoch_metrics)}")
+            raise ConfigRefused(f"sweep metric {name!r} is not measured; choose one of {', '.join(epoch_metrics)}")
         value = epoch_metrics[name]
         if self.monitor.update(epoch_metrics):
             self.trial.set_user_attr("best", self.monitor.best)
@@ -60,7 +64,8 @@ def make_objective(
     train_run: TrainRun, base_argv: list[str], spec: SweepSpec, metric: str, space_label: str
 ) -> Callable[..., float]:
     """Optuna's objective: sample the space, train with it, return the best value (or raise TrialPruned). A
-    trial that train.py refuses raises a UsageError naming its values and ``space_label`` (sweep.json)."""
+    trial whose config train.py refuses raises TrialRefused, naming its values and ``space_label`` (sweep.json);
+    any other UsageError (a disk, a folder, a tracker) is its own line, saying how to continue the study."""
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, this_worker())  # so that a later command can tell if this process died
@@ -69,11 +74,14 @@ def make_objective(
         watcher = TrialWatcher(trial, metric, sampled)
         try:
             train_run(argv, watcher)
-        except UsageError as err:  # the same values would be refused again: the sweep ends, with this one line
+        except ConfigRefused as err:  # the same values would be refused again: the sweep ends, with this one line
             refusal = f"sweep trial {trial.number} ({describe(sampled)}, from {space_label}) was refused: "
             refusal += usage_message(err)
             trial.study.set_user_attr(REFUSED, refusal)  # the other workers stop after their trial (run_trials)
-            raise UsageError(refusal) from None
+            raise TrialRefused(refusal) from None
+        except UsageError as err:  # not the values (a disk, a folder, a tracker): once fixed, the study goes on
+            failed = f"sweep trial {trial.number} is marked failed"
+            raise UsageError(f"{usage_message(err)}; {failed}: fix that and run the same command to continue") from err
         if watcher.pruned:
             raise optuna.TrialPruned()
         return watcher.monitor.best
@@ -84,7 +92,7 @@ def make_objective(
 def run_trials(study: optuna.Study, objective: Callable[..., float], count: int, total: int) -> None:
     """Run ``count`` trials in this process, fewer if the study reaches ``total`` finished trials first (other
     machines share it) or another worker's trial was refused; a trial whose loss became NaN fails and the
-    sweep goes on; one that train.py refuses ends it (its UsageError)."""
+    sweep goes on; one that train.py refuses (TrialRefused), or that fails on another UsageError, ends it."""
     enough = optuna.study.MaxTrialsCallback(total, states=FINISHED)
     study.optimize(objective, n_trials=count, catch=(NonFiniteLossError,), callbacks=[enough, stop_if_refused])
 

@@ -1,7 +1,9 @@
 """sweep.py on the tiny setup: parallel workers on the journal file, pruning through the early-stop path,
-best-config.json, continuing a stopped sweep, a database URL, and bad sweep files refused before any trial."""
+best-config.json, continuing a stopped sweep, a database URL, bad sweep files refused before any trial, and a
+trial refused for its values (the sweep ends) told from one failed by its environment (the sweep continues)."""
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -248,30 +251,119 @@ def test_the_summary_looks_at_the_study_without_building_the_space(
     assert summary.code == 0 and summary.out.count(" complete ") == 1, summary.err
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
+# Each value builds with the config's others (the check before the first trial passes), but not together:
+# (config edits, the space, the trial's values as the refusal names them, the reason train.py gives).
+REFUSED_TOGETHER = {
+    "nesterov without momentum": (
+        {"optimizer": {"type": "SGD", "args": {"lr": 0.05, "momentum": 0.9, "nesterov": False}}},
+        {"optimizer.args.nesterov": {"type": "categorical", "choices": [True]},
+         "optimizer.args.momentum": {"type": "categorical", "choices": [0.0]}},
+        "optimizer.args.nesterov=true, optimizer.args.momentum=0.0",
+        "optimizer.args: SGD rejected its arguments: Nesterov momentum",
+    ),
+    "a schedule shorter than the run": (  # 2 steps an epoch: 3 epochs are 6 steps, more than 4
+        {"lr_scheduler": {"type": "OneCycleLR", "args": {"total_steps": 6}}},
+        {"trainer.epochs": {"type": "categorical", "choices": [3]},
+         "lr_scheduler.args.total_steps": {"type": "categorical", "choices": [4]}},
+        "trainer.epochs=3, lr_scheduler.args.total_steps=4",
+        "lr_scheduler.args: OneCycleLR's total_steps gives 4 steps, fewer than the run's 6",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "jobs"),
+    [("nesterov without momentum", 1), ("nesterov without momentum", 2), ("a schedule shorter than the run", 1)],
+)
 def test_a_trial_whose_values_together_are_refused_ends_the_sweep_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: int
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, jobs: int
 ) -> None:
-    # Each value builds with the config's others (the check before the first trial passes), but not together:
-    # Nesterov momentum needs a momentum.
-    space = {"optimizer.args.nesterov": {"type": "categorical", "choices": [True]},
-             "optimizer.args.momentum": {"type": "categorical", "choices": [0.0]}}  # fmt: skip
+    edits, space, values, reason = REFUSED_TOGETHER[case]
     config_path = sweep_files(tmp_path, space)
-    config = json.loads(config_path.read_text())
-    config["optimizer"] = {"type": "SGD", "args": {"lr": 0.05, "momentum": 0.9, "nesterov": False}}
-    write_config(config_path, config)
+    write_config(config_path, {**json.loads(config_path.read_text()), **edits})
     result = run_sweep(capsys, "-c", config_path, "--trials", 4, "--jobs", jobs)
-    expected = (
-        "sweep trial 0 (optimizer.args.nesterov=true, optimizer.args.momentum=0.0, from "
-        f"{tmp_path / 'sweep.json'}) was refused: optimizer.args: SGD rejected its arguments: Nesterov momentum"
-    )
+    expected = f"sweep trial 0 ({values}, from {tmp_path / 'sweep.json'}) was refused: {reason}"
     if jobs == 2:  # either worker's trial may be the one named
         expected = expected.replace("trial 0", f"trial {result.err.partition('sweep trial ')[2][:1]}")
     assert result.code == 2 and expected in result.error_line(), result.err
     assert "Trial 0 failed" not in result.err and "run the same command" not in result.err, result.err
-    states = [trial.state.name for trial in trials(journal(tmp_path / "saved"))]
-    assert states == ["FAIL"] * jobs, "each worker ended at its first refused trial"
+    study = optuna.load_study(study_name="tiny", storage=journal(tmp_path / "saved"))
+    assert [trial.state.name for trial in study.get_trials()] == ["FAIL"] * jobs, "each worker ended at its first"
+    assert study.user_attrs["refused"].startswith(expected), "the other workers stop on it"
     assert run_dirs(tmp_path / "saved") == [], "a refused run leaves no folder"
+
+
+@contextlib.contextmanager
+def save_dir_taken_by_a_file(save_dir: Path) -> Iterator[str]:
+    """``save_dir`` is a file, so no run folder can be made in it, until the block ends."""
+    save_dir.write_text("not a folder\n")
+    yield f"trainer.save_dir: cannot create a run folder in {str(save_dir / 'tiny')!r}: Not a directory"
+    save_dir.unlink()
+
+
+@contextlib.contextmanager
+def disk_full_for_checkpoints(save_dir: Path) -> Iterator[str]:
+    """Every checkpoint fails to be written as on a full disk (the rename that ends each write), until the
+    block ends; the other files are written."""
+    real_replace = os.replace
+
+    def replace(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if str(target).endswith(".pth"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(source, target, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        yield "best.pth': No space left on device; free some space"  # epoch 1 is the best yet: written first
+
+
+# What breaks a trial's environment, not its values: each yields the message the trial fails with.
+ENVIRONMENT_FAULTS = {"save_dir is a file": save_dir_taken_by_a_file, "disk full": disk_full_for_checkpoints}
+
+
+# The disk is full by a patch of this process, which a --jobs worker does not share.
+@pytest.mark.parametrize(("fault", "jobs"), [("save_dir is a file", 1), ("save_dir is a file", 2), ("disk full", 1)])
+def test_a_trial_that_fails_on_its_environment_ends_the_sweep_which_continues_once_it_is_fixed(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], fault: str, jobs: int
+) -> None:
+    config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}}, epochs=1)
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"  # the study is not in save_dir, which may be unusable
+    command = ["-c", config_path, "--trials", 2, "--jobs", jobs, "--storage", url]
+    with ENVIRONMENT_FAULTS[fault](tmp_path / "saved") as message:
+        failed = run_main(capfd, sweep.main, *command, modules=TINY)  # capfd: a --jobs worker prints its own line
+    assert failed.code == 2 and message in failed.err, failed.err
+    assert "is marked failed: fix that and run the same command to continue" in failed.err, failed.err
+    assert "was refused" not in failed.err and "Traceback" not in failed.err, failed.err
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert [trial.state.name for trial in study.get_trials()] == ["FAIL"] * jobs and not study.user_attrs["refused"]
+    continued = run_main(capfd, sweep.main, *command, modules=TINY)
+    assert continued.code == 0, continued.err
+    states = [trial.state.name for trial in trials(url)]
+    assert states[:jobs] == ["FAIL"] * jobs and states[jobs:] == ["COMPLETE", "COMPLETE"], states
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # the model of width 0
+def test_train_tells_a_config_it_refuses_from_an_environment_that_fails_it(tmp_path: Path) -> None:
+    """What a sweep blames on a trial's values (ConfigRefused) and what it does not (any other UsageError)."""
+    from utils.errors import ConfigRefused, UsageError
+
+    config_path = write_config(tmp_path / "config.json", small_config(tmp_path / "saved"))
+    (tmp_path / "a-file").write_text("")
+    failures = {  # the arguments after -c config.json, and whether the config is what is refused
+        "a value out of range": (["--set", "trainer.epochs=0"], True),
+        "an unknown class": (["--set", "optimizer.type=Adamm"], True),
+        "arguments a class rejects": (["--set", "optimizer.args.lr=-1"], True),
+        "a loader split with no training data": (["--set", "data_loader.args.validation_split=80"], True),
+        "a model that cannot take the data": (["--set", "arch.args.width=0"], True),
+        "a schedule the run outgrows": (["--set", 'lr_scheduler={"type":"OneCycleLR","args":{"total_steps":1}}'], True),
+        "an unmeasured monitor": (["--set", "trainer.monitor=max val_nope"], True),
+        "a save_dir that is a file": (["--set", f"trainer.save_dir={json.dumps(str(tmp_path / 'a-file'))}"], False),
+        "a checkpoint that is not there": (["-r", str(tmp_path / "nothing.pth")], False),
+    }
+    for name, (argv, config_refused) in failures.items():
+        with pytest.raises(UsageError) as failure:
+            train.train(train.parse_args(["-c", str(config_path), *argv]), TINY)
+        assert isinstance(failure.value, ConfigRefused) == config_refused, (name, failure.value)
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ PROJECT_FILES = {
     "trainer/__init__.py",
     "trainer/build.py",
     "trainer/checkpoint.py",
+    "trainer/checks.py",
     "trainer/loss_watch.py",
     "trainer/monitor.py",
     "trainer/resume.py",

@@ -14,7 +14,8 @@ from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
 from parse_config import Registry
 from train import PROJECT_MODULES
 from trainer.build import build_loss_and_metrics
-from trainer.trainer import check_model_fits, evaluate
+from trainer.checks import check_model_fits, scores_each_class
+from trainer.trainer import evaluate
 from utils.checkpoint import check_same_classes
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
@@ -66,7 +67,7 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
 def confusion_for(output: torch.Tensor, targets: torch.Tensor) -> ConfusionMatrix | None:
     """A confusion matrix as wide as the model's ``output`` on a batch, or None when the output is not a
     score per class."""
-    if output.dim() != 2 or targets.dim() != 1 or targets.is_floating_point():
+    if not scores_each_class(output, targets):
         logger.info("No per-class report: the model's output is not one score per class")
         return None
     return ConfusionMatrix(output.size(1), output.device)

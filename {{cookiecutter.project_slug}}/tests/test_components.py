@@ -17,8 +17,8 @@ from tests.tiny import metrics as tiny_metrics
 from tests.tiny import tiny_config
 from tests.tiny.models import NormHeadNet, TinyConvNet
 from trainer.build import build_optimizer
+from trainer.checks import check_batch_norm_batches, check_model_fits
 from trainer.loss_watch import LossWatch
-from trainer.trainer import check_batch_norm_batches, check_model_fits
 from utils import signals
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights, save_checkpoint
 from utils.dist import launch_command

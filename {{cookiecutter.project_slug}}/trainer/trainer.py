@@ -19,6 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from base.base_data_loader import Loader
 from logger.trackers import Tracker
 from trainer.checkpoint import Checkpointer
+from trainer.checks import check_batch_norm_batches, check_model_fits
 from trainer.loss_watch import LossWatch
 from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
@@ -396,89 +397,3 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
         if confusion is not None:
             confusion.update(output, targets)
     return running.result()
-
-
-@torch.no_grad()
-def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
-                     images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The model's output on the batch (in eval mode); a one-line ConfigRefused when ``model`` cannot take
-    it, or its output does not fit the labels, the loss or a metric."""
-    name, was_training = type(model).__name__, model.training
-    model.eval()
-    try:
-        output = model(images)
-    except Exception as err:  # whatever the model raises on a wrong input shape
-        raise ConfigRefused(
-            f"arch: {name} cannot take the data's batches of shape {tuple(images.shape)} ({first_sentence(err)}); "
-            "check arch.args (in_channels, input size) against the data loader"
-        ) from None
-    finally:
-        model.train(was_training)
-    if not isinstance(output, torch.Tensor):  # the loop, test.py and the exports take one tensor per batch
-        raise ConfigRefused(
-            f"arch: {name} returns a {type(output).__name__}, not a tensor; return one tensor, the output that the "
-            "loss and metrics compare with the labels (compute extra outputs' losses inside the model)"
-        )
-    classifies = output.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point()  # not a regression
-    if classifies and int(targets.max()) >= output.size(1):
-        raise ConfigRefused(
-            f"arch.args.num_classes: {name} outputs {output.size(1)} classes, but the data has label "
-            f"{int(targets.max())}; set num_classes to the number of classes in the data"
-        )
-    try:
-        criterion(output.float(), targets)
-    except Exception as err:
-        raise ConfigRefused(
-            f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})"
-        ) from None
-    for metric_name, metric in metrics.items():
-        check_metric(metric_name, metric, output, targets)
-    return output
-
-
-@torch.no_grad()
-def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int, batch_size: int) -> None:
-    """Refuse a batch size that leaves one sample in each epoch's last batch when a BatchNorm layer would then
-    see a single value per channel (after a Linear layer, or on a 1 x 1 feature map), which it cannot train
-    on: the epoch's last step would crash. ``image``, a batch of one, goes through the model to find out."""
-    if samples % batch_size != 1:
-        return
-    single = []  # the BatchNorm layers that see one value per channel in a batch of one sample
-
-    def note_single(layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if inputs[0][0, 0].numel() == 1:
-            single.append(layer)
-
-    # SyncBatchNorm under torchrun normalises over every process's samples: more than one.
-    hooks = [layer.register_forward_hook(note_single) for layer in model.modules()
-             if isinstance(layer, nn.modules.batchnorm._BatchNorm)
-             and not (isinstance(layer, nn.SyncBatchNorm) and world_size() > 1)]  # fmt: skip
-    was_training = model.training
-    try:
-        model.eval()  # no running statistics are updated
-        model(image)
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
-    if single:
-        raise ConfigRefused(
-            f"data_loader.args.batch_size: {batch_size} leaves 1 of the {samples} training samples in each "
-            f"epoch's last batch, which {type(single[0]).__name__} cannot train on (one value per channel); "
-            f"use batch_size {next(size for size in range(batch_size + 1, samples + 2) if samples % size != 1)} "
-            "or another validation_split"
-        )
-
-
-def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:
-    """A metric must give the batch mean as a 0-dim tensor: the Trainer adds it up on the device."""
-    try:
-        value = metric(output, targets)
-    except Exception as err:
-        raise ConfigRefused(f"metrics: {name} cannot score the model's output ({first_sentence(err)})") from None
-    if not isinstance(value, torch.Tensor) or value.dim() != 0:
-        got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ConfigRefused(
-            f"metrics: {name} returned {got}; return the batch mean as a 0-dim tensor, without .item() "
-            "(as model/metric.py's accuracy does)"
-        )

@@ -73,6 +73,7 @@ PROJECT_FILES = {
     "utils/errors.py",
     "utils/foreign_weights.py",
     "utils/metric_tracker.py",
+    "utils/registry.py",
     "utils/settings.py",
     "utils/signals.py",
     "utils/util.py",

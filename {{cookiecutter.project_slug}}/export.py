@@ -8,7 +8,6 @@ from pathlib import Path
 from inference.exporters import FORMATS, description_path, export_checked, export_format
 from inference.trained import load_trained_model
 from logger.logger import setup_logging
-from parse_config import Registry
 from train import PROJECT_MODULES
 from utils.cli import (
     ArgumentParser,
@@ -20,6 +19,7 @@ from utils.cli import (
     run_command,
 )
 from utils.errors import UsageError
+from utils.registry import Registry
 
 logger = logging.getLogger("export")
 

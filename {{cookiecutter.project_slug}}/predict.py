@@ -9,7 +9,6 @@ from inference.classify import classify_files, write_predictions
 from inference.image_files import find_images
 from inference.trained import load_trained_model
 from logger.logger import setup_logging
-from parse_config import Registry
 from train import PROJECT_MODULES
 from utils.cli import (
     ArgumentParser,
@@ -21,6 +20,7 @@ from utils.cli import (
     run_command,
 )
 from utils.errors import UsageError
+from utils.registry import Registry
 
 logger = logging.getLogger("predict")
 

@@ -17,9 +17,10 @@ from typing import Any
 import train
 from logger.logger import setup_logging
 from logger.trackers import check_installed
-from parse_config import Registry, load_config
+from parse_config import load_config
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.errors import TrainingStopped, UsageError, first_sentence
+from utils.registry import Registry
 
 logger = logging.getLogger("sweep")
 

@@ -11,7 +11,6 @@ import torch
 from inference.trained import load_trained_model
 from logger.logger import setup_logging
 from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
-from parse_config import Registry
 from train import PROJECT_MODULES
 from trainer.build import build_loss_and_metrics
 from trainer.checks import check_model_fits, scores_each_class
@@ -20,6 +19,7 @@ from utils.checkpoint import check_same_classes
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
 from utils.dist import is_main
+from utils.registry import Registry
 from utils.util import write_json
 
 logger = logging.getLogger("test")

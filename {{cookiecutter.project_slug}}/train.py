@@ -19,7 +19,7 @@ from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME as METRICS_CSV
 from logger.runs import new_resume_record
 from logger.trackers import check_installed, close_all, closed_on_error, forget_run, open_trackers
-from parse_config import Config, Registry, load_config
+from parse_config import Config, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
 from trainer.resume import apply_overrides, config_changes, refuse_fixed_changes, refuse_world_size_change
@@ -38,6 +38,7 @@ from utils.dist import (
 )
 from utils.errors import UsageError
 from utils.foreign_weights import import_weights
+from utils.registry import Registry
 from utils.signals import sigterm_interrupts
 from utils.util import configure_backends, resolve_device, write_json
 

@@ -35,11 +35,12 @@ from pathlib import Path
 
 import torch
 
-from parse_config import Config, Registry, load_config, lookup_function
+from parse_config import Config, load_config
 from train import PROJECT_MODULES
 from trainer.build import build_data, build_model, build_optimizer, build_trainer
 from trainer.checkpoint import Checkpointer
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
+from utils.registry import Registry, lookup_function
 from utils.util import resolve_device, seed_everything
 
 PROC_STATUS = Path("/proc/self/status")

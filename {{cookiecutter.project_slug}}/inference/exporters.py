@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from inference.trained import TrainedModel
-from parse_config import Config, Registry
+from parse_config import Config
 from trainer.build import build_model
 from utils.errors import CheckFailed, UsageError
+from utils.registry import Registry
 from utils.util import os_error_behind, read_json, storage_error, write_json
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # a batch of prepared images -> logits, on the CPU

@@ -8,10 +8,11 @@ import torch
 
 from base.base_data_loader import BaseDataLoader
 from logger.logger import setup_logging
-from parse_config import Config, Registry, load_config
+from parse_config import Config, load_config
 from trainer.build import build_data, build_model
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.dist import init_distributed, launched_by_torchrun, rank
+from utils.registry import Registry
 from utils.util import resolve_device
 
 

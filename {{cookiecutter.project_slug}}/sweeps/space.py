@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from parse_config import Config, ObjectSpec, Registry, check_argument_names, load_config, read_config_file
+from parse_config import Config, ObjectSpec, load_config, read_config_file
 from trainer.build import build_trainer
 from utils.errors import UsageError
+from utils.registry import Registry, check_argument_names
 from utils.util import resolve_device
 
 KINDS = ("float", "int", "categorical")

@@ -18,11 +18,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from logger.run_summary import format_table
-from parse_config import ObjectSpec, build
+from parse_config import ObjectSpec
 from sweeps.space import SweepSpec
 from trainer.checkpoint import process_gone
 from trainer.monitor import Monitor
 from utils.errors import NonFiniteLossError, TrainingStopped, UsageError
+from utils.registry import build
 
 logger = logging.getLogger(__name__)
 

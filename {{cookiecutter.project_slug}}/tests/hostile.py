@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 import test as test_script  # the project's test.py
 import train
-from parse_config import Registry
 from tests.tiny import TINY, tiny_config
 from tests.tiny.models import TinyConvNet
 from utils.checkpoint import run_order
+from utils.registry import Registry
 
 # --- configs -------------------------------------------------------------------------------------------
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from base.base_data_loader import BaseDataLoader
-from parse_config import Config, ObjectSpec, apply_override, build, load_config, lookup_function, parse_override
+from parse_config import Config, ObjectSpec, apply_override, load_config, parse_override
 from tests.hostile import DELETE, set_path
 from tests.tiny import TINY
 from trainer.settings import TrainerSettings
 from utils.errors import UsageError
+from utils.registry import build, lookup_function
 
 
 def get_path(config: dict[str, Any], path: str) -> Any:

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import train
-from parse_config import Registry
 from tests.hostile import (
     DELETE,
     EXTRA,
@@ -34,6 +33,7 @@ from tests.hostile import (
 from tests.tiny import TINY
 from tests.tiny.models import TinyConvNet
 from utils.checkpoint import digest, save_checkpoint
+from utils.registry import Registry
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 

@@ -20,7 +20,6 @@ import torch
 
 import sweep
 import train
-from parse_config import Registry
 from tests.hostile import (
     EXTRA,
     Result,
@@ -33,6 +32,7 @@ from tests.hostile import (
     write_config,
 )
 from tests.tiny import TINY
+from utils.registry import Registry
 
 optuna = pytest.importorskip("optuna")
 

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 import parse_config
 import train
-from parse_config import Registry
 from tests.hostile import (
     DELETE,
     assert_no_lock,
@@ -38,6 +37,7 @@ from tests.tiny import TINY
 from tests.tiny.data_loaders import TinyTensorLoader
 from tests.tiny.models import TinyConvNet
 from utils.errors import first_sentence, plain_text
+from utils.registry import Registry
 
 # --- pytorch-template's configs ---------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ import math
 import torch
 
 from base.base_data_loader import BaseDataLoader
-from parse_config import Config, ObjectSpec, Registry, build, lookup_function
+from parse_config import Config, ObjectSpec
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
 from trainer.trainer import Metric, Trainer
 from utils.dist import rank
 from utils.errors import ConfigRefused
+from utils.registry import Registry, build, lookup_function
 from utils.util import seed_everything
 
 

@@ -11,8 +11,9 @@ CyclicLR and any schedule with a warmup) or ``"epoch"`` (the default otherwise).
 import torch
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau, SequentialLR
 
-from parse_config import ObjectSpec, SchedulerSpec, build
+from parse_config import ObjectSpec, SchedulerSpec
 from utils.errors import ConfigRefused
+from utils.registry import build
 
 PER_STEP_BY_DEFAULT = ("OneCycleLR", "CyclicLR")
 LENGTH_ARGUMENT = {"OneCycleLR": "total_steps", "CosineAnnealingLR": "T_max"}  # filled in when left out

@@ -7,8 +7,8 @@ place of the project's model/ and data_loader/ modules; ``tiny_config`` is a com
 from pathlib import Path
 from typing import Any
 
-from parse_config import Registry
 from tests.tiny import data_loaders, losses, metrics, models
+from utils.registry import Registry
 
 TINY = Registry(models=models, data_loaders=data_loaders, losses=losses, metrics=metrics)
 

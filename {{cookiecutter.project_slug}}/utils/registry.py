@@ -1,0 +1,149 @@
+"""Building the classes and functions config.json names (``{"type": ..., "args": ...}``), found by name in the
+modules a ``Registry`` holds or in torch's; each mistake is one line with "did you mean" and the names available."""
+
+import copy
+import difflib
+import inspect
+import json
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from base.base_data_loader import BaseDataLoader
+from utils.errors import ConfigRefused, UsageError, first_sentence
+from utils.settings import is_number, unknown_key
+
+if TYPE_CHECKING:  # parse_config imports this module
+    from parse_config import ObjectSpec
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The modules whose classes and functions config.json names. The entry points hand in the
+    project's own (model/ and data_loader/); tests hand in theirs."""
+
+    models: ModuleType
+    data_loaders: ModuleType
+    losses: ModuleType
+    metrics: ModuleType
+
+
+def registry_names(registry: Registry) -> dict[str, list[str]]:
+    """The names each key that names your code may give (as ``build`` and ``lookup_function`` look them up)."""
+    return {
+        "arch.type": _available(registry.models, torch.nn.Module),
+        "data_loader.type": _available(registry.data_loaders, BaseDataLoader),
+        "loss": _available(registry.losses, None),
+        "metrics": _available(registry.metrics, None),
+    }
+
+
+def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: Any, **kwargs: Any) -> Any:
+    """``module.<spec.type>(*args, **spec.args, **kwargs)``: only subclasses of ``base`` can be named,
+    and keyword arguments given here win over the config's, since the caller needs them to hold."""
+    factory, signature = _factory(spec, key, module, base)
+    arguments = {**copy.deepcopy(spec.args), **kwargs}
+    if signature is not None:
+        _refuse_missing_parameters(key, factory.__name__, signature, kwargs)
+        _check_arguments(key, factory.__name__, signature, len(args), arguments)
+    for name, value in spec.args.items():
+        default = signature.parameters[name].default if signature and name in signature.parameters else None
+        if is_number(default) and not is_number(value):  # e.g. --set optimizer.args.lr=abc
+            raise ConfigRefused(f"{key}.args.{name}: expected a number, got {json.dumps(value)}")
+    try:
+        return factory(*args, **arguments)
+    except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
+        refusal = f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}"
+        raise _refusal_kind(err)(refusal) from None
+
+
+def _refusal_kind(err: Exception) -> type[UsageError]:
+    """ConfigRefused for what a constructor raises about its arguments; a plain UsageError for what it raises
+    about the machine (a file it cannot read, a UsageError of its own that is not about the config), which
+    a sweep must not blame on a trial's values."""
+    about_the_machine = isinstance(err, OSError) or (isinstance(err, UsageError) and not isinstance(err, ConfigRefused))
+    return UsageError if about_the_machine else ConfigRefused
+
+
+def check_argument_names(spec: "ObjectSpec", key: str, module: ModuleType, base: type, n_given: int = 0) -> None:
+    """Without building anything: the class ``spec`` names exists and takes each argument it gives (after
+    ``n_given`` positional ones from the code); a sweep checks the values it will try with this."""
+    factory, signature = _factory(spec, key, module, base)
+    if signature is not None:
+        _refuse_unknown_arguments(key, signature, n_given, spec.args)
+
+
+def _factory(spec: "ObjectSpec", key: str, module: ModuleType, base: type) -> tuple[Any, inspect.Signature | None]:
+    """The class ``spec`` names and its signature (None for the builtins that have none to check against)."""
+    factory = _lookup(module, spec.type, f"{key}.type", base)
+    try:
+        return factory, inspect.signature(factory)
+    except ValueError:
+        return factory, None
+
+
+def _refuse_unknown_arguments(key: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
+    """'unknown key; did you mean' for an argument name the signature has no place for."""
+    parameters = signature.parameters.values()
+    given = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_given]
+    named = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in given]
+    unknown = [argument for argument in arguments if argument not in signature.parameters]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named)
+
+
+def _refuse_missing_parameters(key: str, name: str, signature: inspect.Signature, passed: dict) -> None:
+    """One line when ``name`` has no parameter for an argument the code ``passed`` to it (a data loader's seed):
+    the user never wrote it, so 'unknown key' would send them looking in the wrong place."""
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in signature.parameters.values()):
+        return
+    missing = [argument for argument in passed if argument not in signature.parameters]
+    if missing:
+        raise ConfigRefused(
+            f"{key}.type: {name}.__init__ has no {missing[0]!r} parameter, which the run passes to every {key}; add it "
+            "and pass it on to the base class's __init__ (or take **kwargs and pass those on)"
+        )
+
+
+def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
+    """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the
+    code); a misspelt argument name gets a "did you mean"."""
+    try:
+        signature.bind(*range(n_given), **arguments)
+    except TypeError as err:
+        _refuse_unknown_arguments(key, signature, n_given, arguments)
+        raise ConfigRefused(f"{key}.args: {name} does not accept these arguments ({err})") from None
+
+
+def lookup_function(module: ModuleType, name: str, key: str) -> Any:
+    """The function ``name`` defined in ``module``, which config.json names under ``key``."""
+    return _lookup(module, name, key, None)
+
+
+def _available(module: ModuleType, base: type | None) -> list[str]:
+    names = []
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if base is not None:
+            buildable = inspect.isclass(value) and issubclass(value, base) and not inspect.isabstract(value)
+            if buildable and value is not base:  # not the base class itself (BaseDataLoader, Optimizer, LRScheduler)
+                names.append(name)
+        elif inspect.isfunction(value) and value.__module__ == module.__name__:
+            names.append(name)
+    return sorted(names)
+
+
+def _lookup(module: ModuleType, name: str, key: str, base: type | None) -> Any:
+    options = _available(module, base)
+    value = None if name.startswith("_") else getattr(module, name, None)
+    # A function named in the config may also be imported, a functools.partial or a module instance (a loss
+    # class's object); only the module's own functions are offered, so imports do not crowd the list.
+    function_like = callable(value) and not inspect.isclass(value) and not inspect.ismodule(value)
+    if name in options or (base is None and function_like):
+        return value
+    close = difflib.get_close_matches(name, options, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigRefused(f"{key}: unknown name {name!r}; {hint}available: {', '.join(options)}")

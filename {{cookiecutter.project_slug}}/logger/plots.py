@@ -42,7 +42,7 @@ def panel_names(histories: list[tuple[str, dict[int, Row]]]) -> list[str]:
 
 def draw_curves(histories: list[tuple[str, dict[int, Row]]], out: Path) -> None:
     """Each (label, metrics.csv rows) as lines in one panel per metric: train solid, val dashed, one colour
-    per run; written to ``out`` as a PNG."""
+    per run; written to ``out``, in the format its suffix names (PICTURE_FORMATS)."""
     figure_class = matplotlib_figure()
     names = panel_names(histories)
     columns = min(MAX_COLUMNS, len(names))

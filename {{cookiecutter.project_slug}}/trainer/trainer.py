@@ -283,7 +283,7 @@ class Trainer:
     def _fits_resume_point(self, point: dict[str, Any], epoch: int) -> bool:
         """Whether a checkpoint's ``mid_epoch`` can continue here: the epoch after ``epoch``, a step within it,
         the sums of this run's metrics."""
-        self.train_loader.set_epoch(epoch + 1)
+        self.train_loader.set_epoch(epoch + 1)  # to count that epoch's steps; it is set again when it starts
         steps = len(self.train_loader)
         names = point["metric_sums"]["names"]
         return point["epoch"] == epoch + 1 and 1 <= point["step"] <= steps and names == ["loss", *self.metrics]

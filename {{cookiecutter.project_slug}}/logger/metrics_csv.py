@@ -11,6 +11,7 @@ import io
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 from utils.errors import UsageError
 from utils.util import atomic_write
@@ -33,6 +34,10 @@ class MetricsCsv:
         self.rows: dict[int, Row] = {}
         if self.path.is_file():
             self._keep_rows_through(keep_through)
+
+    @classmethod
+    def for_run(cls, run_dir: Path, config: dict[str, Any], start_epoch: int) -> "MetricsCsv":
+        return cls(run_dir, keep_through=start_epoch - 1)
 
     def _keep_rows_through(self, keep_through: int) -> None:
         try:

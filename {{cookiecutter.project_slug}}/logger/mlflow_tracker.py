@@ -93,6 +93,10 @@ class MlflowTracker:
             self.replayed = self._logged_from(start_epoch)
         logger.info("MLflow: run %s in %s", self.run_id, self.uri)
 
+    @classmethod
+    def for_run(cls, run_dir: Path, config: dict[str, Any], start_epoch: int) -> "MlflowTracker":
+        return cls(run_dir, config, config["trainer"]["tracking_uri"], start_epoch)
+
     def _logged_from(self, start_epoch: int) -> set[int]:
         """Epochs from ``start_epoch`` on that the MLflow run already holds: logged by a process killed
         before their checkpoint was saved (kill -9), and replayed now. MLflow cannot delete a point, so

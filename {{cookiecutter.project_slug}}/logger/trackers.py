@@ -13,19 +13,34 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from logger.metrics_csv import MetricsCsv
 from logger.runs import resume_records
-from logger.visualization import TensorboardWriter
 from utils.errors import UsageError
 
-# name in trainer.loggers -> (its tracker's module here, the packages that module needs, how to install them)
-OPTIONAL_BACKENDS = {
-    "tensorboard": ("logger.visualization", ("tensorboard",), "pip install tensorboard"),
+
+class Backend(NamedTuple):
+    """How ``trainer.loggers`` opens one tracker: ``module.class_name.for_run(run_dir, config, start_epoch)``."""
+
+    module: str
+    class_name: str
+    packages: tuple[str, ...]  # what that module needs, and how to install them
+    install: str
+    remote: bool  # talks to a server and may not start: opened before the local ones, which change the run folder
+
+
+# Every name trainer.loggers accepts. To add a tracker: a class in logger/ with add_epoch, close and for_run, and
+# a row here.
+BACKENDS = {
+    "csv": Backend("logger.metrics_csv", "MetricsCsv", (), "", remote=False),
+    "tensorboard": Backend(
+        "logger.visualization", "TensorboardWriter", ("tensorboard",), "pip install tensorboard", remote=False
+    ),
     # mlflow-skinny leaves out what its SQLite store (the default tracking URI) needs
-    "mlflow": ("logger.mlflow_tracker", ("mlflow", "sqlalchemy", "alembic"), "pip install -e ."),
-    "wandb": ("logger.wandb_tracker", ("wandb",), "pip install -e ."),
+    "mlflow": Backend(
+        "logger.mlflow_tracker", "MlflowTracker", ("mlflow", "sqlalchemy", "alembic"), "pip install -e .", remote=True
+    ),
+    "wandb": Backend("logger.wandb_tracker", "WandbTracker", ("wandb",), "pip install -e .", remote=True),
 }
 
 
@@ -46,9 +61,7 @@ def check_installed(names: list[str]) -> None:
     """One line for the first backend in ``names`` that this project lacks, or whose package is missing:
     how to get it, or how to run without it (a resumed run may drop a tracker: --set trainer.loggers)."""
     for name in names:
-        if name not in OPTIONAL_BACKENDS:
-            continue
-        tracker_module, packages, install = OPTIONAL_BACKENDS[name]
+        tracker_module, _, packages, install, _ = BACKENDS[name]
         without = _without(names, name)
         if importlib.util.find_spec(tracker_module) is None:
             file = tracker_module.replace(".", "/") + ".py"
@@ -68,10 +81,13 @@ def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int) -> li
     names = config["trainer"]["loggers"]
     trackers: list[Tracker] = []
     # The ones that talk to a server, and may not start, go first: the local ones change the run folder on
-    # opening (a resume's metrics.csv drops the rows after its checkpoint; TensorBoard starts an events file).
-    for name in [name for name in ("mlflow", "wandb", "tensorboard") if name in names] + ["csv"]:
+    # opening (TensorBoard starts an events file; a resume's metrics.csv, last, drops the rows after its checkpoint).
+    opening = sorted(dict.fromkeys([*names, "csv"]), key=lambda name: (not BACKENDS[name].remote, name == "csv"))
+    for name in opening:
+        backend = BACKENDS[name]
         try:
-            trackers.append(_open_tracker(name, config, run_dir, start_epoch))
+            tracker_class = getattr(importlib.import_module(backend.module), backend.class_name)
+            trackers.append(tracker_class.for_run(run_dir, config, start_epoch))
         except BaseException as err:  # a Ctrl-C while a server answers slowly too: close what is open
             close_all(trackers, finished=False)
             if not isinstance(err, Exception):
@@ -105,20 +121,6 @@ def forget_run(run_dir: Path) -> None:
         from logger.mlflow_tracker import delete_recorded_run
 
         delete_recorded_run(run_dir)
-
-
-def _open_tracker(name: str, config: dict[str, Any], run_dir: Path, start_epoch: int) -> Tracker:
-    if name == "csv":
-        return MetricsCsv(run_dir, keep_through=start_epoch - 1)
-    if name == "tensorboard":
-        return TensorboardWriter(run_dir, purge_step=start_epoch, config=config)
-    if name == "mlflow":
-        from logger.mlflow_tracker import MlflowTracker
-
-        return MlflowTracker(run_dir, config, config["trainer"]["tracking_uri"], start_epoch)
-    from logger.wandb_tracker import WandbTracker
-
-    return WandbTracker(run_dir, config)
 
 
 def _without(names: list[str], name: str) -> str:

@@ -37,6 +37,10 @@ class TensorboardWriter:
         self._make = SummaryWriter
         self._add_config(config)
 
+    @classmethod
+    def for_run(cls, run_dir: Path, config: dict[str, Any], start_epoch: int) -> "TensorboardWriter":
+        return cls(run_dir, purge_step=start_epoch, config=config)
+
     def _writer(self, folder: str) -> Any:
         """The SummaryWriter of an event folder ("" is the run folder itself), made when first needed
         (a run without validation has no val/)."""

@@ -42,6 +42,10 @@ class WandbTracker:
         )
         logger.info("W&B: run %s (%s)", run_id, self.run.settings.mode)
 
+    @classmethod
+    def for_run(cls, run_dir: Path, config: dict[str, Any], start_epoch: int) -> "WandbTracker":
+        return cls(run_dir, config)
+
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
         self.run.log({**epoch_metrics, "seconds": seconds, "epoch": epoch}, step=epoch)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import logger.trackers
 import train
+from logger.visualization import TensorboardWriter
 from tests.hostile import (
     EXTRA,
     hide_package,
@@ -169,7 +169,7 @@ def test_a_resume_refused_by_a_later_tracker_leaves_the_mlflow_run_as_it_was(
     def unreachable(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the server cannot be reached")
 
-    monkeypatch.setattr(logger.trackers, "TensorboardWriter", unreachable)
+    monkeypatch.setattr(TensorboardWriter, "for_run", unreachable)
     assert run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=2", modules=EXTRA).code == 2
     run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
     assert mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FINISHED"

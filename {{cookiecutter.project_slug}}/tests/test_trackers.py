@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 import logger.trackers
+import trainer.settings
+from logger.metrics_csv import MetricsCsv
 from logger.runs import new_resume_record, read_config, run_status
 from logger.visualization import TensorboardWriter
 from tests.hostile import EXTRA, assert_unchanged, hide_package, only_run, run_train, snapshot, tracked_config
@@ -67,7 +69,7 @@ def test_a_tracker_that_cannot_start_is_one_line_closes_the_others_and_leaves_no
     def no_login(*args: object, **kwargs: object) -> None:  # as W&B without a login, or an unreachable server
         raise RuntimeError("No API key configured.\nUse `wandb login` to log in.")
 
-    monkeypatch.setattr(logger.trackers, "MetricsCsv", no_login)  # opened last: TensorBoard is open by then
+    monkeypatch.setattr(MetricsCsv, "for_run", no_login)  # opened last: TensorBoard is open by then
     monkeypatch.setattr(TensorboardWriter, "close", lambda self, finished: closed.append(finished))
     result = run_train(capsys, "-c", tracked_config(tmp_path, ["csv", "tensorboard"]), modules=EXTRA)
     assert result.code == 2
@@ -92,7 +94,7 @@ def test_a_resume_refused_by_a_tracker_that_cannot_start_leaves_the_run_as_it_wa
     def unreachable(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the server cannot be reached")
 
-    monkeypatch.setattr(logger.trackers, "TensorboardWriter", unreachable)
+    monkeypatch.setattr(TensorboardWriter, "for_run", unreachable)
     refused = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=2", modules=EXTRA)
     assert refused.code == 2 and "'tensorboard' could not start (the server cannot be reached)" in refused.error_line()
     assert_unchanged(before, snapshot(run_dir))
@@ -109,3 +111,36 @@ def test_a_tracker_keeps_the_run_files_and_every_resume_record_in_order_but_no_c
     kept = [path.name for path in logger.trackers.run_artifacts(tmp_path)]
     records = ["config-resume-3.json", "config-resume-3-2.json", "config-resume-10.json"]
     assert kept == ["best.pth", "config.json", *records]
+
+
+class RecordingTracker:
+    """A tracker of the user's own, for the test below: what it was given, by class."""
+
+    opened: list[int] = []
+    epochs: list[int] = []
+    closed: list[bool] = []
+
+    @classmethod
+    def for_run(cls, run_dir: Path, config: dict, start_epoch: int) -> "RecordingTracker":
+        cls.opened.append(start_epoch)
+        return cls()
+
+    def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None:
+        self.epochs.append(epoch)
+
+    def close(self, finished: bool) -> None:
+        self.closed.append(finished)
+
+
+def test_a_tracker_of_your_own_is_one_row_in_backends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the README says it takes: a class with add_epoch, close and for_run, and a row in BACKENDS."""
+    row = logger.trackers.Backend("tests.test_trackers", "RecordingTracker", (), "", remote=False)
+    monkeypatch.setitem(logger.trackers.BACKENDS, "recording", row)
+    monkeypatch.setattr(trainer.settings, "LOGGERS", tuple(logger.trackers.BACKENDS))
+    for name in ("opened", "epochs", "closed"):
+        monkeypatch.setattr(RecordingTracker, name, [])
+    assert run_train(capsys, "-c", tracked_config(tmp_path, ["recording"]), modules=EXTRA).code == 0
+    assert (RecordingTracker.opened, RecordingTracker.epochs, RecordingTracker.closed) == ([1], [1, 2, 3], [True])
+    assert read_config(only_run(tmp_path / "saved"))["trainer"]["loggers"] == ["recording"]

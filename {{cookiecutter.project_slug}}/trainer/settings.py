@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from logger.trackers import OPTIONAL_BACKENDS
+from logger.trackers import BACKENDS
 from trainer.monitor import Monitor
 from utils.errors import ConfigRefused
 from utils.settings import setting
@@ -16,7 +16,7 @@ from utils.settings import setting
 logger = logging.getLogger(__name__)
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-LOGGERS = ("csv", *OPTIONAL_BACKENDS)  # csv: metrics.csv, always written; the others need their package
+LOGGERS = tuple(BACKENDS)  # csv: metrics.csv, always written; the others need their package
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 

@@ -91,9 +91,10 @@ def test_workflows_match_githubs_schema(workflows: list[Path]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def run_steps(workflow: dict) -> list[tuple[dict, str]]:
-    """(step, its run text) of every job's steps."""
-    return [(step, step.get("run", "")) for job in workflow["jobs"].values() for step in job["steps"]]
+def run_steps(workflow: dict, job: str | None = None) -> list[tuple[dict, str]]:
+    """(step, its run text) of the steps of ``job``, or of every job's."""
+    jobs = [workflow["jobs"][job]] if job else workflow["jobs"].values()
+    return [(step, step.get("run", "")) for steps in jobs for step in steps["steps"]]
 
 
 def test_template_ci_runs_the_readme_test_command_weekly_with_cpu_wheels() -> None:
@@ -105,11 +106,30 @@ def test_template_ci_runs_the_readme_test_command_weekly_with_cpu_wheels() -> No
     test_command = ".ci/install-tools && pip install -r requirements-dev.txt && python -m pytest"
     assert f"```bash\n{test_command}\n```" in readme, "the README's test command changed: update the workflow"
     assert test_command in (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    runs = [text for _, text in run_steps(workflow)]
+    runs = [text for _, text in run_steps(workflow, "test")]
     assert test_command in runs
     assert any(CPU_INDEX in text for text in runs[: runs.index(test_command)]), "CPU wheels before the tests"
-    [setup_python] = [step for step, _ in run_steps(workflow) if "actions/setup-python" in step.get("uses", "")]
+    [setup_python] = [step for step, _ in run_steps(workflow, "test") if "actions/setup-python" in step.get("uses", "")]
     assert setup_python["with"]["cache"] == "pip"
+
+
+def test_template_ci_tests_the_newest_torch_weekly_without_the_pins(tmp_path: Path) -> None:
+    """Generated projects ask for torch>=2.4: the weekly job installs the newest torch and torchvision, then
+    the test requirements with the pins filtered out (pip would otherwise go back to the pinned pair)."""
+    [workflow_path] = TEMPLATE_WORKFLOWS
+    job = yaml.safe_load(workflow_path.read_text(encoding="utf-8"))["jobs"]["newest-torch"]
+    assert job["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    runs = [step.get("run", "") for step in job["steps"]]
+    [install] = [text for text in runs if "pip install --upgrade torch torchvision" in text]
+    assert CPU_INDEX in install and "==" not in install
+    [suite] = [text for text in runs if "python -m pytest" in text]
+    filtering = suite.splitlines()[0].replace("$RUNNER_TEMP", str(tmp_path))
+    subprocess.run(filtering, shell=True, cwd=TEMPLATE_ROOT, check=True)
+    kept = (tmp_path / "requirements-newest.txt").read_text(encoding="utf-8").splitlines()
+    pinned = (TEMPLATE_ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+    dropped = [line for line in pinned if line not in kept]
+    assert [line.split("==")[0] for line in dropped] == ["torch", "torchvision"], dropped
+    assert '.ci/install-tools && pip install -r "$RUNNER_TEMP/requirements-newest.txt" && python -m pytest' in suite
 
 
 def test_project_ci_lints_tests_and_checks_the_template(default_project: Path) -> None:

@@ -1,12 +1,19 @@
 """BaseDataLoader and its two data paths: splitting, epoch order, augmentation, resuming part way."""
 
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from base.base_data_loader import BaseDataLoader, ImageTensors
+from base.base_model import BaseModel
 from base.loaders import ResidentLoader, StreamingLoader
+from tests.hostile import _namespace, only_run, run_test, run_train, write_config
+from tests.tiny import TINY, tiny_config
 from tests.tiny.data_loaders import ItemDataset, TinyDatasetLoader, TinyTensorLoader, striped_images
 from utils.errors import UsageError
 
@@ -160,3 +167,42 @@ def test_a_split_with_more_images_than_labels_is_one_line() -> None:
     """A label file cut short would otherwise drop the images past its end without a word."""
     with pytest.raises(UsageError, match="the data holds 3 images but 2 labels"):
         ImageTensors(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+
+
+class FeaturesLoader(BaseDataLoader):
+    """Not images: 8 float features per sample, 3 classes. It gives its own batch_prep (the README's way for
+    other data), since the image one scales uint8 N x C x H x W images and normalises them per channel."""
+
+    mean, std, image_size, augmentation = (0.0,), (1.0,), None, None
+
+    def load_split(self, split: str) -> ImageTensors:
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        targets = torch.randint(0, 3, (240,), generator=generator)
+        return ImageTensors(torch.randn(240, 8, generator=generator) + 3 * targets[:, None].float(), targets)
+
+    def batch_prep(self, device: torch.device, augment: Any = None) -> Callable[..., torch.Tensor]:
+        return lambda features, epoch, batch: features
+
+
+class FeaturesNet(BaseModel):
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, num_classes))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+@pytest.mark.parametrize("resident", [True, False], ids=["resident", "dataloader"])
+def test_data_that_is_not_images_trains_and_tests_with_its_own_batch_prep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], resident: bool
+) -> None:
+    registry = dataclasses.replace(TINY, models=_namespace(FeaturesNet), data_loaders=_namespace(FeaturesLoader))
+    config = tiny_config(tmp_path / "saved", epochs=10)
+    config["arch"] = {"type": "FeaturesNet", "args": {"num_classes": 3}}
+    config["data_loader"] = {"type": "FeaturesLoader", "args": {"batch_size": 32, "validation_split": 0.2}}
+    config["data_loader"]["args"]["device_resident"] = resident
+    assert run_train(capsys, "-c", write_config(tmp_path / "config.json", config), modules=registry).code == 0
+    run = only_run(tmp_path / "saved")
+    assert run_test(capsys, "-r", run, modules=registry).code == 0
+    assert json.loads((run / "best.test.json").read_text())["test_accuracy"] > 0.9

@@ -5,7 +5,6 @@ the same command again continues the study; --summary prints its trials and writ
 """
 
 import argparse
-import importlib
 import importlib.util
 import json
 import logging
@@ -181,8 +180,7 @@ def worker_argv(args: argparse.Namespace, plan: SweepPlan, modules: Registry) ->
     argv += ["--space", str(plan.space_path)]
     argv += ["--storage", args.storage] if args.storage else []
     argv += [arg for text in plan.overrides for arg in ("--set", text)]
-    names = (modules.models, modules.data_loaders, modules.losses, modules.metrics)
-    return [*argv, "--registry", ",".join(module.__name__ for module in names)]
+    return [*argv, "--registry", modules.module_names()]
 
 
 def report(plan: SweepPlan) -> None:
@@ -204,7 +202,7 @@ def _require_optuna() -> None:
 
 def registry_from(names: str | None) -> Registry | None:
     """The registry a worker was handed as module names (models, data loaders, losses, metrics)."""
-    return Registry(*(importlib.import_module(name) for name in names.split(","))) if names else None
+    return Registry.imported(names) if names else None
 
 
 def main(argv: list[str] | None = None, modules: Registry = train.PROJECT_MODULES) -> int:

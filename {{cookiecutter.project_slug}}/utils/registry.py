@@ -3,6 +3,7 @@ modules a ``Registry`` holds or in torch's; each mistake is one line with "did y
 
 import copy
 import difflib
+import importlib
 import inspect
 import json
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ class Registry:
     data_loaders: ModuleType
     losses: ModuleType
     metrics: ModuleType
+
+    def module_names(self) -> str:
+        """Its modules' names, comma-separated, for another process to import (``Registry.imported``)."""
+        return ",".join(module.__name__ for module in (self.models, self.data_loaders, self.losses, self.metrics))
+
+    @classmethod
+    def imported(cls, names: str) -> "Registry":
+        """The registry whose ``module_names`` are ``names`` (models, data loaders, losses, metrics)."""
+        return cls(*(importlib.import_module(name) for name in names.split(",")))
 
 
 def registry_names(registry: Registry) -> dict[str, list[str]]:

@@ -12,7 +12,8 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from parse_config import Config, ObjectSpec, load_config, read_config_file
-from trainer.build import build_trainer
+from trainer.build import RunData, build_trainer
+from trainer.trainer import Trainer
 from utils.errors import UsageError
 from utils.registry import Registry, check_argument_names
 from utils.util import resolve_device
@@ -117,9 +118,11 @@ def check_space(
     """Build the config, then the config with each edge value of each key, as train.py builds a run before its
     folder exists: an unknown key path, a value the config refuses, or one a class refuses (an argument name, a
     loss, a scheduler without its arguments, a width of 0) is one line now, not a failed trial. The config is
-    built alone first, so that its own mistakes are not blamed on the space. Without ``build`` (--summary, and
-    --jobs workers, whose command checked it all), only the argument names are checked."""
-    check = check_builds if build else check_argument_names_of
+    built alone first, so that its own mistakes are not blamed on the space; its data is loaded once, and
+    reused by every edge value that loads the same (SharedData). Without ``build`` (--summary, and --jobs
+    workers, whose command checked it all), only the argument names are checked."""
+    shared = SharedData()
+    check = shared.check_builds if build else check_argument_names_of
     base = load_config(config_path, overrides, registry=registry)
     check(base, registry)
     for param in spec.params:
@@ -135,14 +138,49 @@ def check_space(
                 raise UsageError(f"{label}: space.{param.key} = {json.dumps(value)}: {reason}") from None
 
 
-def check_builds(config: Config, registry: Registry) -> None:
+def data_source(config: Config) -> tuple[dict[str, Any], int, str]:
+    """What build_run_data's loaders depend on: the data_loader section (its batch size and validation split
+    shape the batches, the batch count and the BatchNorm check), the seed that splits and shuffles, and the
+    device the data may be held on. Two configs that agree on these load the same loaders."""
+    return config.to_dict()["data_loader"], config.seed, config.device
+
+
+class SharedData:
+    """check_builds for check_space's configs, the data loaded only as often as it differs. The first config
+    checked (check_space's base) keeps its data for the later ones with the same data_source. Each of those
+    differs from the base in one key, so no other data is loaded twice: keeping only the base's holds one copy
+    of the data however many keys are searched."""
+
+    def __init__(self) -> None:
+        self.source: tuple[dict[str, Any], int, str] | None = None
+        self.data: RunData | None = None
+
+    def check_builds(self, config: Config, registry: Registry) -> None:
+        check_builds(config, registry, self)
+
+    def reusable_for(self, config: Config) -> RunData | None:
+        """The kept data if ``config`` loads the same, else None (it loads its own)."""
+        return self.data if self.data is not None and data_source(config) == self.source else None
+
+    def keep_first(self, config: Config, trainer: Trainer) -> None:
+        if self.data is None:
+            self.source = data_source(config)
+            self.data = RunData(trainer.train_loader, trainer.valid_loader, trainer.classes)
+
+
+def check_builds(config: Config, registry: Registry, shared: SharedData | None = None) -> None:
     """What train.py builds and checks before it makes a run folder (data, model, loss, metrics, optimizer,
-    schedule, one batch through the model), then drops; the argument names first, the quickest to tell."""
+    schedule, one batch through the model), then drops; the argument names first, the quickest to tell. The
+    data comes from ``shared`` when it holds the same; only the model's initial weights can then differ from
+    train.py's (a loader of yours that draws from the global RNG), and no check depends on their values."""
     check_argument_names_of(config, registry)
     device = resolve_device(config.device)
+    shared = shared or SharedData()
     with warnings.catch_warnings():  # only a refusal counts here; a trial shows its config's warnings itself
         warnings.simplefilter("ignore")
-        build_trainer(config, registry, device).check_one_batch()
+        trainer = build_trainer(config, registry, device, shared.reusable_for(config))
+        shared.keep_first(config, trainer)
+        trainer.check_one_batch()
     if device.type == "cuda":  # give back the memory of what was built before the trials need it
         torch.cuda.empty_cache()
 

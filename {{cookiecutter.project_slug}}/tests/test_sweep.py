@@ -32,6 +32,7 @@ from tests.hostile import (
     write_config,
 )
 from tests.tiny import TINY
+from utils.errors import UsageError
 from utils.registry import Registry
 
 optuna = pytest.importorskip("optuna")
@@ -235,6 +236,52 @@ def test_a_bad_sweep_file_is_one_line_before_any_trial(
     assert result.code == 2 and message in result.error_line(), result.err
     assert result.err.count("\n") == 1, "one line: no failed trial, no Optuna log, no warning"
     assert not (tmp_path / "saved").exists(), "nothing written"
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, target: str) -> list[Any]:
+    """Replace the function ``target`` names with one that records each call's config, then calls it."""
+    module_name, _, name = target.rpartition(".")
+    real = getattr(sys.modules[module_name], name)
+    configs: list[Any] = []
+
+    def record(config: Any, *args: Any, **kwargs: Any) -> Any:
+        configs.append(config)
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(target, record)
+    return configs
+
+
+def test_the_shipped_space_is_checked_value_by_value_on_data_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sweeps.space import check_space, read_spec
+
+    project = Path(sweep.__file__).parent
+    monkeypatch.chdir(project)  # config.json's data_dir is relative to the project
+    built, loaded = counted(monkeypatch, "sweeps.space.build_trainer"), counted(monkeypatch, "trainer.build.build_data")
+    spec = read_spec(project / "sweep.json")
+    check_space(spec, project / "config.json", ['device="cpu"'], train.PROJECT_MODULES, "sweep.json")
+    edges = [value for param in spec.params for value in param.extremes()]
+    assert len(built) == len(edges), "the config, then each edge value but its own width (16): all checked"
+    assert len(loaded) == 1, "no searched key changes the data: it is loaded once, for the config"
+
+
+def test_a_searched_batch_size_is_checked_on_data_loaded_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeps.space import check_space, read_spec
+
+    space = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1},
+             "data_loader.args.batch_size": {"type": "categorical", "choices": [16, 63]}}  # fmt: skip
+    config_path = sweep_files(tmp_path, space)
+    write_config(config_path, {**json.loads(config_path.read_text()), "arch": {"type": "NormHeadNet", "args": {}}})
+    loaded = counted(monkeypatch, "trainer.build.build_data")
+    with pytest.raises(UsageError) as refused:
+        check_space(read_spec(tmp_path / "sweep.json"), config_path, [], TINY, "sweep.json")
+    assert str(refused.value).startswith(
+        "sweep.json: space.data_loader.args.batch_size = 63: data_loader.args.batch_size: 63 leaves 1 of the 64 "
+        "training samples in each epoch's last batch, which BatchNorm1d cannot train on"
+    )
+    assert [config.data_loader.args["batch_size"] for config in loaded] == [32, 16, 63], "lr's edges reuse 32's"
 
 
 def test_the_summary_looks_at_the_study_without_building_the_space(

@@ -3,10 +3,11 @@ mistake found here leaves no run folder behind."""
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 
-from base.base_data_loader import BaseDataLoader
+from base.base_data_loader import BaseDataLoader, Loader
 from parse_config import Config, ObjectSpec
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
 from trainer.trainer import Metric, Trainer
@@ -18,6 +19,22 @@ from utils.util import seed_everything
 
 def build_data(config: Config, registry: Registry) -> BaseDataLoader:
     return build(config.data_loader, "data_loader", registry.data_loaders, BaseDataLoader, seed=config.seed)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What a Trainer takes from the data loader: its training and validation loaders and the class names."""
+
+    train_loader: Loader
+    valid_loader: Loader | None
+    classes: list[str] | None
+
+
+def build_run_data(config: Config, registry: Registry, device: torch.device) -> RunData:
+    """The data ``data_loader`` names, loaded and split into loaders on ``device``."""
+    data = build_data(config, registry)
+    train_loader, valid_loader = data.train_loaders(device)
+    return RunData(train_loader, valid_loader, data.class_names())
 
 
 def build_model(config: Config, registry: Registry, classes: list[str] | None = None) -> torch.nn.Module:
@@ -79,12 +96,13 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
     return optimizer
 
 
-def build_trainer(config: Config, registry: Registry, device: torch.device) -> Trainer:
-    """Seed, then build the data, model, loss, metrics, optimizer and scheduler, and the Trainer."""
+def build_trainer(config: Config, registry: Registry, device: torch.device, data: RunData | None = None) -> Trainer:
+    """Seed, then build the data (unless ``data``, built already from the same data_loader, seed and device, is
+    given: sweep.py's check reuses it), model, loss, metrics, optimizer and scheduler, and the Trainer."""
     seed_everything(config.seed + rank())  # own dropout masks per process; DDP syncs the weights
-    data = build_data(config, registry)
-    train_loader, valid_loader = data.train_loaders(device)
-    classes = data.class_names()
+    if data is None:
+        data = build_run_data(config, registry, device)
+    train_loader, valid_loader, classes = data.train_loader, data.valid_loader, data.classes
     check_class_count(config, registry, classes)
     model = build_model(config, registry, classes).to(device)
     criterion, metrics = build_loss_and_metrics(config, registry)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import train
 from logger.logger import setup_logging
 from logger.trackers import check_installed
@@ -55,7 +57,7 @@ class SweepPlan:
 
 
 def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
-    from sweeps.space import check_space, read_spec
+    from sweeps.space import check_space, check_space_apart, read_spec
     from sweeps.study import engine_parts, fail_abandoned_trials, open_study, route_optuna_logs, storage_for
 
     check_flags(args)
@@ -65,7 +67,12 @@ def plan_sweep(args: argparse.Namespace, modules: Registry) -> SweepPlan:
     space_path = args.space or args.config.parent / "sweep.json"
     spec = read_spec(space_path)
     sweeping = not args.summary and args.share is None  # this command runs the sweep (not --summary, nor a worker)
-    check_space(spec, args.config, overrides, modules, str(space_path), build=sweeping)
+    if sweeping and args.jobs > 1 and torch.cuda.is_available():  # asking makes no CUDA context
+        # This process only supervises the workers: a CUDA context its builds made (on the GPU, or for pinned
+        # memory with a CPU config) would stay here all sweep long.
+        check_space_apart(spec, args.config, overrides, modules, str(space_path))
+    else:
+        check_space(spec, args.config, overrides, modules, str(space_path), build=sweeping)
     metric, monitor = sweep_metric(spec, config, space_path)
     experiment_dir = Path(config.trainer.save_dir) / config.name
     route_optuna_logs()

@@ -3,7 +3,9 @@ Optuna's pruner and sampler. Everything is checked before any trial runs, each m
 
 import json
 import math
+import multiprocessing
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from logger.logger import setup_logging
 from parse_config import Config, ObjectSpec, load_config, read_config_file
 from trainer.build import RunData, build_trainer
 from trainer.trainer import Trainer
@@ -136,6 +139,23 @@ def check_space(
             except UsageError as err:
                 reason = str(err).removeprefix(f"--set {param.key}: ")
                 raise UsageError(f"{label}: space.{param.key} = {json.dumps(value)}: {reason}") from None
+
+
+def check_space_apart(spec: SweepSpec, config_path: Path, overrides: list[str], registry: Registry, label: str) -> None:
+    """check_space, with its builds, in a process of its own that ends when it is done. On a GPU the builds make
+    a CUDA context, hundreds of MB of GPU memory that a process holds until it ends: a sweep's parent, which
+    only supervises its --jobs workers, would hold it all through the sweep. A refusal comes back as the same
+    UsageError, raised here; the child's traceback of any other error is its ``__cause__``."""
+    # spawn, not fork: a child forked from a process that has asked CUDA anything (torch.cuda.is_available)
+    # cannot use CUDA itself.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+        child.submit(_check_space_in_child, spec, config_path, overrides, registry.module_names(), label).result()
+
+
+def _check_space_in_child(spec: SweepSpec, config_path: Path, overrides: list[str], names: str, label: str) -> None:
+    setup_logging(None)  # a spawned process starts without the parent's; the loaders' warnings look the same
+    check_space(spec, config_path, overrides, Registry.imported(names), label)
 
 
 def data_source(config: Config) -> tuple[dict[str, Any], int, str]:

@@ -284,6 +284,58 @@ def test_a_searched_batch_size_is_checked_on_data_loaded_for_it(
     assert [config.data_loader.args["batch_size"] for config in loaded] == [32, 16, 63], "lr's edges reuse 32's"
 
 
+@pytest.fixture
+def cuda_in_name_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process says it has a CUDA GPU, and fails the test if anything starts CUDA in it: a tensor or model
+    made on or moved to the GPU calls torch.cuda._lazy_init first."""
+
+    def no_cuda_here() -> None:
+        raise AssertionError("CUDA was started in the sweep's parent process")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "_lazy_init", no_cuda_here)
+
+
+def no_builds_here(*args: Any) -> None:
+    raise AssertionError("the parent of --jobs workers builds nothing: a CUDA context would stay in it")
+
+
+@pytest.mark.usefixtures("cuda_in_name_only")
+def test_with_a_gpu_and_workers_the_check_builds_in_a_child_that_reports_its_refusal_as_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sweeps.space.build_trainer", no_builds_here)  # the child imports its own, unpatched
+    config_path = sweep_files(tmp_path, {"arch.args.width": {"type": "int", "low": 0, "high": 8}})
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2, "--jobs", 2)
+    message = "space.arch.args.width = 0: arch: TinyConvNet cannot take the data's batches"
+    assert result.code == 2 and message in result.error_line(), result.err
+    assert result.err.count("\n") == 1 and not (tmp_path / "saved").exists()
+    assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.usefixtures("cuda_in_name_only")
+def test_the_check_in_a_child_passes_a_space_that_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sweeps.space import check_space_apart, read_spec
+
+    monkeypatch.setattr("sweeps.space.build_trainer", no_builds_here)
+    config_path = sweep_files(tmp_path, {"arch.args.width": {"type": "int", "low": 4, "high": 8}})
+    check_space_apart(read_spec(tmp_path / "sweep.json"), config_path, [], TINY, "sweep.json")
+
+
+@pytest.mark.parametrize(("gpu", "jobs"), [(True, 1), (False, 2)], ids=["gpu, one job", "no gpu, two jobs"])
+def test_the_check_builds_in_this_process_when_it_trains_itself_or_has_no_gpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, gpu: bool, jobs: int
+) -> None:
+    def check_space_apart(*args: Any) -> None:
+        raise AssertionError("a child process is only worth its start for a GPU this process would not use")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr("sweeps.space.check_space_apart", check_space_apart)
+    config_path = sweep_files(tmp_path, {"arch.args.width": {"type": "int", "low": 0, "high": 8}})
+    result = run_sweep(capsys, "-c", config_path, "--trials", 2, "--jobs", jobs)
+    assert result.code == 2 and "space.arch.args.width = 0: arch: TinyConvNet" in result.error_line(), result.err
+
+
 def test_the_summary_looks_at_the_study_without_building_the_space(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

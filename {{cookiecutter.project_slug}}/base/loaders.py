@@ -103,8 +103,12 @@ class _EpochBatches:
         """Iterate ``epoch`` next (its order depends only on seed and epoch), skipping ``start_batch`` batches."""
         self.epoch, self.start_batch = epoch, start_batch
 
+    def batches_per_epoch(self) -> int:
+        """This process's batches in a whole epoch (``len`` counts those left after ``start_batch``)."""
+        return math.ceil(self.order.share() / self.batch_size)
+
     def __len__(self) -> int:
-        return math.ceil(self.order.share() / self.batch_size) - self.start_batch
+        return self.batches_per_epoch() - self.start_batch
 
     def index_batches(self, device: torch.device | None = None) -> Iterator[torch.Tensor]:
         """The current epoch's batches as index tensors (on ``device``: one copy per epoch, not per batch)."""

@@ -2,7 +2,6 @@
 mistake found here leaves no run folder behind."""
 
 import inspect
-import math
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +9,7 @@ import torch
 from base.base_data_loader import BaseDataLoader, Loader
 from parse_config import Config, ObjectSpec
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
-from trainer.trainer import Metric, Trainer
+from trainer.trainer import Metric, Trainer, optimizer_steps_per_epoch
 from utils.dist import rank
 from utils.errors import ConfigRefused
 from utils.registry import Registry, build, lookup_function
@@ -108,7 +107,7 @@ def build_trainer(config: Config, registry: Registry, device: torch.device, data
     criterion, metrics = build_loss_and_metrics(config, registry)
     optimizer = build_optimizer(config, model)
     lr_scheduler, spec = None, config.lr_scheduler
-    steps_per_epoch = math.ceil(len(train_loader) / config.trainer.grad_accum_steps)
+    steps_per_epoch = optimizer_steps_per_epoch(train_loader, config.trainer.grad_accum_steps)
     if spec is not None:
         check_schedule_steps(spec, config.trainer.epochs, steps_per_epoch)
         lr_scheduler = build_schedule(spec, optimizer, config.trainer.epochs, steps_per_epoch)

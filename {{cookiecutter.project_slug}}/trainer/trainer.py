@@ -3,6 +3,7 @@ decides what to keep, ``train_epoch`` loops over batches, ``train_step`` is one 
 (also used by test.py) is at the end."""
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -283,8 +284,7 @@ class Trainer:
     def _fits_resume_point(self, point: dict[str, Any], epoch: int) -> bool:
         """Whether a checkpoint's ``mid_epoch`` can continue here: the epoch after ``epoch``, a step within it,
         the sums of this run's metrics."""
-        self.train_loader.set_epoch(epoch + 1)  # to count that epoch's steps; it is set again when it starts
-        steps = len(self.train_loader)
+        steps = self.train_loader.batches_per_epoch()
         names = point["metric_sums"]["names"]
         return point["epoch"] == epoch + 1 and 1 <= point["step"] <= steps and names == ["loss", *self.metrics]
 
@@ -346,6 +346,11 @@ class Trainer:
             logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
         else:
             logger.info("Resumed part way through epoch %d; continuing at step %d", point["epoch"], point["step"] + 1)
+
+
+def optimizer_steps_per_epoch(loader: Loader, grad_accum_steps: int) -> int:
+    """The optimizer steps of a whole epoch in each process (its last accumulation group may be shorter)."""
+    return math.ceil(loader.batches_per_epoch() / grad_accum_steps)
 
 
 @contextmanager

@@ -22,7 +22,13 @@ from logger.trackers import check_installed, close_all, closed_on_error, forget_
 from parse_config import Config, load_config
 from trainer.build import build_trainer
 from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
-from trainer.resume import apply_overrides, config_changes, refuse_fixed_changes, refuse_world_size_change
+from trainer.resume import (
+    apply_overrides,
+    config_changes,
+    refuse_data_change,
+    refuse_fixed_changes,
+    refuse_world_size_change,
+)
 from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
@@ -147,6 +153,9 @@ def restore(trainer: Trainer, start: RunStart) -> None:
     mid_epoch = checkpoint.get("mid_epoch")
     refuse_fixed_changes(recorded, start.config, mid_epoch)
     refuse_world_size_change(checkpoint.get("world_size"), world_size(), recorded.lr_scheduler, mid_epoch)
+    # The schedule that goes on from the checkpoint's state: one dropped now is not stepped, one added starts afresh.
+    continued = start.config.lr_scheduler if recorded.lr_scheduler is not None else None
+    refuse_data_change(checkpoint.get("data_layout"), trainer.data_layout(), continued, mid_epoch)
     trainer.load_state_dict(checkpoint, path)
     apply_overrides(trainer, recorded, start.config)
 

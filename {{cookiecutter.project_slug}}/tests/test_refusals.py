@@ -609,6 +609,12 @@ MALFORMED_CHECKPOINTS = [
         "mid_epoch-without-step", saved(lambda state: {**state, "mid_epoch": {"epoch": 2}}), evaluation_refuses=False
     ),
     broken("mid_epoch-step-is-text", mid_epoch(step="1"), evaluation_refuses=False),
+    broken("data_layout-is-text", with_value("data_layout", "64 samples"), evaluation_refuses=False),
+    broken(
+        "data_layout-without-steps",
+        with_value("data_layout", {"train_samples": 64, "valid_samples": 16}),
+        evaluation_refuses=False,
+    ),
     broken("mid_epoch-step-past-the-end", mid_epoch(step=99), evaluation_refuses=False),
     broken(
         "mid_epoch-sums-of-other-metrics",

@@ -37,6 +37,7 @@ from tests.hostile import (
     write_lock,
 )
 from tests.tiny import TINY
+from tests.tiny import data_loaders as tiny_data
 from trainer.resume import refuse_fixed_changes
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UsageError
@@ -218,8 +219,8 @@ def test_resume_part_way_through_an_epoch_refuses_to_change(
 @pytest.mark.parametrize(
     ("schedule", "advice"),
     [
-        ({"type": "StepLR", "args": {"step_size": 1}}, "with --set trainer.epochs=2), then resume with it"),
-        ({"type": "OneCycleLR", "args": {}}, "finish the run without it (its schedule fixes trainer.epochs)"),
+        ({"type": "StepLR", "args": {"step_size": 1}}, "with --set trainer.epochs=2), then with the change"),
+        ({"type": "OneCycleLR", "args": {}}, "finish the run without the change (its schedule fixes trainer.epochs)"),
     ],
     ids=["per-epoch", "per-step-over-the-run"],
 )
@@ -301,6 +302,97 @@ def test_a_run_stopped_part_way_is_evaluated_as_what_it_holds(
     assert "(epoch 2, step 1 (stopped part way)) on the test split" in result.err
     report = json.loads((run_dir / "last.test.json").read_text(encoding="utf-8"))
     assert report["epoch"] == 1 and report["mid_epoch"] == {"epoch": 2, "step": 1}
+
+
+# --- 3b. what a resume cannot see in the config: the data itself --------------------------------------
+
+ADDED_SAMPLES = 40  # 80 -> 120 samples: 96 to train on (3 steps of 32 instead of 2) and 24 to validate on
+
+
+@pytest.fixture
+def samples_added(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training split's files gain ADDED_SAMPLES samples, as when images are added to data/images/train/: the
+    config stays the same, so no config key tells a resume that the data changed."""
+    striped_images = tiny_data.striped_images
+    grown = {0: ADDED_SAMPLES}  # the training split's seed; the test split (seed 1) stays as it was
+    monkeypatch.setattr(tiny_data, "striped_images", lambda n, seed: striped_images(n + grown.get(seed, 0), seed))
+
+
+def test_a_per_step_schedule_refuses_a_resume_after_the_data_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    """OneCycleLR was laid out over 2 epochs of 2 steps; with 3 steps an epoch it would be stepped past its end
+    after a whole epoch of training (ValueError: Tried to step 5 times). Refused before anything is written,
+    whether the files gained samples or a loader argument asks for more."""
+    config = scheduled_config(tmp_path / "saved", epochs=2)
+    config["lr_scheduler"] = {"type": "OneCycleLR", "args": {}}
+    assert run_train(capsys, "-c", write_config(tmp_path / "config.json", config)).code == 0
+    run_dir = only_run(tmp_path / "saved")
+    before = snapshot(tmp_path)
+    more = ["--set", f"data_loader.args.n_train={80 + ADDED_SAMPLES}"]
+    line = assert_refused(run_train(capsys, "-r", run_dir / "epoch-1.pth", *more), before, tmp_path)
+    request.getfixturevalue("samples_added")
+    assert assert_refused(run_train(capsys, "-r", run_dir / "epoch-1.pth"), before, tmp_path) == line
+    assert line == (
+        "error: data_loader: the training split has 96 samples (the checkpoint's had 64), the validation split has "
+        "24 samples (the checkpoint's had 16), so an epoch has 3 optimizer steps (the checkpoint's had 2), and the "
+        "lr_scheduler is stepped per optimizer step over the run's length; start a new run with -c and --init-from "
+        "CHECKPOINT instead"
+    )
+    assert run_dirs(tmp_path / "saved") == [run_dir], "no run folder was started"
+    dropped = run_train(capsys, "-r", run_dir / "epoch-1.pth", "--set", "lr_scheduler=null")
+    assert dropped.code == 0 and "The training data changed" in dropped.err, "without the schedule nothing outruns"
+
+
+def test_a_per_epoch_schedule_resumes_after_the_data_changed_with_a_warning(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], samples_added: None
+) -> None:
+    run_dir = copy_run(finished_run, tmp_path)
+    assert load_checkpoint(run_dir / "last.pth", resume=True)["data_layout"] == {
+        "train_samples": 64, "valid_samples": 16, "steps_per_epoch": STEPS_PER_EPOCH,
+    }  # fmt: skip
+    result = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=3")
+    assert result.code == 0, result.err
+    warning = (
+        "The training data changed since the checkpoint: the training split has 96 samples (the checkpoint's had 64), "
+        "the validation split has 24 samples (the checkpoint's had 16); the train/validation split "
+        "(data_loader.args.validation_split) is drawn anew over 120 samples, so samples validated on before may now "
+        "be trained on"
+    )
+    assert warning in result.err
+    assert warning in (run_dir / "train.log").read_text(encoding="utf-8"), "train.log tells it too"
+    last = load_checkpoint(run_dir / "last.pth", resume=True)
+    assert last["epoch"] == 3
+    assert last["data_layout"] == {"train_samples": 96, "valid_samples": 24, "steps_per_epoch": 3}
+    assert {int(state["step"]) for state in last["optimizer"]["state"].values()} == {2 * STEPS_PER_EPOCH + 3}
+
+
+def test_a_checkpoint_from_before_the_data_was_recorded_still_resumes(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], samples_added: None
+) -> None:
+    """A checkpoint without data_layout says nothing of the data it was trained on: no check, no warning."""
+    run_dir = copy_run(finished_run, tmp_path)
+    state = load_checkpoint(run_dir / "last.pth", resume=True)
+    del state["data_layout"]
+    save_checkpoint(state, run_dir / "last.pth")
+    result = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=3")
+    assert result.code == 0, result.err
+    assert "continuing at epoch 3" in result.err and "The training data changed" not in result.err
+    assert load_checkpoint(run_dir / "last.pth", resume=True)["data_layout"]["train_samples"] == 96
+
+
+def test_a_run_stopped_part_way_refuses_changed_data(
+    stopped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], samples_added: None
+) -> None:
+    """Epoch 2's order is a permutation of 64 samples: with 96, its first step would not be the one taken."""
+    run_dir = copy_run(stopped_run, tmp_path)
+    before = snapshot(tmp_path)
+    line = assert_refused(run_train(capsys, "-r", run_dir, modules=EXTRA), before, tmp_path)
+    assert line.startswith(
+        "error: data_loader: the training split has 96 samples (the checkpoint's had 64), the validation split has "
+        "24 samples (the checkpoint's had 16), so epoch 2, stopped part way, gets other batches; resume with the "
+        "checkpoint's data first to finish that epoch (with --set trainer.epochs=2), then with the change"
+    ), line
 
 
 # --- 4. nothing rewinds a run ---------------------------------------------------------------------------

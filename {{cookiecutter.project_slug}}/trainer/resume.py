@@ -9,6 +9,11 @@ takes effect or is refused with one line:
   laid out over the run's length was computed from; part way through an epoch, anything that would
   change that epoch's batches or sums (``data_loader``, ``loss``, ``metrics``,
   ``trainer.grad_accum_steps``); and another number of processes where each one's steps matter;
+- the data itself (files added or removed, a loader argument that changes the sample count), which no
+  config key names, is compared with what the checkpoint's epochs were laid out over (its
+  ``data_layout``): refused part way through an epoch, and where another number of optimizer steps per
+  epoch would outrun or cut short a schedule stepped per optimizer step; otherwise a warning (the
+  train/validation split is then drawn anew);
 - applied on top of the restored state: ``optimizer.args`` (into every parameter group) and
   ``lr_scheduler.args`` (into the restored scheduler), each logged as ``old -> new (override)``;
 - everything else (``trainer.*``, ``device``, ``data_loader.args`` between epochs...) is read from
@@ -82,13 +87,17 @@ def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, 
             )
         if mid_epoch is not None and _under(path, FIXED_WITHIN_AN_EPOCH):
             epoch = mid_epoch["epoch"]
-            if schedule is not None and "trainer.epochs" in run_length_settings(schedule):  # the run cannot end early
-                first = "finish the run without it (its schedule fixes trainer.epochs), or start a new run with -c"
-                raise ConfigRefused(f"{path}: cannot change part way through epoch {epoch}; {first} and --init-from")
-            raise ConfigRefused(
-                f"{path}: cannot change part way through epoch {epoch}; resume without the change first to finish "
-                f"that epoch (with --set trainer.epochs={epoch}), then resume with it"
-            )
+            advice = _finish_epoch_first(schedule, epoch, "without the change")
+            raise ConfigRefused(f"{path}: cannot change part way through epoch {epoch}; {advice}")
+
+
+def _finish_epoch_first(schedule: SchedulerSpec | None, epoch: int, undone: str) -> str:
+    """How to go on after a change refused part way through ``epoch``: finish that epoch with the change
+    ``undone``, then make it; where the schedule fixes trainer.epochs the run cannot end after that epoch."""
+    if schedule is not None and "trainer.epochs" in run_length_settings(schedule):
+        new_run = "start a new run with -c and --init-from CHECKPOINT"
+        return f"finish the run {undone} (its schedule fixes trainer.epochs), or {new_run}"
+    return f"resume {undone} first to finish that epoch (with --set trainer.epochs={epoch}), then with the change"
 
 
 def _laid_out(schedule: SchedulerSpec) -> str:
@@ -115,6 +124,59 @@ def refuse_world_size_change(
             f"{was}, and its lr_scheduler is stepped per optimizer step over the run's length; {same}, or "
             "start a new run with -c and --init-from CHECKPOINT"
         )
+
+
+def refuse_data_change(
+    recorded: dict[str, int] | None, layout: dict[str, int], schedule: SchedulerSpec | None,
+    mid_epoch: dict[str, Any] | None,
+) -> None:  # fmt: skip
+    """Compare the data a checkpoint's epochs were laid out over (its ``data_layout``; None in checkpoints from
+    before it was recorded: not checked) with this run's ``layout`` (Trainer.data_layout). Data added to or
+    removed from the files, or a loader argument that changes the sample count, is no config key a resume can
+    refuse by name. Refused: any other sample count part way through an epoch (that epoch's batches would
+    differ), and another number of optimizer steps per epoch under a schedule stepped per optimizer step over
+    the run's length (it would be stepped past its end, or stop short of it). Otherwise logged as a warning."""
+    if recorded is None:
+        return
+    samples_changed = any(recorded[key] != layout[key] for key in ("train_samples", "valid_samples"))
+    change = _describe_data_change(recorded, layout)
+    if mid_epoch is not None and samples_changed:
+        epoch = mid_epoch["epoch"]
+        advice = _finish_epoch_first(schedule, epoch, "with the checkpoint's data")
+        raise UsageError(f"data_loader: {change}, so epoch {epoch}, stopped part way, gets other batches; {advice}")
+    steps_before, steps_now = recorded["steps_per_epoch"], layout["steps_per_epoch"]
+    if schedule is not None and is_per_step(schedule) and steps_before != steps_now:
+        steps = f"an epoch has {steps_now} optimizer steps (the checkpoint's had {steps_before})"
+        raise UsageError(
+            f"data_loader: {f'{change}, so {steps}' if change else steps}, and {_laid_out(schedule)}; start a new "
+            "run with -c and --init-from CHECKPOINT instead"
+        )
+    if samples_changed:
+        logger.warning("The training data changed since the checkpoint: %s%s", change, _split_redrawn(recorded, layout))
+
+
+def _describe_data_change(recorded: dict[str, int], layout: dict[str, int]) -> str:
+    """'the training split has 620 samples (the checkpoint's had 600)' for each split whose size changed ('': none)."""
+    changes = [
+        f"the {split} split has {layout[key]} samples (the checkpoint's had {recorded[key]})"
+        for split, key in (("training", "train_samples"), ("validation", "valid_samples"))
+        if recorded[key] != layout[key]
+    ]
+    return ", ".join(changes)
+
+
+def _split_redrawn(recorded: dict[str, int], layout: dict[str, int]) -> str:
+    """Why a held-out validation split no longer means what it did: it is drawn from a permutation of all the
+    training samples, which another total reshuffles (a count in validation_split as much as a fraction)."""
+    total_before = recorded["train_samples"] + recorded["valid_samples"]
+    total_now = layout["train_samples"] + layout["valid_samples"]
+    if total_before == total_now or not (recorded["valid_samples"] or layout["valid_samples"]):
+        return ""
+    return (
+        f"; the train/validation split (data_loader.args.validation_split) is drawn anew over {total_now} samples, "
+        "so samples validated on before may now be trained on, and validation scores compare with earlier epochs' "
+        "only roughly"
+    )
 
 
 def _lookup(config: dict[str, Any], path: str) -> Any:

@@ -283,7 +283,8 @@ class Trainer:
 
     def _fits_resume_point(self, point: dict[str, Any], epoch: int) -> bool:
         """Whether a checkpoint's ``mid_epoch`` can continue here: the epoch after ``epoch``, a step within it,
-        the sums of this run's metrics."""
+        the sums of this run's metrics. (Whether the data is still what that epoch was laid out over is
+        trainer/resume.py's refuse_data_change, from the checkpoint's ``data_layout``.)"""
         steps = self.train_loader.batches_per_epoch()
         names = point["metric_sums"]["names"]
         return point["epoch"] == epoch + 1 and 1 <= point["step"] <= steps and names == ["loss", *self.metrics]
@@ -310,6 +311,16 @@ class Trainer:
             "classes": self.classes,
             "rng": rng_state(),
             "world_size": world_size(),  # each process's share of an epoch, and so its steps, depend on it
+            "data_layout": self.data_layout(),
+        }
+
+    def data_layout(self) -> dict[str, int]:
+        """What this run's epochs are laid out over, kept in every checkpoint so that a resume can tell that the
+        data changed (trainer/resume.py): the samples of each split, and an epoch's optimizer steps per process."""
+        return {
+            "train_samples": self.train_loader.n_samples,
+            "valid_samples": self.valid_loader.n_samples if self.valid_loader is not None else 0,
+            "steps_per_epoch": optimizer_steps_per_epoch(self.train_loader, self.settings.grad_accum_steps),
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:

@@ -64,6 +64,11 @@ RESUME_SCHEMA = {
 }
 MID_EPOCH_SCHEMA = (_is_mid_epoch, "where an interrupted epoch stopped")
 WORLD_SIZE_SCHEMA = (lambda value: is_count(value) and value >= 1, "the number of processes that trained it")
+DATA_LAYOUT_KEYS = ("train_samples", "valid_samples", "steps_per_epoch")
+DATA_LAYOUT_SCHEMA = (
+    lambda value: _has(*DATA_LAYOUT_KEYS)(value) and all(is_count(value[key]) for key in DATA_LAYOUT_KEYS),
+    "the samples of each split and an epoch's optimizer steps",
+)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -112,6 +117,8 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
     schema = dict(RESUME_SCHEMA if resume else EVALUATE_SCHEMA)
     if resume and "mid_epoch" in state:
         schema["mid_epoch"] = MID_EPOCH_SCHEMA
+    if resume and "data_layout" in state:  # checkpoints from before it was recorded have none
+        schema["data_layout"] = DATA_LAYOUT_SCHEMA
     if "classes" in state:  # checkpoints from before class names were kept have none
         schema["classes"] = CLASSES_SCHEMA
     if "world_size" in state:  # nor those from before the number of processes was recorded

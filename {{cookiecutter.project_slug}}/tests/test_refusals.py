@@ -164,7 +164,23 @@ CONFIG_MISTAKES = [
         "arch.type: unknown name 'TinyConvNett'; did you mean 'TinyConvNet'?",
         changes={"arch.type": "TinyConvNett"},
     ),
-    case("abstract-arch", "arch.type: unknown name 'BaseModel'", changes={"arch.type": "BaseModel"}),
+    case("abstract-arch", "arch.type: 'BaseModel' is abstract", changes={"arch.type": "BaseModel"}),
+    case(
+        "arch-names-a-factory-function",
+        "arch.type: 'tiny_conv_net' is a function, not a class; name an nn.Module class (subclass BaseModel or "
+        "nn.Module; for a model a function builds, a class whose __init__ calls it); available: ",
+        changes={"arch.type": "tiny_conv_net"},
+    ),
+    case(
+        "data_loader-names-a-factory-function",
+        "data_loader.type: 'tiny_tensor_loader' is a function, not a class; name a BaseDataLoader subclass",
+        changes={"data_loader.type": "tiny_tensor_loader"},
+    ),
+    case(
+        "data_loader-names-a-dataset",
+        "data_loader.type: 'ItemDataset' is a class, but not a BaseDataLoader subclass",
+        changes={"data_loader.type": "ItemDataset"},
+    ),
     case(
         "unknown-data_loader",
         "data_loader.type: unknown name 'TinyTensorLoadr'",

@@ -154,6 +154,29 @@ def _lookup(module: ModuleType, name: str, key: str, base: type | None) -> Any:
     function_like = callable(value) and not inspect.isclass(value) and not inspect.ismodule(value)
     if name in options or (base is None and function_like):
         return value
+    if base is not None and (function_like or inspect.isclass(value)):
+        raise ConfigRefused(f"{key}: {name!r} {_not_buildable(value, base)}; available: {', '.join(options)}")
     close = difflib.get_close_matches(name, options, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ConfigRefused(f"{key}: unknown name {name!r}; {hint}available: {', '.join(options)}")
+
+
+def _not_buildable(value: Any, base: type) -> str:
+    """Why ``value``, found under the name the config gives, cannot be built where a ``base`` is wanted: a
+    function (a factory such as torchvision's resnet18) or other object, the base class itself, an abstract
+    class or another kind of class: "unknown name" would send the user looking for a name that is there."""
+    if base is torch.nn.Module:
+        wanted = (
+            "an nn.Module class (subclass BaseModel or nn.Module; for a model a function builds, a class "
+            "whose __init__ calls it)"
+        )
+    else:
+        wanted = f"a {base.__name__} subclass"
+    if not inspect.isclass(value):
+        what = "a function" if inspect.isroutine(value) else f"a {type(value).__name__} object"
+        return f"is {what}, not a class; name {wanted}"
+    if value is base:
+        return f"is the base class itself; name {wanted}"
+    if issubclass(value, base):
+        return f"is abstract (its abstract methods are not all defined); name {wanted} that defines them"
+    return f"is a class, but not a {base.__name__} subclass; name {wanted}"

@@ -42,3 +42,8 @@ class NormHeadNet(TinyConvNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.features(x)))
+
+
+def tiny_conv_net(num_classes: int = 3) -> TinyConvNet:
+    """A factory function, as torchvision's resnet18 is: arch.type names only classes, and must say so."""
+    return TinyConvNet(num_classes=num_classes)

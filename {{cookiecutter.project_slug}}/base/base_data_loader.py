@@ -2,9 +2,10 @@
 the one loader path a run uses.
 
 A subclass sets ``mean`` and ``std`` (per channel), optionally ``augmentation`` (from
-base/augment.py), ``classes`` (the class names) and ``image_size`` (the side of its square images,
-to which predict.py resizes image files), and writes ``load_split("train" | "test")``, which
-returns either
+base/augment.py), ``classes`` (the class names, by label; set as a class attribute, or in
+``load_split`` when they are learnt from the data: they are read after the split) and ``image_size``
+(the side of its square images, to which predict.py resizes image files), and writes
+``load_split("train" | "test")``, which returns either
 
 - ``ImageTensors``: the whole split as uint8 tensors. It can then sit on the training device
   (``device_resident``), which is the fast path; or
@@ -78,7 +79,7 @@ class BaseDataLoader:
     mean: ClassVar[tuple[float, ...]] = (0.5,)
     std: ClassVar[tuple[float, ...]] = (0.5,)
     augmentation: ClassVar[BatchAugment | None] = None
-    classes: ClassVar[tuple[str, ...] | None] = None  # the class names, by label; None: not known
+    classes: tuple[str, ...] | None = None  # the class names, by label (load_split may set them); None: not known
     image_size: int | None = None  # image files are resized and centre-cropped to this; None: kept as they are
 
     def class_names(self) -> list[str] | None:

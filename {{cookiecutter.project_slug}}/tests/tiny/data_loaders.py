@@ -77,6 +77,22 @@ class UnnamedTensorLoader(TinyTensorLoader):
     classes = None
 
 
+class LearntClassesLoader(TinyTensorLoader):
+    """Learns its class names while reading a split, as a loader that reads them from the data does;
+    ``reversed_in`` names the split ("train" or "test") whose names come in the opposite order (its labels
+    then mean other classes than the checkpoint's)."""
+
+    classes = None
+
+    def __init__(self, reversed_in: str = "", **loader_args: object) -> None:
+        super().__init__(**loader_args)  # type: ignore[arg-type]
+        self.reversed_in = reversed_in
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        self.classes = CLASSES[::-1] if split == self.reversed_in else CLASSES
+        return super().load_split(split)
+
+
 def tiny_tensor_loader(**loader_args: object) -> TinyTensorLoader:
     """A factory function: data_loader.type names only classes, and must say so."""
     return TinyTensorLoader(**loader_args)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from logger.logger import setup_logging
 from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
 from train import PROJECT_MODULES
 from trainer.build import build_loss_and_metrics
-from trainer.checks import check_model_fits, scores_each_class
+from trainer.checks import KnownLabels, check_model_fits, scores_each_class
 from trainer.trainer import evaluate
 from utils.checkpoint import check_same_classes
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
@@ -39,8 +39,11 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     test_loader = checked_test_split(trained)
     criterion, metrics = build_loss_and_metrics(trained.config, modules)
     first_images, first_targets = next(iter(test_loader))
-    first_output = check_model_fits(model, criterion, metrics, first_images, first_targets)
-    confusion = confusion_for(first_output, first_targets)
+    # Not held to the class names: a checkpoint trained before its output width was checked against them
+    # is still evaluated (confusion_for warns). Every label of a split held in memory must have a score.
+    known = KnownLabels(highest_label=test_loader.highest_label)
+    first_output = check_model_fits(model, criterion, metrics, first_images, first_targets, known)
+    confusion = confusion_for(first_output, first_targets, trained.classes)
     logger.info("Evaluating %s (%s) on the test split", checkpoint_path, trained.trained_for)
     amp_dtype = trained.config.trainer.amp_dtype(trained.device)
     result = evaluate(model, test_loader, criterion, metrics, amp_dtype, confusion)
@@ -72,12 +75,15 @@ def checked_test_split(trained: TrainedModel) -> Loader:
     return test_loader
 
 
-def confusion_for(output: torch.Tensor, targets: torch.Tensor) -> ConfusionMatrix | None:
+def confusion_for(output: torch.Tensor, targets: torch.Tensor, classes: list[str] | None) -> ConfusionMatrix | None:
     """A confusion matrix as wide as the model's ``output`` on a batch, or None when the output is not a
-    score per class."""
+    score per class. The report names its rows by ``classes`` only when there is one name per output."""
     if not scores_each_class(output, targets):
         logger.info("No per-class report: the model's output is not one score per class")
         return None
+    if classes and len(classes) != output.size(1):
+        logger.warning("warning: the model scores %d classes but its checkpoint names %d; the class report shows "
+                       "them by index", output.size(1), len(classes))  # fmt: skip
     return ConfusionMatrix(output.size(1), output.device)
 
 

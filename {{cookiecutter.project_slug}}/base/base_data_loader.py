@@ -141,10 +141,15 @@ class BaseDataLoader:
         order = EpochOrder(len(data), self.seed, shuffle=shuffle, pad=training)  # type: ignore[arg-type]
         prep = self.batch_prep(device, self.augmentation if training and self.settings.augment else None)
         batch_size = self.settings.batch_size
+        loader: Loader
         if isinstance(data, ImageTensors) and self._resident(data, device):
-            return ResidentLoader(data.images, data.targets, order, prep, batch_size, device)
-        dataset = TensorDataset(data.images, data.targets) if isinstance(data, ImageTensors) else data
-        return StreamingLoader(dataset, order, prep, batch_size, device, self._worker_options())
+            loader = ResidentLoader(data.images, data.targets, order, prep, batch_size, device)
+        else:
+            dataset = TensorDataset(data.images, data.targets) if isinstance(data, ImageTensors) else data
+            loader = StreamingLoader(dataset, order, prep, batch_size, device, self._worker_options())
+        if isinstance(data, ImageTensors) and len(data) > 0:  # one pass over the labels, without reading images
+            loader.highest_label = int(data.targets.max())
+        return loader
 
     def _resident(self, data: ImageTensors, device: torch.device) -> bool:
         wanted = self.settings.device_resident

@@ -98,6 +98,9 @@ class _EpochBatches:
         self.order, self.prep, self.batch_size, self.device = order, prep, batch_size, device
         self.epoch, self.start_batch = 0, 0
         self.n_samples = order.n_samples
+        # Set by the BaseDataLoader when the split is in memory (None otherwise): the Trainer and test.py check
+        # the model's outputs against it before any epoch, not only against the first batch's labels.
+        self.highest_label: int | None = None
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Iterate ``epoch`` next (its order depends only on seed and epoch), skipping ``start_batch`` batches."""

@@ -308,6 +308,27 @@ CONFIG_MISTAKES = [
         "arch.args.num_classes: TinyConvNet outputs 2 classes",
         changes={"arch.args.num_classes": 2},
     ),
+    case(
+        "fewer-outputs-than-class-names",
+        "arch.args.num_classes: TinyConvNet outputs 3 classes, but RareClassLoader names 4 (horizontal, vertical, "
+        "cross, dot); set arch.args.num_classes to 4 (or leave it out: it defaults to the number of class names)",
+        changes={"data_loader.type": "RareClassLoader"},
+    ),
+    case(
+        "more-outputs-than-class-names",
+        "arch.args.num_classes: TinyConvNet outputs 10 classes, but TinyTensorLoader names 3 (horizontal, vertical, "
+        "cross); set arch.args.num_classes to 3 (or leave it out: it defaults to the number of class names), or name "
+        "all 10 classes in TinyTensorLoader's classes",
+        changes={"arch.args.num_classes": 10},
+    ),
+    *(
+        case(
+            f"rare-label-beyond-the-outputs-{path}",
+            "arch.args.num_classes: TinyConvNet outputs 3 classes, but the data has label 3",
+            changes={"data_loader.type": "UnnamedRareClassLoader", "data_loader.args.device_resident": resident},
+        )
+        for path, resident in (("held-on-the-device", True), ("read-by-a-dataloader", False))
+    ),
     case("in_channels-wrong", "arch: TinyConvNet cannot take the data's batches", changes={"arch.args.in_channels": 3}),
     case(
         "float-images",

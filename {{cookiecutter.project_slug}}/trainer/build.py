@@ -52,7 +52,9 @@ def _class_count_left_out(config: Config, registry: Registry) -> bool:
 
 def check_class_count(config: Config, registry: Registry, classes: list[str] | None) -> None:
     """A model that takes ``num_classes``, with none in the config and none counted from the data, would
-    silently get its own default (10 for ConvNet): refuse that, so a 2-class run never trains 10 outputs."""
+    silently get its own default (10 for ConvNet): refuse that, so a 2-class run never trains 10 outputs.
+    A width other than the number of class names the loader gives (whether num_classes is set or the model
+    has none) is refused on the model's output, by check_model_fits (trainer/checks.py)."""
     if not classes and _class_count_left_out(config, registry):
         raise ConfigRefused(
             f"arch.args.num_classes: not set, and {config.data_loader.type} names no classes to count; set it in "

@@ -2,6 +2,8 @@
 takes the data and its output fits the labels, the loss and every metric, and that no epoch ends in a batch
 BatchNorm cannot train on. Each mistake is one line naming the setting to change."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -15,11 +17,39 @@ def scores_each_class(output: torch.Tensor, targets: torch.Tensor) -> bool:
     return output.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point()
 
 
+@dataclass(frozen=True)
+class KnownLabels:
+    """What is known of the data's labels before any epoch: the class names its loader (``loader``, named as
+    config.json's data_loader.type names it) gives, if it is to be held to them, and the highest label of the
+    splits held in memory (None when a split is read item by item: finding it would read every sample)."""
+
+    loader: str = "the data loader"
+    classes: list[str] | None = None
+    highest_label: int | None = None
+
+
 @torch.no_grad()
-def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric],
-                     images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric], images: torch.Tensor,
+                     targets: torch.Tensor, known: KnownLabels = KnownLabels()) -> torch.Tensor:  # fmt: skip
     """The model's output on the batch (in eval mode); a one-line ConfigRefused when ``model`` cannot take
-    it, or its output does not fit the labels, the loss or a metric."""
+    it, or its output does not fit the labels (the batch's and what is ``known``), the loss or a metric."""
+    output = model_output(model, images)
+    if scores_each_class(output, targets):
+        check_outputs_fit_labels(type(model).__name__, output.size(1), targets, known)
+    try:
+        criterion(output.float(), targets)
+    except Exception as err:
+        raise ConfigRefused(
+            f"loss: it cannot compare {type(model).__name__}'s output with the labels ({first_sentence(err)})"
+        ) from None
+    for metric_name, metric in metrics.items():
+        check_metric(metric_name, metric, output, targets)
+    return output
+
+
+def model_output(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's output on ``images`` in eval mode; a one-line ConfigRefused when it cannot take them or
+    returns something other than one tensor."""
     name, was_training = type(model).__name__, model.training
     model.eval()
     try:
@@ -36,20 +66,36 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
             f"arch: {name} returns a {type(output).__name__}, not a tensor; return one tensor, the output that the "
             "loss and metrics compare with the labels (compute extra outputs' losses inside the model)"
         )
-    if scores_each_class(output, targets) and int(targets.max()) >= output.size(1):
-        raise ConfigRefused(
-            f"arch.args.num_classes: {name} outputs {output.size(1)} classes, but the data has label "
-            f"{int(targets.max())}; set num_classes to the number of classes in the data"
-        )
-    try:
-        criterion(output.float(), targets)
-    except Exception as err:
-        raise ConfigRefused(
-            f"loss: it cannot compare {name}'s output with the labels ({first_sentence(err)})"
-        ) from None
-    for metric_name, metric in metrics.items():
-        check_metric(metric_name, metric, output, targets)
     return output
+
+
+def check_outputs_fit_labels(name: str, width: int, targets: torch.Tensor, known: KnownLabels) -> None:
+    """Refuse ``width`` scores per sample (``name``'s output) for another number of class names, or for a label
+    of the batch or of ``known.highest_label`` that it has no score for: the loss would fail part way through
+    an epoch, or the extra outputs would be trained and reported as classes without names."""
+    mismatch = class_count_mismatch(name, width, known)
+    if mismatch is not None:
+        count = len(known.classes or ())
+        other_fix = "" if width < count else f", or name all {width} classes in {known.loader}'s classes"
+        raise ConfigRefused(
+            f"arch.args.num_classes: {mismatch}; set arch.args.num_classes to {count} (or leave it out: it "
+            f"defaults to the number of class names){other_fix}"
+        )
+    highest = max(int(targets.max()), -1 if known.highest_label is None else known.highest_label)
+    if highest >= width:
+        raise ConfigRefused(
+            f"arch.args.num_classes: {name} outputs {width} classes, but the data has label {highest}; set "
+            "num_classes to the number of classes in the data"
+        )
+
+
+def class_count_mismatch(name: str, width: int, known: KnownLabels) -> str | None:
+    """'<name> outputs 10 classes, but <loader> names 3 (a, b, c)' when the loader names its classes and
+    ``width`` (``name``'s outputs) is not their count; None when it names none or as many."""
+    if known.classes is None or width == len(known.classes):
+        return None
+    shown = ", ".join(known.classes[:6]) + (", ..." if len(known.classes) > 6 else "")
+    return f"{name} outputs {width} classes, but {known.loader} names {len(known.classes)} ({shown})"
 
 
 @torch.no_grad()

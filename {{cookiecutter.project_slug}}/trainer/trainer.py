@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,7 +21,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from base.base_data_loader import Loader
 from logger.trackers import Tracker
 from trainer.checkpoint import Checkpointer
-from trainer.checks import check_batch_norm_batches, check_model_fits
+from trainer.checks import (
+    KnownLabels,
+    check_batch_norm_batches,
+    check_model_fits,
+    class_count_mismatch,
+    scores_each_class,
+)
 from trainer.loss_watch import LossWatch
 from trainer.monitor import Monitor, measured_names
 from trainer.settings import TrainerSettings
@@ -92,8 +99,23 @@ class Trainer:
         written, so a model that does not fit the data is one line instead of a crash in epoch 1."""
         self.train_loader.set_epoch(self.start_epoch)
         images, targets = next(iter(self.train_loader))
-        check_model_fits(self.model, self.criterion, self.metrics, images, targets)
+        known = self._known_labels()
+        # A resumed checkpoint's output width is fixed (a resume refuses changes to arch): one trained before
+        # the width was checked against the class names goes on, warned, rather than being stranded.
+        continuing = self.start_epoch > 1 or self.resume_point is not None
+        output = check_model_fits(self.model, self.criterion, self.metrics, images, targets,
+                                  replace(known, classes=None) if continuing else known)  # fmt: skip
+        mismatch = class_count_mismatch(type(self.model).__name__, output.size(1), known)
+        if continuing and mismatch is not None and scores_each_class(output, targets):
+            logger.warning("warning: %s; the checkpoint was trained so and goes on (a new run of this config is "
+                           "refused: set arch.args.num_classes to %d)", mismatch, len(self.classes or ()))  # fmt: skip
         check_batch_norm_batches(self.model, images[:1], self.train_loader.order.share(), self.train_loader.batch_size)
+
+    def _known_labels(self) -> KnownLabels:
+        """The loader's class names and the highest label of the splits it holds in memory."""
+        loaders = [loader for loader in (self.train_loader, self.valid_loader) if loader is not None]
+        highest = max((loader.highest_label for loader in loaders if loader.highest_label is not None), default=None)
+        return KnownLabels(self.recorded_config["data_loader"]["type"], self.classes, highest)
 
     def fit(self, checkpoints: Checkpointer, trackers: list[Tracker]) -> None:
         """Train from ``start_epoch`` to ``settings.epochs``, or until early stopping or a stop signal;

@@ -77,6 +77,25 @@ class UnnamedTensorLoader(TinyTensorLoader):
     classes = None
 
 
+class RareClassLoader(TinyTensorLoader):
+    """A fourth class, "dot", so rare that only the last training sample has it (a label no first batch shows:
+    a model with three outputs would fail part way through an epoch)."""
+
+    classes = (*CLASSES, "dot")
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        tensors = super().load_split(split)
+        if split == "train":
+            tensors.targets[-1] = 3  # type: ignore[union-attr]
+        return tensors
+
+
+class UnnamedRareClassLoader(RareClassLoader):
+    """The rare fourth class without class names: only the labels say there are four."""
+
+    classes = None
+
+
 class LearntClassesLoader(TinyTensorLoader):
     """Learns its class names while reading a split, as a loader that reads them from the data does;
     ``reversed_in`` names the split ("train" or "test") whose names come in the opposite order (its labels

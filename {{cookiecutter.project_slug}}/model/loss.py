@@ -1,4 +1,5 @@
-"""Loss functions, named by config.json's ``loss``. Each maps (logits, targets) to a scalar."""
+"""Loss functions, named by config.json's ``loss``. Each maps (logits, targets) to the batch mean as a 0-dim
+float tensor, which the trainer differentiates (train.py refuses one that returns anything else)."""
 
 import torch
 import torch.nn.functional as F

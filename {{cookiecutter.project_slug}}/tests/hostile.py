@@ -239,6 +239,21 @@ def smoothed_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.
     return F.cross_entropy(output, target, label_smoothing=0.1)
 
 
+def per_sample_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One loss per sample instead of the batch mean: backward() cannot start from it."""
+    return F.cross_entropy(output, target, reduction="none")
+
+
+def error_count(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A 0-dim integer tensor, which has no gradient."""
+    return (output.argmax(dim=1) != target).sum()
+
+
+def hosted_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> float:
+    """A Python number, cut off from the graph."""
+    return F.cross_entropy(output, target).item()
+
+
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.argmax(dim=1) == target).float().mean()
 
@@ -271,12 +286,14 @@ def _namespace(*members: Callable[..., Any] | type) -> types.ModuleType:
     return module
 
 
-# Two losses and two metrics (so that a resume can change them), three broken metrics, and a model
-# that interrupts itself.
+# Two losses and two metrics (so that a resume can change them), three broken losses and three broken
+# metrics, and a model that interrupts itself.
 EXTRA = Registry(
     models=_namespace(TinyConvNet, InterruptingNet),
     data_loaders=TINY.data_loaders,
-    losses=_namespace(cross_entropy, smoothed_cross_entropy),
+    losses=_namespace(
+        cross_entropy, smoothed_cross_entropy, per_sample_cross_entropy, error_count, hosted_cross_entropy
+    ),
     metrics=_namespace(accuracy, error_rate, hosted_accuracy, correct, top_20_accuracy),
 )
 

@@ -372,6 +372,25 @@ CONFIG_MISTAKES = [
         changes={"metrics": ["top_20_accuracy"]},
         modules=EXTRA,
     ),
+    # losses that backward() cannot start from (tests/hostile.py)
+    case(
+        "loss-per-sample",
+        "loss: per_sample_cross_entropy returned a tensor of shape (32,); return the batch mean as a 0-dim float",
+        changes={"loss": "per_sample_cross_entropy"},
+        modules=EXTRA,
+    ),
+    case(
+        "loss-integer",
+        "loss: error_count returned a tensor of int64; return the batch mean",
+        changes={"loss": "error_count"},
+        modules=EXTRA,
+    ),
+    case(
+        "loss-returns-a-float",
+        "loss: hosted_cross_entropy returned float; return the batch mean as a 0-dim float tensor, without .item()",
+        changes={"loss": "hosted_cross_entropy"},
+        modules=EXTRA,
+    ),
     # name, seed and the other top-level keys
     case("name-empty", "name: expected a plain folder name", changes={"name": ""}),
     case("name-dot", "name: expected a plain folder name", changes={"name": "."}),

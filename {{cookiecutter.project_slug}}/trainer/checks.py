@@ -36,12 +36,7 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
     output = model_output(model, images)
     if scores_each_class(output, targets):
         check_outputs_fit_labels(type(model).__name__, output.size(1), targets, known)
-    try:
-        criterion(output.float(), targets)
-    except Exception as err:
-        raise ConfigRefused(
-            f"loss: it cannot compare {type(model).__name__}'s output with the labels ({first_sentence(err)})"
-        ) from None
+    check_loss(criterion, type(model).__name__, output, targets)
     for metric_name, metric in metrics.items():
         check_metric(metric_name, metric, output, targets)
     return output
@@ -130,6 +125,30 @@ def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int
             f"use batch_size {next(size for size in range(batch_size + 1, samples + 2) if samples % size != 1)} "
             "or another validation_split"
         )
+
+
+def check_loss(criterion: Metric, model_name: str, output: torch.Tensor, targets: torch.Tensor) -> None:
+    """The loss must give the batch mean as a 0-dim floating tensor: backward() differentiates only a scalar,
+    and an integer has no gradient. Found here, it is one line instead of a crash in the first step."""
+    try:
+        value = criterion(output.float(), targets)
+    except Exception as err:
+        raise ConfigRefused(
+            f"loss: it cannot compare {model_name}'s output with the labels ({first_sentence(err)})"
+        ) from None
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+        return
+    if not isinstance(value, torch.Tensor):
+        got = type(value).__name__
+    elif value.dim() != 0:
+        got = f"a tensor of shape {tuple(value.shape)}"
+    else:
+        got = f"a tensor of {str(value.dtype).removeprefix('torch.')}"
+    loss_name = getattr(criterion, "__name__", type(criterion).__name__)
+    raise ConfigRefused(
+        f"loss: {loss_name} returned {got}; return the batch mean as a 0-dim float tensor, without .item() "
+        "(F.cross_entropy's default reduction, as model/loss.py's cross_entropy does)"
+    )
 
 
 def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:

@@ -72,6 +72,7 @@ class BatchPrep:
                  device: torch.device) -> None:  # fmt: skip
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.value_counts = (len(mean), len(std))  # one per channel, the data's and the files predict.py reads
         self.augment = augment
         self.seed = seed
         self.generator = torch.Generator(device=device)
@@ -82,6 +83,13 @@ class BatchPrep:
                 f"data_loader: its batches hold {str(images.dtype).removeprefix('torch.')} of shape "
                 f"{tuple(images.shape)}; load_split must give uint8 images N x C x H x W (0-255), which the loaders "
                 "scale to [0, 1] and normalise (see base/base_data_loader.py)"
+            )
+        if (images.size(1), images.size(1)) != self.value_counts:  # else it broadcasts, or fails without a reason
+            raise UsageError(
+                f"data_loader: its batches hold images of shape {tuple(images.shape)}, {images.size(1)} channels as "
+                f"N x C x H x W, but the loader's mean has {self.value_counts[0]} values and its std "
+                f"{self.value_counts[1]}; images are N x H x W x C? permute(0, 3, 1, 2) in load_split; mean and std "
+                "need one value per channel"
             )
         images = images.float().div_(255)
         if self.augment is not None:

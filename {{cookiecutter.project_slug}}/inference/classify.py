@@ -100,7 +100,8 @@ def _probabilities(model: torch.nn.Module, inputs: torch.Tensor, amp: torch.dtyp
     except Exception as err:  # whatever the model raises on images of another size or channel count
         raise UsageError(
             f"the model fails on the files, read as images of shape {tuple(inputs.shape[1:])} ({first_sentence(err)}); "
-            "if that is not the size it trained on, give the data loader that image_size"
+            "the data loader reads files with as many channels as its mean and std have values, resized to its "
+            "image_size: if the model trained on other channels or another size, set those to match"
         ) from None
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.size(1) < 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

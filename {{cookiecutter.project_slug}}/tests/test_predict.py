@@ -164,7 +164,12 @@ def fails_on_size(self: TinyConvNet, x: torch.Tensor) -> torch.Tensor:
 
 # A model's forward that predict.py cannot use -> what its one line says.
 UNUSABLE_MODELS = {
-    "cannot-take-the-files": (fails_on_size, "the model fails on the files, read as images of shape (1, 8, 8) (mat1"),
+    "cannot-take-the-files": (
+        fails_on_size,
+        "the model fails on the files, read as images of shape (1, 8, 8) (mat1 and mat2 shapes cannot be multiplied "
+        "(5x784 and 8x16)); the data loader reads files with as many channels as its mean and std have values, "
+        "resized to its image_size",
+    ),
     "one-output": (lambda self, x: torch.zeros(len(x), 1), "arch: the model returns (60, 1); predict.py needs"),
     "not-a-tensor": (lambda self, x: (torch.zeros(len(x), 3),), "arch: the model returns tuple; predict.py needs"),
 }

@@ -341,6 +341,24 @@ CONFIG_MISTAKES = [
         changes={"data_loader.type": "TinyFloatLoader", "data_loader.args.device_resident": False},
     ),
     case(
+        "images-hwc",
+        "data_loader: its batches hold images of shape (32, 8, 8, 1), 8 channels as N x C x H x W, but the loader's "
+        "mean has 1 values and its std 1; images are N x H x W x C? permute(0, 3, 1, 2) in load_split",
+        changes={"data_loader.type": "TinyHwcLoader"},
+    ),
+    case(
+        "images-hwc-read-by-a-dataloader",
+        "data_loader: its batches hold images of shape (32, 8, 8, 1), 8 channels",
+        changes={"data_loader.type": "TinyHwcDatasetLoader"},
+    ),
+    case(
+        "rgb-images-one-mean",
+        "data_loader: its batches hold images of shape (32, 3, 8, 8), 3 channels as N x C x H x W, but the loader's "
+        "mean has 1 values and its std 1; images are N x H x W x C? permute(0, 3, 1, 2) in load_split; mean and std "
+        "need one value per channel",
+        changes={"data_loader.type": "TinyRgbLoader", "arch.args.in_channels": 3},
+    ),
+    case(
         "num_classes-neither-set-nor-counted",
         "arch.args.num_classes: not set, and UnnamedTensorLoader names no classes to count; set it in config.json",
         changes={"data_loader.type": "UnnamedTensorLoader", "arch.args.num_classes": DELETE},

@@ -71,6 +71,31 @@ class TinyFloatLoader(TinyTensorLoader):
         return ImageTensors(tensors.images.float() / 255, tensors.targets)  # type: ignore[union-attr]
 
 
+class TinyHwcLoader(TinyTensorLoader):
+    """The same images as N x H x W x C (numpy's and PIL's layout), which the loaders refuse: they take N x C x H x W
+    (as ImageTensors or Dataset items of C x H x W)."""
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        tensors = super().load_split(split)
+        return ImageTensors(tensors.images.permute(0, 2, 3, 1).contiguous(), tensors.targets)  # type: ignore[union-attr]
+
+
+class TinyHwcDatasetLoader(TinyHwcLoader):
+    """N x H x W x C images as a ``Dataset`` (H x W x C items): the DataLoader path."""
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        return ItemDataset(super().load_split(split))  # type: ignore[arg-type]
+
+
+class TinyRgbLoader(TinyTensorLoader):
+    """The same images in three channels, normalised by one mean and std for all three, which the loaders refuse:
+    predict.py would read image files as one channel (it reads as many as the mean has values)."""
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        tensors = super().load_split(split)
+        return ImageTensors(tensors.images.expand(-1, 3, -1, -1).contiguous(), tensors.targets)  # type: ignore[union-attr]
+
+
 class UnnamedTensorLoader(TinyTensorLoader):
     """The same data without class names (a loader of yours that does not set ``classes``)."""
 

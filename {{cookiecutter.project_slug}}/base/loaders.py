@@ -17,9 +17,10 @@ import multiprocessing
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from utils.dist import rank, world_size
 from utils.errors import UsageError
@@ -172,8 +173,8 @@ class StreamingLoader(_EpochBatches):
         batches = _IndexLists(self)
         if workers.get("num_workers"):
             end_workers_at_exit()
-        self.loader = DataLoader(dataset, batch_sampler=batches, generator=self.generator,
-                                 worker_init_fn=start_worker, **workers)  # fmt: skip
+        self.loader = DataLoader(dataset, batch_sampler=batches, generator=self.generator, worker_init_fn=start_worker,
+                                 collate_fn=collate_same_size, **workers)  # fmt: skip
         self.num_workers = self.loader.num_workers
 
     def __iter__(self) -> Iterator[Batch]:
@@ -181,6 +182,26 @@ class StreamingLoader(_EpochBatches):
         for batch, (images, targets) in enumerate(self.loader, start=self.start_batch):
             images = images.to(self.device, non_blocking=True)
             yield self.prep(images, self.epoch, batch), targets.to(self.device, non_blocking=True)
+
+
+def collate_same_size(items: list[Any]) -> Any:
+    """torch's default_collate, with one line for the mistake it cannot stack: images of one batch that
+    differ in size (a Dataset that does not resize its files). Checked only once stacking has failed."""
+    try:
+        return default_collate(items)
+    except RuntimeError:
+        shapes = sorted({tuple(item[0].shape) for item in items if _is_image_item(item)})
+        if len(shapes) < 2:
+            raise
+        raise UsageError(
+            f"data_loader: the images of a split differ in size ({shapes[0]} and {shapes[1]} in one batch); every "
+            "image of a split must have the same size: resize them in the Dataset, or set the loader's image_size "
+            "if it takes one (ImageFolderDataLoader: data_loader.args.image_size)"
+        ) from None
+
+
+def _is_image_item(item: Any) -> bool:
+    return isinstance(item, tuple | list) and len(item) > 0 and isinstance(item[0], torch.Tensor)
 
 
 class _IndexLists:

@@ -352,6 +352,17 @@ CONFIG_MISTAKES = [
         changes={"data_loader.type": "TinyHwcDatasetLoader"},
     ),
     case(
+        "images-of-two-sizes",
+        "data_loader: the images of a split differ in size ((1, 7, 8) and (1, 8, 8) in one batch); every image of a "
+        "split must have the same size: resize them in the Dataset, or set the loader's image_size if it takes one",
+        changes={"data_loader.type": "TinyRaggedLoader"},
+    ),
+    case(
+        "images-of-two-sizes-in-a-worker",
+        "data_loader: the images of a split differ in size ((1, 7, 8) and (1, 8, 8) in one batch); every image",
+        changes={"data_loader.type": "TinyRaggedLoader", "data_loader.args.num_workers": 1},
+    ),
+    case(
         "rgb-images-one-mean",
         "data_loader: its batches hold images of shape (32, 3, 8, 8), 3 channels as N x C x H x W, but the loader's "
         "mean has 1 values and its std 1; images are N x H x W x C? permute(0, 3, 1, 2) in load_split; mean and std "

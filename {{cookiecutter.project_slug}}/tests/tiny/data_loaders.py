@@ -87,6 +87,21 @@ class TinyHwcDatasetLoader(TinyHwcLoader):
         return ItemDataset(super().load_split(split))  # type: ignore[arg-type]
 
 
+class RaggedDataset(ItemDataset):
+    """Every fifth image one row short: items of two sizes, which a batch cannot stack."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, target = super().__getitem__(index)
+        return (image[:, 1:] if index % 5 == 0 else image), target
+
+
+class TinyRaggedLoader(TinyTensorLoader):
+    """A ``Dataset`` whose images differ in size (a folder of files, not resized), which the loaders refuse."""
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        return RaggedDataset(super().load_split(split))  # type: ignore[arg-type]
+
+
 class TinyRgbLoader(TinyTensorLoader):
     """The same images in three channels, normalised by one mean and std for all three, which the loaders refuse:
     predict.py would read image files as one channel (it reads as many as the mean has values)."""

@@ -17,6 +17,8 @@ This class holds out the validation part of the training split and builds the lo
 applies, offered to predict.py and export.py.
 """
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -85,6 +87,17 @@ class BaseDataLoader:
     def class_names(self) -> list[str] | None:
         """The class names by label (checkpoints keep them, and the model's ``num_classes`` defaults to their count)."""
         return list(self.classes) if self.classes is not None else None
+
+    @classmethod
+    def argument_names(cls) -> list[str]:
+        """Every key ``data_loader.args`` may hold for this class: the named parameters of each ``__init__``
+        from its own down to BaseDataLoader's (which the ``**loader_args`` pass through), and the LoaderSettings."""
+        names = {field.name for field in dataclasses.fields(LoaderSettings)}
+        for klass in cls.__mro__[: cls.__mro__.index(BaseDataLoader)]:
+            if "__init__" in vars(klass):
+                parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]  # not self
+                names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return sorted(names)
 
     def __init__(self, seed: int = 0, **loader_args: Any) -> None:
         self.seed = seed

@@ -344,3 +344,23 @@ def test_an_argument_the_run_passes_that_the_class_cannot_take_says_so() -> None
         "data_loader.type: VictoresqueStyle.__init__ has no 'seed' parameter, which the run passes to every "
         "data_loader; add it and pass it on to the base class's __init__ (or take **kwargs and pass those on)"
     )
+
+
+@pytest.mark.parametrize(
+    ("loader", "typo", "expected"),
+    [
+        ("MnistSampleDataLoader", "data_dri", "did you mean 'data_dir'? known keys: augment, batch_size, data_dir, "),
+        ("ImageFolderDataLoader", "imag_size", "did you mean 'image_size'? known keys: augment, batch_size, crop_"),
+        ("Cifar10DataLoader", "downlaod", "did you mean 'download'? known keys: augment, batch_size, data_dir, "),
+    ],
+)
+def test_a_misspelt_argument_of_the_loader_s_own_is_matched_against_its_parameters(
+    loader: str, typo: str, expected: str
+) -> None:
+    """The known keys of a data loader are its __init__'s parameters (and its parents', inherited as
+    Cifar10DataLoader inherits TorchvisionDataLoader's) besides the base class's settings, not only the latter."""
+    from data_loader import data_loaders
+
+    with pytest.raises(UsageError) as err:
+        build(ObjectSpec(loader, {typo: 1}), "data_loader", data_loaders, BaseDataLoader, seed=1)
+    assert str(err.value).startswith(f"data_loader.args.{typo}: unknown key; {expected}"), str(err.value)

@@ -112,6 +112,12 @@ CONFIG_MISTAKES = [
         changes={"data_loader.args.batchsize": 16},
     ),
     case(
+        "unknown-loader-own-arg",
+        "data_loader.args.n_trian: unknown key; did you mean 'n_train'? known keys: augment, batch_size, "
+        "device_resident, n_test, n_train, num_workers",
+        changes={"data_loader.args.n_trian": 16},
+    ),
+    case(
         "unknown-optimizer-arg",
         "optimizer.args.lrr: unknown key; did you mean 'lr'?",
         changes={"optimizer.args.lrr": 0.1},

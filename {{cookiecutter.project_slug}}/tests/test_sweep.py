@@ -198,7 +198,7 @@ BAD_SPACES = {
     "NaN bound": ({"optimizer.args.lr": {"type": "float", "low": float("nan"), "high": 0.1}}, "must be finite"),
     "unknown loader argument": (
         {"data_loader.args.batch_sz": {"type": "categorical", "choices": [16]}},
-        "space.data_loader.args.batch_sz = 16: data_loader.args: TinyTensorLoader rejected its arguments",
+        "space.data_loader.args.batch_sz = 16: data_loader.args.batch_sz: unknown key; did you mean 'batch_size'?",
     ),
     "loader value": (
         {"data_loader.args.batch_size": {"type": "int", "low": 0, "high": 8}},

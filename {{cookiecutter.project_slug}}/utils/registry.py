@@ -57,6 +57,7 @@ def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: A
     arguments = {**copy.deepcopy(spec.args), **kwargs}
     if signature is not None:
         _refuse_missing_parameters(key, factory.__name__, signature, kwargs)
+        _refuse_unknown_arguments(key, factory, signature, len(args), spec.args)
         _check_arguments(key, factory.__name__, signature, len(args), arguments)
     for name, value in spec.args.items():
         default = signature.parameters[name].default if signature and name in signature.parameters else None
@@ -82,7 +83,7 @@ def check_argument_names(spec: "ObjectSpec", key: str, module: ModuleType, base:
     ``n_given`` positional ones from the code); a sweep checks the values it will try with this."""
     factory, signature = _factory(spec, key, module, base)
     if signature is not None:
-        _refuse_unknown_arguments(key, signature, n_given, spec.args)
+        _refuse_unknown_arguments(key, factory, signature, n_given, spec.args)
 
 
 def _factory(spec: "ObjectSpec", key: str, module: ModuleType, base: type) -> tuple[Any, inspect.Signature | None]:
@@ -94,13 +95,18 @@ def _factory(spec: "ObjectSpec", key: str, module: ModuleType, base: type) -> tu
         return factory, None
 
 
-def _refuse_unknown_arguments(key: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
+def _refuse_unknown_arguments(key: str, factory: Any, signature: inspect.Signature, n_given: int,
+                              arguments: dict) -> None:  # fmt: skip
     """'unknown key; did you mean' for an argument name the signature has no place for."""
     parameters = signature.parameters.values()
     given = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n_given]
     named = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in given]
-    unknown = [argument for argument in arguments if argument not in signature.parameters]
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    if takes_any and inspect.isclass(factory) and issubclass(factory, BaseDataLoader):
+        # A data loader's **loader_args end in the base class's settings: its own parameters and those are all.
+        named, takes_any = factory.argument_names(), False
+    unknown = [argument for argument in arguments if argument not in signature.parameters and argument not in named]
+    if unknown and not takes_any:
         raise unknown_key(f"{key}.args.{unknown[0]}", unknown[0], named)
 
 
@@ -118,12 +124,11 @@ def _refuse_missing_parameters(key: str, name: str, signature: inspect.Signature
 
 
 def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
-    """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the
-    code); a misspelt argument name gets a "did you mean"."""
+    """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the code),
+    once the unknown names are refused: a required one missing, or one given twice."""
     try:
         signature.bind(*range(n_given), **arguments)
     except TypeError as err:
-        _refuse_unknown_arguments(key, signature, n_given, arguments)
         raise ConfigRefused(f"{key}.args: {name} does not accept these arguments ({err})") from None
 
 

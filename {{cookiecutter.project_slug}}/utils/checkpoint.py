@@ -191,7 +191,7 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tenso
     if problems:
         raise UsageError(
             f"checkpoint {str(source)!r} does not fit {type(model).__name__} ({'; '.join(problems)}); "
-            "use the arch and args the checkpoint was trained with"
+            "use the arch and args the checkpoint was trained with, and the model code (model/) it was trained with"
         )
     model.load_state_dict(state_dict)
 

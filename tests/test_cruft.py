@@ -259,7 +259,7 @@ def test_runs_from_before_an_update_still_evaluate_and_resume(
         '    keep_last: int = setting(3, "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0)\n',
         "",
     )
-    edit(slug / "train.py", "settings.save_period, settings.keep_last", "settings.save_period, 0")
+    edit(slug / "train.py", "config.trainer.save_period, config.trainer.keep_last", "config.trainer.save_period, 0")
     edit(slug / "config.json", '    "keep_last": 3,\n', "")
     run("git", "commit", "-qam", "template v3: drop trainer.keep_last", cwd=template_repo)
     run("cruft", "update", "-y", "--variables-to-update", '{"tensorboard": false}', cwd=project)

@@ -252,14 +252,20 @@ def counted(monkeypatch: pytest.MonkeyPatch, target: str) -> list[Any]:
     return configs
 
 
-def test_the_shipped_space_is_checked_value_by_value_on_data_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_space_is_checked_value_by_value_on_data_loaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's sweep.json on the tiny config (its model has a width too, 16 as config.json's): the
+    project's own config and data are the user's, and may need files or a download."""
     from sweeps.space import check_space, read_spec
 
-    project = Path(sweep.__file__).parent
-    monkeypatch.chdir(project)  # config.json's data_dir is relative to the project
+    shipped = json.loads((Path(sweep.__file__).parent / "sweep.json").read_text(encoding="utf-8"))
+    config_path = sweep_files(tmp_path, shipped["space"])
+    config = json.loads(config_path.read_text())
+    write_config(config_path, {**config, "arch": {"type": "TinyConvNet", "args": {"num_classes": 3, "width": 16}}})
     built, loaded = counted(monkeypatch, "sweeps.space.build_trainer"), counted(monkeypatch, "trainer.build.build_data")
-    spec = read_spec(project / "sweep.json")
-    check_space(spec, project / "config.json", ['device="cpu"'], train.PROJECT_MODULES, "sweep.json")
+    spec = read_spec(tmp_path / "sweep.json")
+    check_space(spec, config_path, [], TINY, "sweep.json")
     edges = [value for param in spec.params for value in param.extremes()]
     assert len(built) == len(edges), "the config, then each edge value but its own width (16): all checked"
     assert len(loaded) == 1, "no searched key changes the data: it is loaded once, for the config"

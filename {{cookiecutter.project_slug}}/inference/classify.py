@@ -59,12 +59,14 @@ def classify_files(trained: TrainedModel, paths: list[Path], top_k: int) -> Clas
     # collate_fn=list keeps the batch as it is: images may be missing or (without image_size) differ in size
     loader = DataLoader(_ImageFiles(paths, data.image_reader()), batch_size=batch_size,
                         num_workers=data.settings.num_workers, collate_fn=list)  # fmt: skip
+    # Files kept at their own size (no image_size) must have the training samples' size to be classified.
+    trained_shape = trained.input_shape if data.image_size is None else None
     result, start = Classified(), 0
     show_bar = len(paths) > batch_size  # one batch is over before a bar could say anything
     with tqdm(total=len(paths), unit="image", leave=False, disable=None if show_bar else True) as bar:
         for batch in loader:
             batch_paths = paths[start : start + len(batch)]
-            images, readable = _stack_readable(batch_paths, batch, result.unreadable)
+            images, readable = _stack_readable(batch_paths, batch, result.unreadable, trained_shape)
             if readable:
                 probabilities = _probabilities(trained.model, prep(images.to(device), 0, 0), amp)
                 top = probabilities.topk(min(top_k, probabilities.size(1)), dim=1)
@@ -76,13 +78,16 @@ def classify_files(trained: TrainedModel, paths: list[Path], top_k: int) -> Clas
     return result
 
 
-def _stack_readable(paths: list[Path], batch: list[ReadResult],
-                    unreadable: list[tuple[Path, str]]) -> tuple[torch.Tensor, list[Path]]:  # fmt: skip
-    """The batch's readable images as one uint8 tensor; the others go to ``unreadable`` with the reason."""
+def _stack_readable(paths: list[Path], batch: list[ReadResult], unreadable: list[tuple[Path, str]],
+                    trained_shape: tuple[int, ...] | None) -> tuple[torch.Tensor, list[Path]]:  # fmt: skip
+    """The batch's readable images as one uint8 tensor; the others go to ``unreadable`` with the reason. Each
+    must have ``trained_shape`` (the model's training samples'), or, for older checkpoints, the batch's first."""
     images, readable = [], []
     for path, (image, reason) in zip(paths, batch, strict=True):
-        if image is not None and images and image.shape != images[0].shape:
-            shapes = f"{'x'.join(map(str, image.shape))}, not {'x'.join(map(str, images[0].shape))}"
+        expected = trained_shape or (tuple(images[0].shape) if images else None)
+        if image is not None and expected is not None and tuple(image.shape) != expected:
+            which = "the model trained on" if trained_shape else "the first file's"
+            shapes = f"{'x'.join(map(str, image.shape))}, not {'x'.join(map(str, expected))} ({which})"
             image, reason = None, f"its size is {shapes}; give the data loader an image_size to resize files"
         if image is None:
             unreadable.append((path, reason or "unreadable"))

@@ -26,6 +26,7 @@ class TrainedModel:
     checkpoint_path: Path
     epoch: int  # the epochs it finished
     mid_epoch: dict[str, int] | None  # {"epoch", "step"} when it was saved part way through the next one
+    input_shape: tuple[int, ...] | None = None  # one training sample's (C, H, W); None in older checkpoints
 
     @property
     def trained_for(self) -> str:
@@ -58,4 +59,5 @@ def load_trained_model(
     data = build_data(config, modules)
     point = checkpoint.get("mid_epoch")
     mid_epoch = {"epoch": point["epoch"], "step": point["step"]} if point else None
-    return TrainedModel(model, config, data, classes, device, checkpoint_path, checkpoint["epoch"], mid_epoch)
+    shape = tuple(checkpoint["input_shape"]) if checkpoint.get("input_shape") else None
+    return TrainedModel(model, config, data, classes, device, checkpoint_path, checkpoint["epoch"], mid_epoch, shape)

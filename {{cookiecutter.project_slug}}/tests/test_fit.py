@@ -26,7 +26,16 @@ MakeTrainer = Callable[[dict[str, Any]], Trainer]
 # What every checkpoint holds: the state to continue from, and what describes it. A stop part way
 # through an epoch adds "mid_epoch".
 STATE_KEYS = {"model", "optimizer", "lr_scheduler", "grad_scaler", "monitor", "rng"}
-CHECKPOINT_KEYS = STATE_KEYS | {"arch", "epoch", "metrics", "config", "classes", "world_size", "data_layout"}
+CHECKPOINT_KEYS = STATE_KEYS | {
+    "arch",
+    "epoch",
+    "metrics",
+    "config",
+    "classes",
+    "world_size",
+    "data_layout",
+    "input_shape",
+}
 
 
 @pytest.mark.parametrize(

@@ -198,3 +198,19 @@ def test_more_outputs_than_class_names_is_a_warning(
     assert predict.main(["-r", str(tiny_run), str(test_split_pngs / "0"), "-o", str(out)], modules=TINY) == 0
     assert "warning: the model scores 5 classes but its checkpoint names 3" in capsys.readouterr().err
     assert {row["class"] for row in read_rows(out)} == {"4"}, "the top class has no name: its index"
+
+
+def test_files_of_another_size_than_the_model_trained_on_are_skipped_whichever_comes_first(
+    tiny_run: Path, test_split_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files kept at their own size (no image_size) are held to the size of the training samples, which the
+    checkpoint keeps; the first file of a batch used to set the size, so one odd file first skipped the rest."""
+    odd = tmp_path / "0-odd.png"  # sorted before the others
+    Image.new("L", (20, 16), 128).save(odd)
+    good = sorted((test_split_pngs / "1").iterdir())
+    out = tmp_path / "p.csv"
+    assert predict.main(["-r", str(tiny_run), str(odd), *map(str, good), "-o", str(out)], modules=TINY) == 0
+    assert [Path(row["path"]).name for row in read_rows(out)] == [path.name for path in good]
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    shape = "x".join(map(str, TinyTensorLoader().load_split("test").images.shape[1:]))
+    assert f"0-odd.png: its size is 1x16x20, not {shape} (the model trained on)" in warning, warning

@@ -701,6 +701,7 @@ MALFORMED_CHECKPOINTS = [
     ),
     broken("mid_epoch-step-is-text", mid_epoch(step="1"), evaluation_refuses=False),
     broken("data_layout-is-text", with_value("data_layout", "64 samples"), evaluation_refuses=False),
+    broken("input_shape-is-text", with_value("input_shape", "1x12x12")),
     broken(
         "data_layout-without-steps",
         with_value("data_layout", {"train_samples": 64, "valid_samples": 16}),

@@ -62,6 +62,7 @@ class Trainer:
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config
         self.classes = classes  # the class names by label, kept in checkpoints for evaluation and prediction
+        self.input_shape: list[int] | None = None  # one sample's (C, H, W): predict.py holds image files to it
         self.amp_dtype = settings.amp_dtype(device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
@@ -99,6 +100,7 @@ class Trainer:
         written, so a model that does not fit the data is one line instead of a crash in epoch 1."""
         self.train_loader.set_epoch(self.start_epoch)
         images, targets = next(iter(self.train_loader))
+        self.input_shape = list(images.shape[1:])
         known = self._known_labels()
         # A resumed checkpoint's output width is fixed (a resume refuses changes to arch): one trained before
         # the width was checked against the class names goes on, warned, rather than being stranded.
@@ -331,6 +333,7 @@ class Trainer:
             "monitor": self.monitor.state_dict(),
             "config": self.recorded_config,
             "classes": self.classes,
+            "input_shape": self.input_shape,
             "rng": rng_state(),
             "world_size": world_size(),  # each process's share of an epoch, and so its steps, depend on it
             "data_layout": self.data_layout(),

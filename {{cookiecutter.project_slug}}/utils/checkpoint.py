@@ -64,6 +64,10 @@ RESUME_SCHEMA = {
 }
 MID_EPOCH_SCHEMA = (_is_mid_epoch, "where an interrupted epoch stopped")
 WORLD_SIZE_SCHEMA = (lambda value: is_count(value) and value >= 1, "the number of processes that trained it")
+INPUT_SHAPE_SCHEMA = (
+    lambda value: isinstance(value, list) and all(is_count(size) and size >= 1 for size in value),
+    "the shape of one input sample",
+)
 DATA_LAYOUT_KEYS = ("train_samples", "valid_samples", "steps_per_epoch")
 DATA_LAYOUT_SCHEMA = (
     lambda value: _has(*DATA_LAYOUT_KEYS)(value) and all(is_count(value[key]) for key in DATA_LAYOUT_KEYS),
@@ -119,6 +123,8 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
         schema["mid_epoch"] = MID_EPOCH_SCHEMA
     if resume and "data_layout" in state:  # checkpoints from before it was recorded have none
         schema["data_layout"] = DATA_LAYOUT_SCHEMA
+    if state.get("input_shape") is not None:  # nor those from before input shapes were kept
+        schema["input_shape"] = INPUT_SHAPE_SCHEMA
     if "classes" in state:  # checkpoints from before class names were kept have none
         schema["classes"] = CLASSES_SCHEMA
     if "world_size" in state:  # nor those from before the number of processes was recorded

@@ -9,8 +9,8 @@ or SSH session closed) stops them the same way: it would not reach them at all i
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from types import FrameType
 
 from utils.signals import STOP_SIGNALS
 
@@ -28,20 +28,34 @@ def shares(count: int, jobs: int) -> list[int]:
 
 def run_workers(script: Path, argv: list[str], work: list[int]) -> int:
     """Start one ``python script argv --share N`` per entry of ``work``, wait for all; the first failure's exit
-    code (a stop signal's 128+N), else 0."""
+    code (a stop signal's 128+N), else 0. A worker that fails ends the sweep: the others are stopped as a
+    Ctrl-C stops them (their trials saved, for the rerun that continues the study), not left to run for hours
+    after the error line."""
     commands = [[sys.executable, str(script), *argv, "--share", str(count)] for count in work]
     workers = [subprocess.Popen(command, start_new_session=True) for command in commands]
+    stopped = False  # a second signal would end a worker at once, mid-save: each gets one
 
-    def pass_on(signum: int, frame: FrameType | None) -> None:
+    def stop_all(signum: int) -> None:
+        nonlocal stopped
+        stopped = True
         for worker in workers:
             if worker.poll() is None:
-                worker.send_signal(PASSED_ON[signum])
+                worker.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, pass_on) for sig in PASSED_ON}  # this process waits on, for every one
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_all(PASSED_ON[signum])) for sig in PASSED_ON}
     try:
-        codes = [worker.wait() for worker in workers]
+        first_failure = 0
+        while any(worker.poll() is None for worker in workers):
+            if not stopped and (first_failure := failure_code(workers)):
+                stop_all(signal.SIGTERM)
+            time.sleep(0.1)
+        first_failure = first_failure or failure_code(workers)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    first_failure = next((code for code in codes if code != 0), 0)
     return 128 - first_failure if first_failure < 0 else first_failure  # Popen says -N for signal N
+
+
+def failure_code(workers: list[subprocess.Popen[bytes]]) -> int:
+    """The exit code of the first ended worker that failed, else 0."""
+    return next((worker.returncode for worker in workers if worker.returncode not in (None, 0)), 0)

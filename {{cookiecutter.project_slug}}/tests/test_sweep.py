@@ -624,6 +624,34 @@ def test_a_hang_up_stops_the_workers_as_ctrl_c_does_and_the_sweep_waits_for_them
     assert code == 128 + signal.SIGTERM, "the sweep waited for them and gives their exit code"
 
 
+FAILS_WITH_SHARE_2 = """
+import sys, time
+from pathlib import Path
+
+if sys.argv[-1] == "2":  # this worker meets an error of its own once the other one runs
+    while not list(Path(sys.argv[1]).glob("*.ready")):
+        time.sleep(0.05)
+    sys.exit(3)
+"""
+
+
+def test_a_failed_worker_stops_the_others_with_one_signal_and_gives_its_exit_code(tmp_path: Path) -> None:
+    from sweeps.workers import run_workers
+
+    script = tmp_path / "worker.py"
+    script.write_text(FAILS_WITH_SHARE_2 + SIGNAL_RECORDER)
+    started = time.monotonic()
+    try:
+        code = run_workers(script, [str(tmp_path)], [2, 1])
+    finally:
+        for ready in tmp_path.glob("*.ready"):  # in a session of its own: it may not outlive a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(ready.stem), signal.SIGKILL)
+    assert code == 3, "the failure's own exit code, not the stopped worker's"
+    assert [path.read_text() for path in tmp_path.glob("*.stopped")] == ["SIGTERM"], "stopped once, to save"
+    assert time.monotonic() - started < 60, "not left to sleep its 120 s"
+
+
 def test_an_unknown_pruner_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lr = {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}
     config_path = sweep_files(tmp_path, lr, pruner={"type": "MedianPrunner"})

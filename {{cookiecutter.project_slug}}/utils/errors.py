@@ -4,17 +4,13 @@ import re
 
 
 class UsageError(Exception):
-    """Something the user asked for cannot be done: a config key or value, a flag, a file, a
-    checkpoint or a device. The message names it and says what to do instead; the entry point
-    prints it as one line and exits with status 2."""
+    """Something the user asked for cannot be done (a config value, a flag, a file, a checkpoint, a device);
+    the message says what to do instead. The entry point prints it as one line and exits with status 2."""
 
 
 class ConfigRefused(UsageError):
-    """A UsageError whose cause is the config itself: a key, value, name or argument (alone or with the
-    others) that cannot make a run, found where the config is read, checked and built. The same config is
-    refused again however often it runs; any other UsageError (a file, a disk, a device, a tracker) may
-    pass once its cause is fixed. A sweep tells the two apart (sweeps/trial.py): it ends on a trial whose
-    values are refused, and says to run the same command again after any other."""
+    """A UsageError caused by the config itself, so the same config is refused every time; any other (a file,
+    a disk, a device) may pass once fixed. A sweep (sweeps/trial.py) ends on a trial whose values are refused."""
 
 
 class TrainingStopped(Exception):
@@ -30,8 +26,8 @@ class NonFiniteLossError(Exception):
 
 
 class CheckFailed(Exception):
-    """Something was produced but failed the check made right after (an export whose outputs differ
-    from the model's beyond the tolerance); the entry point prints one line and exits with status 1."""
+    """What was produced failed the check right after (an export whose outputs differ from the model's);
+    the entry point prints one line and exits with status 1."""
 
 
 # The escape sequences that colour or embolden terminal text (PyTorch puts some in its own messages).

@@ -1,10 +1,6 @@
-"""Typed settings read from JSON: dataclass fields that carry a default, a description and a check.
-
-A settings class declares each key once, with ``setting(default, expected, check)``; ``from_dict``
-builds it from a JSON object, type-checks every value against the field's annotation, and turns
-any mistake into a one-line ``ConfigRefused`` (a UsageError) that names the key (``trainer.epochs:
-expected an integer >= 1, got 0``). Missing keys take their defaults.
-"""
+"""Typed settings read from JSON: each dataclass field declares its default, what a valid value looks like and
+a check, and ``from_dict`` turns any mistake into one line that names the key (``trainer.epochs: expected an
+integer >= 1, got 0``)."""
 
 import copy
 import dataclasses
@@ -35,7 +31,6 @@ def is_number(value: Any) -> bool:
 
 
 def is_count(value: Any) -> bool:
-    """An int >= 0 (not true or false)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -47,18 +42,16 @@ def unknown_key(label: str, key: str, known: list[str]) -> ConfigRefused:
 
 
 def from_dict(cls: type[T], data: Any, section: str, strict: bool, dropped: list[str] | None = None) -> T:
-    """Build the settings class ``cls`` from the JSON object ``data`` found at ``section``.
-
-    An unknown key is a mistake when ``strict`` (a file the user wrote); otherwise (a config recorded
-    by an older or newer version of the template) it is left out and its path appended to ``dropped``.
-    """
+    """Build ``cls`` from the JSON object ``data`` found at ``section``. An unknown key is a mistake when ``strict``
+    (a file the user wrote); otherwise (recorded by another version) its path is appended to ``dropped``."""
     if not isinstance(data, dict):
         raise ConfigRefused(f"{section or 'config'}: expected a JSON object, got {json.dumps(data)}")
     fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
+    prefix = f"{section}." if section else ""
     values = {}
     for key, value in data.items():
-        label = f"{section}.{key}" if section else key
+        label = prefix + key
         if key not in fields:
             if strict:
                 raise unknown_key(label, key, list(fields))
@@ -68,8 +61,7 @@ def from_dict(cls: type[T], data: Any, section: str, strict: bool, dropped: list
         values[key] = _checked(value, hints[key], fields[key], label, strict, dropped)
     for name, field in fields.items():
         if name not in values and field.default is REQUIRED and field.default_factory is REQUIRED:
-            label = f"{section}.{name}" if section else name
-            raise ConfigRefused(f"{label}: missing; expected {field.metadata['expected']}")
+            raise ConfigRefused(f"{prefix}{name}: missing; expected {field.metadata['expected']}")
     return cls(**values)
 
 
@@ -98,6 +90,4 @@ def _is_instance(value: Any, hint: Any) -> bool:
         return isinstance(value, dict)
     if isinstance(value, bool):  # bool is an int in Python; true where a count belongs is still a mistake
         return hint is bool
-    if hint is float:
-        return isinstance(value, (int, float))
-    return hint is not bool and isinstance(value, hint)
+    return isinstance(value, (int, float) if hint is float else hint)

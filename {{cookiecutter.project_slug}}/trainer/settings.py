@@ -48,11 +48,8 @@ class TrainerSettings:
     log_step: int = setting(20, "an integer >= 1", lambda v: v >= 1)
 
     def amp_dtype(self, device: torch.device) -> torch.dtype | None:
-        """The autocast dtype on ``device``, or None for full precision.
-
-        ``auto`` means bf16 on GPUs that support it, fp16 (with a GradScaler) on older ones, and full
-        precision on the CPU, where autocast rarely pays off.
-        """
+        """The autocast dtype on ``device``, or None for full precision. ``auto``: bf16 on GPUs that support it,
+        fp16 (with a GradScaler) on older ones, full precision on the CPU, where autocast rarely pays off."""
         if self.amp == "off" or (self.amp == "auto" and device.type != "cuda"):
             return None
         if self.amp == "auto":
@@ -61,12 +58,9 @@ class TrainerSettings:
 
 
 def upgrade_retired_keys(config: Any, strict: bool) -> Any:
-    """``config`` with the trainer keys of earlier versions of this template in today's form, logged once.
-
-    ``tensorboard: true`` (the switch before trainer.loggers) is ``"tensorboard"`` in ``loggers``, so runs
-    recorded with it keep their curves when resumed; ``false`` adds nothing. ``strict``: a file the
-    user wrote, who is told to edit it (a checkpoint's recorded config is upgraded quietly at info level).
-    """
+    """``config`` with ``trainer.tensorboard: true`` (the switch before trainer.loggers) read as "tensorboard" in
+    ``loggers``, so runs recorded with it keep their curves when resumed. ``strict``: a file the user wrote, who
+    is told to edit it (a checkpoint's recorded config is upgraded quietly, at info level)."""
     trainer = config.get("trainer") if isinstance(config, dict) else None
     if not isinstance(trainer, dict) or "tensorboard" not in trainer:
         return config

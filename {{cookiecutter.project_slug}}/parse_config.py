@@ -1,10 +1,6 @@
-"""config.json: what it may hold, and loading it with ``--set`` overrides (utils/registry.py builds the
-objects it names).
-
-Everything a run needs is one ``Config``. The keys that define the experiment (``arch``,
-``data_loader``, ``optimizer``, ``loss``, ``metrics``) are required; every other key has a default,
-so a config or checkpoint written by an older or newer version of this template still loads.
-"""
+"""config.json as one ``Config``, loaded with ``--set`` overrides (utils/registry.py builds the objects it names).
+Only the keys that define the experiment are required; every other key has a default, so a config or checkpoint
+written by an older or newer version of this template still loads."""
 
 import dataclasses
 import json

@@ -58,7 +58,10 @@ def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: A
     if signature is not None:
         _refuse_missing_parameters(key, factory.__name__, signature, kwargs)
         _refuse_unknown_arguments(key, factory, signature, len(args), spec.args)
-        _check_arguments(key, factory.__name__, signature, len(args), arguments)
+        try:  # the names are known now: a required argument missing, or one given twice
+            signature.bind(*range(len(args)), **arguments)
+        except TypeError as err:
+            raise ConfigRefused(f"{key}.args: {factory.__name__} does not accept these arguments ({err})") from None
     for name, value in spec.args.items():
         default = signature.parameters[name].default if signature and name in signature.parameters else None
         if is_number(default) and not is_number(value):  # e.g. --set optimizer.args.lr=abc
@@ -67,15 +70,10 @@ def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: A
         return factory(*args, **arguments)
     except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)
         refusal = f"{key}.args: {factory.__name__} rejected its arguments: {first_sentence(err)}"
-        raise _refusal_kind(err)(refusal) from None
-
-
-def _refusal_kind(err: Exception) -> type[UsageError]:
-    """ConfigRefused for what a constructor raises about its arguments; a plain UsageError for what it raises
-    about the machine (a file it cannot read, a UsageError of its own that is not about the config), which
-    a sweep must not blame on a trial's values."""
-    about_the_machine = isinstance(err, OSError) or (isinstance(err, UsageError) and not isinstance(err, ConfigRefused))
-    return UsageError if about_the_machine else ConfigRefused
+        # What it raises about the machine (a file it cannot read, a UsageError of its own that is not about the
+        # config) stays a plain UsageError, which a sweep must not blame on a trial's values.
+        about_the_machine = isinstance(err, OSError | UsageError) and not isinstance(err, ConfigRefused)
+        raise (UsageError if about_the_machine else ConfigRefused)(refusal) from None
 
 
 def check_argument_names(spec: "ObjectSpec", key: str, module: ModuleType, base: type, n_given: int = 0) -> None:
@@ -121,15 +119,6 @@ def _refuse_missing_parameters(key: str, name: str, signature: inspect.Signature
             f"{key}.type: {name}.__init__ has no {missing[0]!r} parameter, which the run passes to every {key}; add it "
             "and pass it on to the base class's __init__ (or take **kwargs and pass those on)"
         )
-
-
-def _check_arguments(key: str, name: str, signature: inspect.Signature, n_given: int, arguments: dict) -> None:
-    """One line for keyword arguments ``name`` cannot take (after ``n_given`` positional ones from the code),
-    once the unknown names are refused: a required one missing, or one given twice."""
-    try:
-        signature.bind(*range(n_given), **arguments)
-    except TypeError as err:
-        raise ConfigRefused(f"{key}.args: {name} does not accept these arguments ({err})") from None
 
 
 def lookup_function(module: ModuleType, name: str, key: str) -> Any:

@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from base.base_data_loader import Loader
-from inference.trained import TrainedModel, load_trained_model
+from inference.trained import load_trained_model
 from logger.logger import setup_logging
 from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
 from train import PROJECT_MODULES
@@ -36,7 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def test(args: argparse.Namespace, modules: Registry) -> None:
     trained = load_trained_model(args.resume, overrides_from_flags(args), modules, distributed=True)
     model, checkpoint_path = trained.model, trained.checkpoint_path
-    test_loader = checked_test_split(trained)
+    test_loader = trained.data.test_loader(trained.device)
+    # The class names are asked for once the split is read: a loader may learn them from the data as it reads it.
+    advice = "give the data the checkpoint's class folders back, or train a new run on the data as it is"
+    check_same_classes(trained.classes, trained.data.class_names(), checkpoint_path, advice)
     criterion, metrics = build_loss_and_metrics(trained.config, modules)
     first_images, first_targets = next(iter(test_loader))
     # Not held to the class names: a checkpoint trained before its output width was checked against them
@@ -64,15 +66,6 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     if confusion is not None:
         print(format_class_report(report["class_report"]))
     save_report(report, checkpoint_path)
-
-
-def checked_test_split(trained: TrainedModel) -> Loader:
-    """The test split's loader, once the data's class names are those the checkpoint was trained on. They are
-    asked for after the split is read: a loader may learn them from the data as it reads it."""
-    test_loader = trained.data.test_loader(trained.device)
-    advice = "give the data the checkpoint's class folders back, or train a new run on the data as it is"
-    check_same_classes(trained.classes, trained.data.class_names(), trained.checkpoint_path, advice)
-    return test_loader
 
 
 def confusion_for(output: torch.Tensor, targets: torch.Tensor, classes: list[str] | None) -> ConfusionMatrix | None:

@@ -162,19 +162,15 @@ def restore(trainer: Trainer, start: RunStart) -> None:
 
 def new_run_dir(start: RunStart) -> Path:
     """A new run folder, locked, with the run's config (and, when it starts from a checkpoint, its origin)."""
-    config, checkpoint = start.config, start.checkpoint
+    config, checkpoint, path = start.config, start.checkpoint, start.checkpoint_path
     run_dir = create_run_dir(Path(config.trainer.save_dir), config.name)
     try:
         RunLock(run_dir).acquire()
         write_json(config.to_dict(), run_dir / "config.json")
         if checkpoint is not None:
-            origin = {
-                "from": str(start.checkpoint_path),
-                "epoch": checkpoint["epoch"],
-                "weights_only": start.weights_only,
-            }
+            origin = {"from": str(path), "epoch": checkpoint["epoch"], "weights_only": start.weights_only}
             write_json(origin, run_dir / "origin.json")
-            earlier_rows = start.checkpoint_path.parent / METRICS_CSV
+            earlier_rows = path.parent / METRICS_CSV
             if not start.weights_only and earlier_rows.is_file():  # the epochs up to the checkpoint stay in view
                 shutil.copyfile(earlier_rows, run_dir / METRICS_CSV)  # the rows after it are dropped on open
     except BaseException:  # a full disk or a Ctrl-C: leave no half-made run folder (and no lock) behind
@@ -228,8 +224,7 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
             run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
             # Only rank 0 logs. A tracker that cannot start refuses (in every process) before this start leaves
             # a record in the run folder.
-            opened = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch), False)
-            trackers = opened or []
+            trackers = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch), False) or []
             with closed_on_error(trackers):
                 record_start(start, trainer, run_dir, earlier, watcher)
         with closed_on_error(trackers):  # trainer.loggers (logger/trackers.py) get each epoch

@@ -1,11 +1,6 @@
-"""Coming from victoresque/pytorch-template: what its config.json keys and its ``-d`` flag become here.
-
-Its config is recognised by keys that only it used (``n_gpu``, ``trainer.save_freq``, ``visualization``...,
-from every published version since it took the ``{"type": ..., "args": ...}`` form). Such a config is
-refused with one line listing every edit it needs, the names of your code it gives included, instead of
-one unknown key per run. Its other keys (arch, data_loader, optimizer, loss, metrics, lr_scheduler and
-the rest of trainer) mean the same here. README.md, "Coming from pytorch-template", has the whole table.
-"""
+"""Coming from victoresque/pytorch-template: its config.json, recognised by keys only it used (``n_gpu``,
+``trainer.save_freq``...), is refused with one line listing every edit it needs, instead of one unknown key
+per run; its ``-d 2,3`` gets advice too. README.md, "Coming from pytorch-template", has the whole table."""
 
 import json
 import re
@@ -103,9 +98,8 @@ def key_edits(data: dict[str, Any]) -> list[str]:
     edits = []
     for path, advice in KEY_EDITS.items():
         value = _lookup(data, path)
-        if value is _MISSING:
-            continue
-        edits.append(advice(value, data) if callable(advice) else advice.replace("<value>", str(value)))
+        if value is not _MISSING:
+            edits.append(advice(value, data) if callable(advice) else advice.replace("<value>", str(value)))
     return edits
 
 
@@ -142,9 +136,7 @@ def _name_edit(key: str, missing: list[str], available: Sequence[str]) -> str:
 def check_config(data: Any, label: str, available: Mapping[str, Sequence[str]] | None = None) -> None:
     """Refuse a config written for pytorch-template with ONE message listing every edit it needs (with
     ``available``, the names of your code, also those of its class and function names your code lacks)."""
-    if not isinstance(data, dict):
-        return
-    edits = key_edits(data)
+    edits = key_edits(data) if isinstance(data, dict) else []
     if not edits:
         return
     if available is not None:

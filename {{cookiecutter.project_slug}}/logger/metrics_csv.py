@@ -1,10 +1,6 @@
-"""``metrics.csv`` in the run folder: one row per finished epoch (epoch, every metric, lr, seconds).
-
-Each epoch rewrites the whole file through a temporary file and a rename (utils/util.py atomic_write),
-so a reader (plot.py, a spreadsheet, pandas) always sees complete rows, even while the run trains. The
-row of an epoch is written before that epoch's last.pth; a resume drops the rows after the epoch it
-restarts from, so a stop, a kill or a crash at any point leaves exactly one row per epoch in the end.
-"""
+"""``metrics.csv`` in the run folder: one row per finished epoch (epoch, every metric, lr, seconds), rewritten
+whole (atomic_write) each epoch before its last.pth, so readers see complete rows; a resume drops the rows
+after its checkpoint, so a stop, kill or crash at any point leaves exactly one row per epoch in the end."""
 
 import csv
 import io
@@ -59,8 +55,13 @@ class MetricsCsv:
         """Nothing to do: every epoch's row is already on disk."""
 
     def _write(self) -> None:
-        text = rows_to_text(self.rows)
-        atomic_write(self.path, lambda handle: handle.write(text.encode("utf-8")))
+        buffer = io.StringIO()
+        header = columns(self.rows)
+        out = csv.writer(buffer, lineterminator="\n")
+        out.writerow(header)
+        for epoch in sorted(self.rows):
+            out.writerow([epoch, *(_cell(self.rows[epoch].get(name)) for name in header[1:])])
+        atomic_write(self.path, lambda handle: handle.write(buffer.getvalue().encode("utf-8")))
 
 
 def columns(rows: dict[int, Row]) -> list[str]:
@@ -70,17 +71,6 @@ def columns(rows: dict[int, Row]) -> list[str]:
     metrics = [name for name in seen if name not in ("lr", "seconds")]
     ordered = [name for name in metrics if not name.startswith("val_")] + [n for n in metrics if n.startswith("val_")]
     return ["epoch", *ordered, *(name for name in ("lr", "seconds") if name in seen)]
-
-
-def rows_to_text(rows: dict[int, Row]) -> str:
-    buffer = io.StringIO()
-    header = columns(rows)
-    out = csv.writer(buffer, lineterminator="\n")
-    out.writerow(header)
-    for epoch in sorted(rows):
-        row = rows[epoch]
-        out.writerow([epoch, *(_cell(row.get(name)) for name in header[1:])])
-    return buffer.getvalue()
 
 
 def _cell(value: float | None) -> str:

@@ -36,8 +36,7 @@ def panel_names(histories: list[tuple[str, dict[int, Row]]]) -> list[str]:
     """One panel per metric, train and val together: loss first, then the others, the learning rate last."""
     names = dict.fromkeys(key.removeprefix("val_") for _, rows in histories for row in rows.values() for key in row)
     names.pop("seconds", None)
-    ordered = [name for name in names if name not in ("loss", "lr")]
-    return [name for name in ("loss",) if name in names] + ordered + [name for name in ("lr",) if name in names]
+    return sorted(names, key=lambda name: {"loss": 0, "lr": 2}.get(name, 1))
 
 
 def draw_curves(histories: list[tuple[str, dict[int, Row]]], out: Path) -> None:
@@ -109,5 +108,4 @@ def draw_confusion(counts: list[list[int]], classes: list[str], out: Path) -> No
 
 
 def save_picture(figure: Any, out: Path) -> None:
-    """``figure`` in the format ``out``'s suffix names (one of PICTURE_FORMATS)."""
     atomic_write(out, lambda handle: figure.savefig(handle, format=out.suffix[1:].lower(), dpi=100))

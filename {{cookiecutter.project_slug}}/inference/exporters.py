@@ -1,7 +1,6 @@
-"""The export formats, how each writes a model and how a serving process loads it back, and
-``export_checked``: export.py's file and its ``.json`` description are written under temporary names,
-the file is reloaded as a serving process would load it, its outputs on real test images are compared
-with the eager model's, and only a file that passes is renamed into place."""
+"""The export formats (how each writes a model, how a serving process loads it back) and ``export_checked``:
+the file and its ``.json`` description are written under temporary names, the file is reloaded and compared
+with the eager model on test images, and only a file that passes is renamed into place."""
 
 import importlib.util
 import io
@@ -53,7 +52,6 @@ def load_pt2(path: Path, description: Path, registry: Registry) -> Forward:
 
 @contextmanager
 def _quiet(level: int, *logger_names: str) -> Iterator[None]:
-    """Keep these loggers to ``level`` and above for a while."""
     loggers = [logging.getLogger(name) for name in logger_names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -113,7 +111,6 @@ def export_format(name: str) -> ExportFormat:
 
 
 def description_path(output: Path) -> Path:
-    """Where the description of an export goes: beside it, ``<file>.json``."""
     return output.with_name(output.name + ".json")
 
 

@@ -1,9 +1,4 @@
-"""``plot.py --summary``: one line per run of an experiment, as a text table.
-
-Columns: the run folder, its status, epochs done of those configured, the best value of the monitored
-metric and its epoch (from metrics.csv), the test metrics if test.py ran (``best.test.json``, else
-``last.test.json``), then one column per setting that differs between the runs.
-"""
+"""``plot.py --summary``: one line per run of an experiment, as a text table."""
 
 import json
 import math
@@ -20,7 +15,9 @@ TEST_REPORTS = ("best.test.json", "last.test.json")
 
 
 def summary_table(runs: list[Path]) -> str:
-    """The table: its columns in the groups the module docstring lists, whichever runs have them."""
+    """Columns: the run folder, its status, epochs done of those configured, the best value of the monitored
+    metric and its epoch (metrics.csv), the test metrics if test.py ran (``best.test.json``, else
+    ``last.test.json``), then one per setting that differs between the runs; each only if a run has it."""
     configs = [read_config(run) for run in runs]
     parts = [run_cells(*cells) for cells in zip(runs, configs, differing_settings(configs), strict=True)]
     columns: dict[str, None] = {}  # ordered, without repeats

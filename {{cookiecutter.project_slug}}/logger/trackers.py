@@ -1,12 +1,6 @@
-"""Where a run's epochs are logged: ``trainer.loggers`` names the trackers, one class per backend.
-
-The Trainer sees a list of ``Tracker``: ``add_epoch`` after every finished epoch (before its checkpoint),
-``close`` once at the end, told whether the run finished. ``open_trackers`` builds the ones the config
-asks for; ``check_installed`` refuses a backend whose package is missing before the run folder exists.
-metrics.csv is always kept (logger/metrics_csv.py); TensorBoard is logger/visualization.py; MLflow and
-Weights & Biases are logger/mlflow_tracker.py and logger/wandb_tracker.py, each imported only when asked for
-and generated only when the project was (the mlflow and wandb answers).
-"""
+"""Where a run's epochs are logged: ``trainer.loggers`` names the trackers (``BACKENDS``), each told every
+finished epoch (before its checkpoint) and, at the end, whether the run finished. metrics.csv is always kept;
+a backend's module is imported only when asked for, and mlflow and wandb exist only if the project was baked so."""
 
 import importlib.util
 import json
@@ -80,8 +74,7 @@ def open_trackers(config: dict[str, Any], run_dir: Path, start_epoch: int) -> li
     without a login, an unreachable MLflow server) is one line, after closing those opened."""
     names = config["trainer"]["loggers"]
     trackers: list[Tracker] = []
-    # The ones that talk to a server, and may not start, go first: the local ones change the run folder on
-    # opening (TensorBoard starts an events file; a resume's metrics.csv, last, drops the rows after its checkpoint).
+    # Remote ones first (they may not start: Backend.remote); metrics.csv last, as a resume's drops rows on opening.
     opening = sorted(dict.fromkeys([*names, "csv"]), key=lambda name: (not BACKENDS[name].remote, name == "csv"))
     for name in opening:
         backend = BACKENDS[name]

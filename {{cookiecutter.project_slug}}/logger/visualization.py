@@ -1,24 +1,15 @@
-"""TensorBoard: one chart per metric holding its train and val curves, the learning rate, and the run's settings.
-
-A metric's training and validation values share one tag (``loss``, ``accuracy``) in two event folders of
-the run, ``train/`` and ``val/``. TensorBoard draws a tag of several runs in one chart, so each metric's
-chart shows both curves, told apart by the folder (``<run>/train``, ``<run>/val``). The run folder's own
-event file holds the config (the Text tab) and its settings as hyperparameters (the HParams tab, which
-lists runs side by side with the final values of their train/ and val/ scalars). A run writes them when
-trainer.loggers lists "tensorboard".
-"""
+"""TensorBoard: each metric's train and val values share one tag in the event folders ``train/`` and ``val/``
+(so one chart shows both curves); the run folder's own event file holds the config (Text tab) and its
+settings as hyperparameters (HParams tab). Written when trainer.loggers lists "tensorboard"."""
 
 import json
 from pathlib import Path
 from typing import Any
 
-# Where a value of the epoch's metrics goes: (event folder inside the run folder, tag).
-TRAIN, VALID = "train", "val"
-
 
 def place(name: str) -> tuple[str, str]:
-    """``val_loss`` -> ("val", "loss"); ``loss`` and ``lr`` -> ("train", name)."""
-    return (VALID, name.removeprefix("val_")) if name.startswith("val_") else (TRAIN, name)
+    """(event folder, tag) of a metric: ``val_loss`` -> ("val", "loss"); ``loss`` and ``lr`` -> ("train", name)."""
+    return ("val", name.removeprefix("val_")) if name.startswith("val_") else ("train", name)
 
 
 class TensorboardWriter:

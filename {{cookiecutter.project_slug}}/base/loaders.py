@@ -1,13 +1,7 @@
-"""The two ways a run feeds batches to the model; ``BaseDataLoader`` picks one per run.
-
-- ``ResidentLoader``: the whole split sits on the training device as one uint8 tensor, and each
-  batch is sliced out of it. No workers, no per-sample work, no copy per batch.
-- ``StreamingLoader``: a torch DataLoader reads samples (with workers, for files read as it goes),
-  and each batch is copied to the device.
-
-Both yield ``(images, targets)`` on the device, prepared the same way (``BatchPrep``). The order of
-each epoch depends only on the seed and the epoch, and an epoch can start part way through, so a
-resumed run sees exactly the batches an uninterrupted one would.
+"""The two ways a run feeds batches to the model, both yielding ``(images, targets)`` on the device, prepared
+by ``BatchPrep``: ``ResidentLoader`` slices batches out of a split held on the device, ``StreamingLoader``
+reads them with a torch DataLoader (workers, for files) and copies each over. An epoch's order depends only on
+the seed and the epoch, and an epoch can start part way, so a resumed run sees the batches an unstopped one would.
 """
 
 import atexit
@@ -73,7 +67,6 @@ class BatchPrep:
                  device: torch.device) -> None:  # fmt: skip
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self.value_counts = (len(mean), len(std))  # one per channel, the data's and the files predict.py reads
         self.augment = augment
         self.seed = seed
         self.generator = torch.Generator(device=device)
@@ -85,11 +78,11 @@ class BatchPrep:
                 f"{tuple(images.shape)}; load_split must give uint8 images N x C x H x W (0-255), which the loaders "
                 "scale to [0, 1] and normalise (see base/base_data_loader.py)"
             )
-        if (images.size(1), images.size(1)) != self.value_counts:  # else it broadcasts, or fails without a reason
+        if not images.size(1) == self.mean.numel() == self.std.numel():  # else it broadcasts, or fails unexplained
             raise UsageError(
                 f"data_loader: its batches hold images of shape {tuple(images.shape)}, {images.size(1)} channels as "
-                f"N x C x H x W, but the loader's mean has {self.value_counts[0]} values and its std "
-                f"{self.value_counts[1]}; images are N x H x W x C? permute(0, 3, 1, 2) in load_split; mean and std "
+                f"N x C x H x W, but the loader's mean has {self.mean.numel()} values and its std "
+                f"{self.std.numel()}; images are N x H x W x C? permute(0, 3, 1, 2) in load_split; mean and std "
                 "need one value per channel"
             )
         images = images.float().div_(255)
@@ -170,11 +163,10 @@ class StreamingLoader(_EpochBatches):
                  device: torch.device, workers: dict) -> None:  # fmt: skip
         super().__init__(order, prep, batch_size, device)
         self.generator = torch.Generator()
-        batches = _IndexLists(self)
         if workers.get("num_workers"):
             end_workers_at_exit()
-        self.loader = DataLoader(dataset, batch_sampler=batches, generator=self.generator, worker_init_fn=start_worker,
-                                 collate_fn=collate_same_size, **workers)  # fmt: skip
+        self.loader = DataLoader(dataset, batch_sampler=_IndexLists(self), generator=self.generator,
+                                 worker_init_fn=start_worker, collate_fn=collate_same_size, **workers)  # fmt: skip
         self.num_workers = self.loader.num_workers
 
     def __iter__(self) -> Iterator[Batch]:
@@ -190,7 +182,8 @@ def collate_same_size(items: list[Any]) -> Any:
     try:
         return default_collate(items)
     except RuntimeError:
-        shapes = sorted({tuple(item[0].shape) for item in items if _is_image_item(item)})
+        images = [item[0] for item in items if isinstance(item, tuple | list) and item]
+        shapes = sorted({tuple(image.shape) for image in images if isinstance(image, torch.Tensor)})
         if len(shapes) < 2:
             raise
         raise UsageError(
@@ -198,10 +191,6 @@ def collate_same_size(items: list[Any]) -> Any:
             "image of a split must have the same size: resize them in the Dataset, or set the loader's image_size "
             "if it takes one (ImageFolderDataLoader: data_loader.args.image_size)"
         ) from None
-
-
-def _is_image_item(item: Any) -> bool:
-    return isinstance(item, tuple | list) and len(item) > 0 and isinstance(item[0], torch.Tensor)
 
 
 class _IndexLists:

@@ -1,20 +1,9 @@
-"""What a data loader in data_loader/ is: a dataset's splits, how to normalise and augment them, and
-the one loader path a run uses.
-
-A subclass sets ``mean`` and ``std`` (per channel), optionally ``augmentation`` (from
-base/augment.py), ``classes`` (the class names, by label; set as a class attribute, or in
-``load_split`` when they are learnt from the data: they are read after the split) and ``image_size``
-(the side of its square images, to which predict.py resizes image files), and writes
-``load_split("train" | "test")``, which returns either
-
-- ``ImageTensors``: the whole split as uint8 tensors. It can then sit on the training device
-  (``device_resident``), which is the fast path; or
-- a ``Dataset`` of ``(uint8 image tensor C x H x W, int label)``, read item by item by a DataLoader
-  (images from files, for example). All items must have the same size.
-
-This class holds out the validation part of the training split and builds the loaders. Its
-``image_reader()`` and ``batch_prep()`` are the evaluation preprocessing that test.py's loader
-applies, offered to predict.py and export.py.
+"""What a data loader in data_loader/ is. A subclass sets ``mean`` and ``std`` (one value per channel) and
+writes ``load_split("train" | "test")``, which returns uint8 images N x C x H x W (0-255), all of one size:
+either ``ImageTensors``, the whole split in memory (it can then sit on the training device: the fast path),
+or a ``Dataset`` of ``(uint8 image C x H x W, int label)`` read item by item by a DataLoader (files, for
+example). ``BaseDataLoader`` holds out the validation part and builds the loaders. More in README.md's
+'Add a dataset'.
 """
 
 import dataclasses
@@ -80,7 +69,7 @@ class BaseDataLoader:
 
     mean: ClassVar[tuple[float, ...]] = (0.5,)
     std: ClassVar[tuple[float, ...]] = (0.5,)
-    augmentation: ClassVar[BatchAugment | None] = None
+    augmentation: ClassVar[BatchAugment | None] = None  # for training batches, from base/augment.py
     classes: tuple[str, ...] | None = None  # the class names, by label (load_split may set them); None: not known
     image_size: int | None = None  # image files are resized and centre-cropped to this; None: kept as they are
 

@@ -11,8 +11,6 @@ class BaseModel(nn.Module, ABC):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """The forward pass; subclasses must implement it."""
 
-    def num_trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
     def __str__(self) -> str:
-        return f"{super().__str__()}\nTrainable parameters: {self.num_trainable_parameters():,}"
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return f"{super().__str__()}\nTrainable parameters: {trainable:,}"

@@ -1,7 +1,5 @@
-"""Reading one image file the way a data loader's split holds its images: uint8 C x H x W with the
-loader's channel count, resized and centre-cropped to its ``image_size``. Data loaders that read
-files (``ImageFolderDataLoader``) and predict.py use this one definition, so a file predicted on
-is prepared exactly as the files trained and tested on."""
+"""Reading one image file as a data loader's splits hold their images. Data loaders that read files and
+predict.py share it, so a file predicted on is prepared exactly as the files trained and tested on."""
 
 from dataclasses import dataclass
 from pathlib import Path

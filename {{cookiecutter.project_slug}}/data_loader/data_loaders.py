@@ -1,9 +1,6 @@
-"""Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to.
-
-What each one sets (``load_split``, ``mean``, ``std``, ``augmentation``, ``image_size``) is described in
-base/base_data_loader.py. Splitting, seeding, batching and the choice between the device-resident and the
-DataLoader path live in ``BaseDataLoader``; its arguments (``batch_size``, ``validation_split``,
-``num_workers``...) come from ``data_loader.args`` too.
+"""Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to: what one sets is
+described in base/base_data_loader.py, and ``BaseDataLoader`` takes its own arguments (``batch_size``,
+``validation_split``...) from ``data_loader.args`` too.
 """
 
 import logging
@@ -130,18 +127,18 @@ class ImageFolderDataLoader(BaseDataLoader):
         return sorted(_subfolders(self._folder("train")))
 
     def load_split(self, split: str) -> Dataset:
+        folder = self._folder(split)
         # image_reader() reads, resizes and centre-crops each file, as predict.py does
-        dataset = _ClassFolders(self._folder(split), self.class_names(), self.image_reader())
-        labelled = {label for _, label in dataset.samples}
-        empty = [name for label, name in enumerate(dataset.classes) if label not in labelled]
+        dataset = _ClassFolders(folder, self.class_names(), self.image_reader())
         if not dataset.samples:
             raise UsageError(
-                f"data_loader.args.data_dir: {str(self._folder(split))!r} holds no images; put some in its class "
-                "folders"
+                f"data_loader.args.data_dir: {str(folder)!r} holds no images; put some in its class folders"
             )
+        labelled = {label for _, label in dataset.samples}
+        empty = [name for label, name in enumerate(dataset.classes) if label not in labelled]
         if split == "train" and empty:  # a class the model would learn to output, with nothing to learn from
             raise UsageError(
-                f"data_loader.args.data_dir: class folder {str(self._folder(split) / empty[0])!r} holds no images; "
+                f"data_loader.args.data_dir: class folder {str(folder / empty[0])!r} holds no images; "
                 "add some, or remove the folder"
             )
         return dataset

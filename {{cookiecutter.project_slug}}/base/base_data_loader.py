@@ -133,7 +133,9 @@ class BaseDataLoader:
                 f"out of {n_samples} samples; use a fraction below 1 or a smaller count"
             )
         order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        return order[n_valid:], order[:n_valid]
+        training = order[n_valid:]
+        # shuffle false trains in the split's own order (a curriculum, a debugging run), not in this draw's
+        return (training if self.settings.shuffle else sorted(training)), order[:n_valid]
 
     def _loader(self, data: Split, device: torch.device, training: bool = False) -> Loader:
         """One loader over ``data``. A ``training`` one shuffles and augments as the settings say and, under

@@ -206,3 +206,16 @@ def test_data_that_is_not_images_trains_and_tests_with_its_own_batch_prep(
     run = only_run(tmp_path / "saved")
     assert run_test(capsys, "-r", run, modules=registry).code == 0
     assert json.loads((run / "best.test.json").read_text())["test_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["resident", "dataloader"])
+@pytest.mark.parametrize("validation_split", [0, 8])
+def test_shuffle_false_trains_in_the_split_s_own_order(as_dataset: bool, validation_split: int) -> None:
+    loader = NumberedImages(as_dataset=as_dataset, shuffle=False, validation_split=validation_split)
+    train, valid = loader.train_loaders(CPU)
+    held_out = sorted(int(label) for _, labels in batches(valid) for label in labels) if valid else []
+    expected = [label for label in range(40) if label not in held_out]
+    for epoch in (1, 2):
+        assert [int(label) for _, labels in batches(train, epoch) for label in labels] == expected
+    assert len(held_out) == validation_split
+    assert not held_out or held_out != list(range(validation_split)), "the validation samples are still drawn at random"

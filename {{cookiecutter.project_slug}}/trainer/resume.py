@@ -1,24 +1,5 @@
-"""What a resumed run may change, and how a change takes effect.
-
-A resume rebuilds the run from its config (the checkpoint's, or ``-c``) plus the overrides, then
-restores the checkpoint's state. Every difference from the config the checkpoint recorded either
-takes effect or is refused with one line:
-
-- refused: the architecture, the train/validation split (``seed``, ``data_loader.type``,
-  ``data_loader.args.validation_split``), the optimizer's and the scheduler's class; what a schedule
-  laid out over the run's length was computed from; part way through an epoch, anything that would
-  change that epoch's batches or sums (``data_loader``, ``loss``, ``metrics``,
-  ``trainer.grad_accum_steps``); and another number of processes where each one's steps matter;
-- the data itself (files added or removed, a loader argument that changes the sample count), which no
-  config key names, is compared with what the checkpoint's epochs were laid out over (its
-  ``data_layout``): refused part way through an epoch, and where another number of optimizer steps per
-  epoch would outrun or cut short a schedule stepped per optimizer step; otherwise a warning (the
-  train/validation split is then drawn anew);
-- applied on top of the restored state: ``optimizer.args`` (into every parameter group) and
-  ``lr_scheduler.args`` (into the restored scheduler), each logged as ``old -> new (override)``;
-- everything else (``trainer.*``, ``device``, ``data_loader.args`` between epochs...) is read from
-  the config as the run goes on.
-"""
+"""What a resumed run may change, and how a change takes effect (README.md's Resume table): every
+difference from the config a checkpoint recorded is either applied or refused with one line."""
 
 import dataclasses
 import json
@@ -45,7 +26,8 @@ def changed_keys(before: Any, after: Any, path: str = "") -> list[str]:
     if not (isinstance(before, dict) and isinstance(after, dict)):
         return [] if before == after else [path]
     keys = list(before) + [key for key in after if key not in before]
-    return [change for key in keys for change in changed_keys(before.get(key), after.get(key), _join(path, key))]
+    prefix = f"{path}." if path else ""
+    return [change for key in keys for change in changed_keys(before.get(key), after.get(key), prefix + key)]
 
 
 def config_changes(recorded: Config, config: Config) -> list[str]:
@@ -60,10 +42,6 @@ def config_changes(recorded: Config, config: Config) -> list[str]:
     return changed_keys(before, after)
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == prefix or path.startswith(prefix + ".") for prefix in prefixes)
 
@@ -71,15 +49,16 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
 def refuse_fixed_changes(recorded: Config, config: Config, mid_epoch: dict[str, Any] | None) -> None:
     """Raise for the first key a resume changes that cannot change."""
     before = recorded.to_dict()
+    schedule = recorded.lr_scheduler
     for path in config_changes(recorded, config):
-        if _under(path, FIXED):  # adding or dropping a whole lr_scheduler is allowed: "lr_scheduler" is not fixed
-            top = next(prefix for prefix in FIXED if _under(path, (prefix,)))
-            was = json.dumps(_lookup(before, top))
+        # adding or dropping a whole lr_scheduler is allowed: "lr_scheduler" is not fixed
+        fixed = next((prefix for prefix in FIXED if _under(path, (prefix,))), None)
+        if fixed is not None:
+            was = json.dumps(_lookup(before, fixed))
             raise ConfigRefused(
-                f"{top}: cannot change when resuming (the checkpoint has {was}); keep it, or start a new run "
+                f"{fixed}: cannot change when resuming (the checkpoint has {was}); keep it, or start a new run "
                 "with -c (add --init-from CHECKPOINT to start from the checkpoint's weights)"
             )
-        schedule = recorded.lr_scheduler
         if schedule is not None and _under(path, run_length_settings(schedule)):
             raise ConfigRefused(
                 f"{path}: cannot change when resuming: {_laid_out(schedule)}; start a new run with -c and "
@@ -109,9 +88,8 @@ def _laid_out(schedule: SchedulerSpec) -> str:
 def refuse_world_size_change(
     trained_with: int | None, world: int, schedule: SchedulerSpec | None, mid_epoch: dict[str, Any] | None
 ) -> None:
-    """Each process takes 1/``world`` of an epoch's batches, so a resume with another number of processes
-    than the checkpoint was ``trained_with`` (None: not recorded) has other steps: refused part way
-    through an epoch, and for a schedule laid out over the run's optimizer steps."""
+    """Each process takes 1/``world`` of an epoch's batches, so another number of processes than the checkpoint
+    was ``trained_with`` (None: not recorded) takes other steps."""
     if trained_with is None or trained_with == world:
         return
     processes = f"{trained_with} process{'es' if trained_with > 1 else ''}"
@@ -130,17 +108,13 @@ def refuse_data_change(
     recorded: dict[str, int] | None, layout: dict[str, int], schedule: SchedulerSpec | None,
     mid_epoch: dict[str, Any] | None,
 ) -> None:  # fmt: skip
-    """Compare the data a checkpoint's epochs were laid out over (its ``data_layout``; None in checkpoints from
-    before it was recorded: not checked) with this run's ``layout`` (Trainer.data_layout). Data added to or
-    removed from the files, or a loader argument that changes the sample count, is no config key a resume can
-    refuse by name. Refused: any other sample count part way through an epoch (that epoch's batches would
-    differ), and another number of optimizer steps per epoch under a schedule stepped per optimizer step over
-    the run's length (it would be stepped past its end, or stop short of it). Otherwise logged as a warning."""
+    """Data added to or removed from the files changes no config key, so compare the checkpoint's ``data_layout``
+    (None before it was recorded: not checked) with this run's ``layout``. Under a schedule stepped per optimizer
+    step, another number of steps per epoch would step it past its end, or stop it short."""
     if recorded is None:
         return
-    samples_changed = any(recorded[key] != layout[key] for key in ("train_samples", "valid_samples"))
-    change = _describe_data_change(recorded, layout)
-    if mid_epoch is not None and samples_changed:
+    change = _describe_data_change(recorded, layout)  # '' when no split's size changed
+    if mid_epoch is not None and change:
         epoch = mid_epoch["epoch"]
         advice = _finish_epoch_first(schedule, epoch, "with the checkpoint's data")
         raise UsageError(f"data_loader: {change}, so epoch {epoch}, stopped part way, gets other batches; {advice}")
@@ -151,12 +125,12 @@ def refuse_data_change(
             f"data_loader: {f'{change}, so {steps}' if change else steps}, and {_laid_out(schedule)}; start a new "
             "run with -c and --init-from CHECKPOINT instead"
         )
-    if samples_changed:
+    if change:
         logger.warning("The training data changed since the checkpoint: %s%s", change, _split_redrawn(recorded, layout))
 
 
 def _describe_data_change(recorded: dict[str, int], layout: dict[str, int]) -> str:
-    """'the training split has 620 samples (the checkpoint's had 600)' for each split whose size changed ('': none)."""
+    """'the training split has 620 samples (the checkpoint's had 600)' for each split whose size changed."""
     changes = [
         f"the {split} split has {layout[key]} samples (the checkpoint's had {recorded[key]})"
         for split, key in (("training", "train_samples"), ("validation", "valid_samples"))

@@ -53,7 +53,6 @@ EVALUATE_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "config": (_has("arch", "data_loader"), "the run's config"),
     "model": (lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()), "tensors"),
 }
-CLASSES_SCHEMA = (lambda v: v is None or (isinstance(v, list) and all(isinstance(n, str) for n in v)), "class names")
 RESUME_SCHEMA = {
     **EVALUATE_SCHEMA,
     "optimizer": (_has("state", "param_groups"), "an optimizer state_dict"),
@@ -62,17 +61,24 @@ RESUME_SCHEMA = {
     "monitor": (_is_monitor_state, "the monitor's state"),
     "rng": (_has("python", "numpy", "torch", "cuda"), "the random number generators' states"),
 }
-MID_EPOCH_SCHEMA = (_is_mid_epoch, "where an interrupted epoch stopped")
-WORLD_SIZE_SCHEMA = (lambda value: is_count(value) and value >= 1, "the number of processes that trained it")
-INPUT_SHAPE_SCHEMA = (
-    lambda value: isinstance(value, list) and all(is_count(size) and size >= 1 for size in value),
-    "the shape of one input sample",
-)
 DATA_LAYOUT_KEYS = ("train_samples", "valid_samples", "steps_per_epoch")
-DATA_LAYOUT_SCHEMA = (
-    lambda value: _has(*DATA_LAYOUT_KEYS)(value) and all(is_count(value[key]) for key in DATA_LAYOUT_KEYS),
-    "the samples of each split and an epoch's optimizer steps",
-)
+# Keys checked only where a checkpoint has them: a stop part way through an epoch writes mid_epoch, and
+# checkpoints from before the others were recorded lack them.
+RESUME_OPTIONAL_SCHEMA = {
+    "mid_epoch": (_is_mid_epoch, "where an interrupted epoch stopped"),
+    "data_layout": (
+        lambda value: _has(*DATA_LAYOUT_KEYS)(value) and all(is_count(value[key]) for key in DATA_LAYOUT_KEYS),
+        "the samples of each split and an epoch's optimizer steps",
+    ),
+}
+OPTIONAL_SCHEMA = {
+    "input_shape": (
+        lambda shape: shape is None or (isinstance(shape, list) and all(is_count(n) and n >= 1 for n in shape)),
+        "the shape of one input sample",
+    ),
+    "classes": (lambda v: v is None or (isinstance(v, list) and all(isinstance(n, str) for n in v)), "class names"),
+    "world_size": (lambda value: is_count(value) and value >= 1, "the number of processes that trained it"),
+}
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -118,17 +124,9 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict[str, Any]:
     recorded = state.pop("digest", None)  # checkpoints from before digests were added have none
     if recorded is not None and recorded != digest(state):
         raise UsageError(f"checkpoint {str(path)!r} is corrupt: its contents do not match their digest; use another")
+    optional = {**RESUME_OPTIONAL_SCHEMA, **OPTIONAL_SCHEMA} if resume else OPTIONAL_SCHEMA
     schema = dict(RESUME_SCHEMA if resume else EVALUATE_SCHEMA)
-    if resume and "mid_epoch" in state:
-        schema["mid_epoch"] = MID_EPOCH_SCHEMA
-    if resume and "data_layout" in state:  # checkpoints from before it was recorded have none
-        schema["data_layout"] = DATA_LAYOUT_SCHEMA
-    if state.get("input_shape") is not None:  # nor those from before input shapes were kept
-        schema["input_shape"] = INPUT_SHAPE_SCHEMA
-    if "classes" in state:  # checkpoints from before class names were kept have none
-        schema["classes"] = CLASSES_SCHEMA
-    if "world_size" in state:  # nor those from before the number of processes was recorded
-        schema["world_size"] = WORLD_SIZE_SCHEMA
+    schema.update((key, check) for key, check in optional.items() if key in state)
     for key, (valid, expected) in schema.items():
         if key not in state or not valid(state[key]):
             problem = "lacks" if key not in state else "has a malformed"

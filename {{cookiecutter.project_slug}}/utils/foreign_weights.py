@@ -1,13 +1,7 @@
-"""The weights of a checkpoint this project did not write: ``train.py --init-from FILE --trust-pickle``.
-
-victoresque/pytorch-template saves ``{"arch", "epoch", "state_dict", "optimizer", "monitor_best",
-"config"}``, where ``config`` is its ConfigParser object: a pickled Python object, which
-``torch.load(weights_only=True)`` refuses, and whose class does not exist here. This module unpickles
-such a file with an unpickler that builds only tensors, ordered dicts and plain values (numbers,
-strings, lists, tuples, dicts). Every other class or function the file names (the ConfigParser,
-pathlib paths, numpy scalars, or anything a hostile file names, such as os.system) is never imported
-or called: it becomes an inert ``StandIn``. Only the model's weights are kept.
-"""
+"""The weights of a checkpoint this project did not write (``train.py --init-from FILE --trust-pickle``), such
+as victoresque/pytorch-template's, whose pickled config ``torch.load(weights_only=True)`` refuses. Its unpickler
+builds only tensors, ordered dicts and plain values: any other class or function the file names (os.system, in a
+hostile one) is never imported or called but becomes an inert ``StandIn``. Only the model's weights are kept."""
 
 import collections
 import logging
@@ -31,23 +25,14 @@ _TENSOR_REBUILDERS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_paramet
 class StandIn:
     """What an unknown class or function in the file becomes: takes any arguments, state and items, keeps none."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def _ignore(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    # What unpickling calls on the objects it builds: the class, then BUILD, SETITEM(S) and APPEND(S).
+    __init__ = __setstate__ = __setitem__ = append = extend = _ignore
 
     def __call__(self, *args: Any, **kwargs: Any) -> "StandIn":
         return StandIn()
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-    def append(self, item: Any) -> None:
-        pass
-
-    def extend(self, items: Any) -> None:
-        pass
 
 
 def _allowed_global(module: str, name: str) -> Any:

@@ -1,8 +1,5 @@
 """torch.distributed in the few places the project needs it; every helper is a no-op in a plain run.
-
-``torchrun`` starts one process per device and tells each its place through environment variables
-(RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, ...); ``init_process_group`` reads them.
-"""
+torchrun starts one process per device and tells each its place in environment variables (RANK, WORLD_SIZE...)."""
 
 import os
 import socket
@@ -49,7 +46,7 @@ def init_distributed(device: torch.device) -> torch.device:
 
 
 def all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
-    """Reduce ``tensor`` in place over all processes (nothing to do in a plain run)."""
+    """Reduce ``tensor`` in place over all processes."""
     if is_distributed():
         dist.all_reduce(tensor, op=op)
     return tensor
@@ -80,7 +77,8 @@ def on_rank_0(action: Callable[[], Any], share_result: bool = True) -> Any:
     if is_distributed():
         box = [(result if share_result else None, refusal)]
         dist.broadcast_object_list(box, src=0)
-        result, refusal = box[0] if share_result or not is_main() else (result, box[0][1])
+        if not is_main():
+            result, refusal = box[0]
     if refusal is not None:
         raise UsageError(refusal)
     return result

@@ -140,13 +140,11 @@ def _as_tuples(value: Any) -> Any:
 
 
 def resolve_device(spec: str) -> torch.device:
-    """Turn ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` into a device, refusing what this machine lacks.
-
-    ``auto`` picks CUDA, then Apple's MPS, then the CPU.
-    """
+    """Turn ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` into a device, refusing what this machine lacks;
+    ``auto`` picks CUDA, then Apple's MPS, then the CPU."""
     spec = spec.strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _has_mps() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         device = torch.device(spec)
     except RuntimeError:
@@ -165,7 +163,7 @@ def resolve_device(spec: str) -> torch.device:
                 f"device: {spec!r} asked for, but this machine has {count} GPU(s) "
                 f"(cuda:0..cuda:{count - 1}); pick one of those with --device"
             )
-    elif device.type == "mps" and not _has_mps():
+    elif device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(
             "device: 'mps' asked for, but this machine has no usable Apple GPU (MPS needs Apple silicon and a "
             "PyTorch built with MPS); run on the CPU with --device cpu (or --set device=auto)"
@@ -173,10 +171,6 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type not in ("cpu", "mps"):
         raise ConfigRefused(f"device: {spec!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return device
-
-
-def _has_mps() -> bool:
-    return torch.backends.mps.is_available()
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:

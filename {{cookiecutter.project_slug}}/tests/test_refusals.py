@@ -23,6 +23,7 @@ from tests.hostile import (
     assert_no_lock,
     assert_unchanged,
     only_run,
+    run_dirs,
     run_test,
     run_train,
     set_path,
@@ -30,7 +31,7 @@ from tests.hostile import (
     snapshot,
     write_config,
 )
-from tests.tiny import TINY
+from tests.tiny import TINY, tiny_config
 from tests.tiny.models import TinyConvNet
 from utils.checkpoint import digest, save_checkpoint
 from utils.registry import Registry
@@ -528,6 +529,34 @@ def test_config_mistake_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert result.code == 2, result.err
     line = result.error_line()
     assert mistake.expect.replace("<config>", str(path)).replace("<tmp>", str(tmp_path)) in line, line
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+RARE_LABEL = "arch.args.num_classes: the model outputs 3 classes, but the data has label 3; set num_classes"
+
+
+def test_a_rare_label_read_item_by_item_stops_training_in_one_line_and_leaves_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A split read item by item shows its labels only as they come: the loss meets the rare one part way
+    through the epoch (or the validation), where it was an IndexError traceback."""
+    config = tiny_config(tmp_path / "saved", epochs=2)
+    config["data_loader"]["type"] = "RareLabelDatasetLoader"
+    result = run_train(capsys, "-c", write_config(tmp_path / "config.json", config))
+    assert result.code == 2 and RARE_LABEL in result.error_line(), result.err
+    assert run_dirs(tmp_path / "saved") == [], "no run folder left: no epoch finished"
+
+
+def test_a_rare_test_label_read_item_by_item_is_one_line_from_test_py(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_config(tmp_path / "saved")
+    config["data_loader"].update(type="RareLabelDatasetLoader", args={"batch_size": 32, "validation_split": 0.2, "rare_in": "none"})
+    assert run_train(capsys, "-c", write_config(tmp_path / "config.json", config)).code == 0
+    run = only_run(tmp_path / "saved")
+    before = snapshot(tmp_path)
+    result = run_test(capsys, "-r", run, "--set", 'data_loader.args.rare_in="test"')
+    assert result.code == 2 and RARE_LABEL in result.error_line(), result.err
     assert_unchanged(before, snapshot(tmp_path))
 
 

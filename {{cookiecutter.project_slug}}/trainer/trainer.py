@@ -26,6 +26,7 @@ from trainer.checks import (
     check_batch_norm_batches,
     check_model_fits,
     class_count_mismatch,
+    loss_or_refusal,
     scores_each_class,
 )
 from trainer.loss_watch import LossWatch
@@ -237,7 +238,7 @@ class Trainer:
         with self.ddp_model.no_sync() if skip_sync else nullcontext():  # type: ignore[union-attr]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 output = self.train_model(images)
-                loss = self.criterion(output, targets)
+                loss = loss_or_refusal(self.criterion, output, targets)
             if self.settings.nonfinite_loss == "skip" and not self._all_finite(loss):  # a host sync per step
                 return None
             self.grad_scaler.scale(loss / group_size if group_size > 1 else loss).backward()  # a kernel saved when 1
@@ -433,7 +434,7 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
     for images, targets in loader:
         with torch.autocast(loader.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             output = model(images)
-            loss = criterion(output, targets)
+            loss = loss_or_refusal(criterion, output, targets)
         running.update(targets.size(0), measure(loss, output, targets))
         if confusion is not None:
             confusion.update(output, targets)

@@ -136,6 +136,23 @@ class UnnamedRareClassLoader(RareClassLoader):
     classes = None
 
 
+class RareLabelDatasetLoader(TinyTensorLoader):
+    """Label 3 on the last sample of the ``rare_in`` split only, read item by item (a Dataset) and with no class
+    names to count: nothing before the first epoch can see it."""
+
+    classes = None
+
+    def __init__(self, rare_in: str = "train", **loader_args: object) -> None:
+        super().__init__(**loader_args)  # type: ignore[arg-type]
+        self.rare_in = rare_in
+
+    def load_split(self, split: str) -> ImageTensors | Dataset:
+        tensors = super().load_split(split)
+        if split == self.rare_in:
+            tensors.targets[-1] = 3  # type: ignore[union-attr]
+        return ItemDataset(tensors)  # type: ignore[arg-type]
+
+
 class LearntClassesLoader(TinyTensorLoader):
     """Learns its class names while reading a split, as a loader that reads them from the data does;
     ``reversed_in`` names the split ("train" or "test") whose names come in the opposite order (its labels

@@ -21,7 +21,7 @@ from logger.runs import new_resume_record
 from logger.trackers import check_installed, close_all, closed_on_error, forget_run, open_trackers
 from parse_config import Config, load_config
 from trainer.build import build_trainer
-from trainer.checkpoint import Checkpointer, RunLock, create_run_dir
+from trainer.checkpoint import Checkpointer, RunLock, create_run_dir, remove_run_dir
 from trainer.resume import (
     apply_overrides,
     config_changes,
@@ -174,7 +174,7 @@ def new_run_dir(start: RunStart) -> Path:
             if not start.weights_only and earlier_rows.is_file():  # the epochs up to the checkpoint stay in view
                 shutil.copyfile(earlier_rows, run_dir / METRICS_CSV)  # the rows after it are dropped on open
     except BaseException:  # a full disk or a Ctrl-C: leave no half-made run folder (and no lock) behind
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_run_dir(run_dir)
         raise
     return run_dir
 
@@ -233,7 +233,7 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
     except (KeyboardInterrupt, UsageError):  # a stop or a refusal before any checkpoint: leave no run folder
         if run_dir is not None and start.continue_in is None and is_main() and not list(run_dir.glob("*.pth")):
             forget_run(run_dir)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_run_dir(run_dir)
         raise
     finally:
         if run_dir is not None:

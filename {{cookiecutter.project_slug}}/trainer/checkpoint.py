@@ -6,6 +6,7 @@ Writing is atomic (utils/checkpoint.py); only rank 0 writes.
 import json
 import logging
 import os
+import shutil
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,9 @@ def create_run_dir(save_dir: Path, name: str) -> Path:
         for attempt in range(1, 1000):
             run_dir = experiment / (stamp if attempt == 1 else f"{stamp}-{attempt}")
             try:
-                run_dir.mkdir()  # atomic: exactly one process wins each name
+                # atomic: exactly one process wins each name; parents=True in case another run's clean-up
+                # (remove_run_dir) has just removed the experiment folder, empty, since the line above
+                run_dir.mkdir(parents=True)
             except FileExistsError:
                 continue
             return run_dir
@@ -35,6 +38,17 @@ def create_run_dir(save_dir: Path, name: str) -> Path:
         reason = err.strerror or str(err)
         raise UsageError(f"trainer.save_dir: cannot create a run folder in {str(experiment)!r}: {reason}") from None
     raise UsageError(f"trainer.save_dir: could not create a new run folder in {str(experiment)!r}")
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Remove a run folder, and the experiment and save_dir folders that it leaves empty: a run refused or
+    stopped before its first checkpoint leaves nothing behind."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in (run_dir.parent, run_dir.parent.parent):
+        try:
+            folder.rmdir()  # only an empty one
+        except OSError:
+            return
 
 
 class Checkpointer:

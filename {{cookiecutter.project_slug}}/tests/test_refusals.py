@@ -534,15 +534,22 @@ def test_config_mistake_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
 RARE_LABEL = "arch.args.num_classes: the model outputs 3 classes, but the data has label 3; set num_classes"
 
 
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [(3, RARE_LABEL), (-1, "loss: it cannot compare the model's output with the labels (Target -1 is out of bounds")],
+    ids=["beyond-the-outputs", "negative"],
+)
 def test_a_rare_label_read_item_by_item_stops_training_in_one_line_and_leaves_no_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], label: int, expected: str
 ) -> None:
     """A split read item by item shows its labels only as they come: the loss meets the rare one part way
     through the epoch (or the validation), where it was an IndexError traceback."""
     config = tiny_config(tmp_path / "saved", epochs=2)
-    config["data_loader"]["type"] = "RareLabelDatasetLoader"
+    config["data_loader"].update(
+        type="RareLabelDatasetLoader", args={"batch_size": 32, "validation_split": 0.2, "rare_label": label}
+    )
     result = run_train(capsys, "-c", write_config(tmp_path / "config.json", config))
-    assert result.code == 2 and RARE_LABEL in result.error_line(), result.err
+    assert result.code == 2 and expected in result.error_line(), result.err
     assert not (tmp_path / "saved").exists(), "no run folder (nor its empty parents) left: no epoch finished"
 
 

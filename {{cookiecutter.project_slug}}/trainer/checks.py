@@ -85,15 +85,16 @@ def check_outputs_fit_labels(name: str, width: int, targets: torch.Tensor, known
 
 
 def loss_or_refusal(criterion: Metric, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``criterion(output, targets)``, with a label the model has no output for refused in one line: the checks
-    before training see every label only of a split held in memory, so a rare one read item by item would
-    otherwise end an epoch part way in an IndexError. (On a GPU the loss fails in a device-side assert
-    instead, which no process can recover from.)"""
+    """``criterion(output, targets)``, with a label the model has no output for (or a negative one) refused in
+    one line: the checks before training see every label only of a split held in memory, so a rare one read
+    item by item would otherwise end an epoch part way in an IndexError. (On a GPU the loss fails in a
+    device-side assert instead, which no process can recover from.)"""
     try:
         return criterion(output, targets)
     except IndexError:
         if scores_each_class(output, targets):
             check_outputs_fit_labels("the model", output.size(1), targets, KnownLabels())
+        check_loss(criterion, "the model", output.detach(), targets)  # the first batch's refusal of this loss
         raise
 
 

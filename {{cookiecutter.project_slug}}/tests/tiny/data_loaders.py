@@ -137,19 +137,19 @@ class UnnamedRareClassLoader(RareClassLoader):
 
 
 class RareLabelDatasetLoader(TinyTensorLoader):
-    """Label 3 on the last sample of the ``rare_in`` split only, read item by item (a Dataset) and with no class
-    names to count: nothing before the first epoch can see it."""
+    """``rare_label`` (3: beyond the three classes) on the last sample of the ``rare_in`` split only, read item by
+    item (a Dataset) and with no class names to count: nothing before the first epoch can see it."""
 
     classes = None
 
-    def __init__(self, rare_in: str = "train", **loader_args: object) -> None:
+    def __init__(self, rare_in: str = "train", rare_label: int = 3, **loader_args: object) -> None:
         super().__init__(**loader_args)  # type: ignore[arg-type]
-        self.rare_in = rare_in
+        self.rare_in, self.rare_label = rare_in, rare_label
 
     def load_split(self, split: str) -> ImageTensors | Dataset:
         tensors = super().load_split(split)
         if split == self.rare_in:
-            tensors.targets[-1] = 3  # type: ignore[union-attr]
+            tensors.targets[-1] = self.rare_label  # type: ignore[union-attr]
         return ItemDataset(tensors)  # type: ignore[arg-type]
 
 

@@ -378,7 +378,7 @@ class Trainer:
             reason = first_sentence(err)
             raise UsageError(f"checkpoint {str(source)!r} cannot be restored ({reason}); use another") from None
         self.start_epoch = state["epoch"] + 1
-        self.resume_point = point = state.get("mid_epoch")
+        self.resume_point = point
         if point is None:
             logger.info("Resumed from epoch %d; continuing at epoch %d", state["epoch"], self.start_epoch)
         else:

@@ -48,9 +48,7 @@ def predict(args: argparse.Namespace, modules: Registry) -> None:
         raise UsageError(f"none of the {len(paths)} image file(s) could be read ({path}: {reason})")
     for path, reason in result.unreadable:
         logger.warning("warning: skipped %s: %s", path, reason)
-    if trained.classes and len(trained.classes) != result.classes_scored:
-        logger.warning("warning: the model scores %d classes but its checkpoint names %d; classes without a name "
-                       "are written as their index", result.classes_scored, len(trained.classes))  # fmt: skip
+    trained.warn_unnamed_classes(result.classes_scored, "classes without a name are written as their index")
     write_predictions(result.predictions, trained.class_name, args.output)
     skipped = f"; skipped {len(result.unreadable)} unreadable file(s), listed above" if result.unreadable else ""
     logger.info("Wrote %d prediction(s) of %s (%s) to %s%s", len(result.predictions), trained.checkpoint_path,

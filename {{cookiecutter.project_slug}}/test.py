@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from inference.trained import load_trained_model
+from inference.trained import TrainedModel, load_trained_model
 from logger.logger import setup_logging
 from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
 from train import PROJECT_MODULES
@@ -45,7 +45,7 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     # is still evaluated (confusion_for warns). Every label of a split held in memory must have a score.
     known = KnownLabels(highest_label=test_loader.highest_label)
     first_output = check_model_fits(model, criterion, metrics, first_images, first_targets, known)
-    confusion = confusion_for(first_output, first_targets, trained.classes)
+    confusion = confusion_for(first_output, first_targets, trained)
     logger.info("Evaluating %s (%s) on the test split", checkpoint_path, trained.trained_for)
     amp_dtype = trained.config.trainer.amp_dtype(trained.device)
     result = evaluate(model, test_loader, criterion, metrics, amp_dtype, confusion)
@@ -68,15 +68,13 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     save_report(report, checkpoint_path)
 
 
-def confusion_for(output: torch.Tensor, targets: torch.Tensor, classes: list[str] | None) -> ConfusionMatrix | None:
+def confusion_for(output: torch.Tensor, targets: torch.Tensor, trained: TrainedModel) -> ConfusionMatrix | None:
     """A confusion matrix as wide as the model's ``output`` on a batch, or None when the output is not a
-    score per class. The report names its rows by ``classes`` only when there is one name per output."""
+    score per class. The report names its rows by the checkpoint's class names only when there is one per output."""
     if not scores_each_class(output, targets):
         logger.info("No per-class report: the model's output is not one score per class")
         return None
-    if classes and len(classes) != output.size(1):
-        logger.warning("warning: the model scores %d classes but its checkpoint names %d; the class report shows "
-                       "them by index", output.size(1), len(classes))  # fmt: skip
+    trained.warn_unnamed_classes(output.size(1), "the class report shows them by index")
     return ConfusionMatrix(output.size(1), output.device)
 
 

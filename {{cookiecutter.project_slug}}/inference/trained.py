@@ -1,6 +1,7 @@
 """A trained model ready to use: the checkpoint found, its config (with overrides), the data loader
 that config names (for its preprocessing and test split) and the model with its weights, in eval mode."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weight
 from utils.dist import init_distributed, launched_by_torchrun, rank
 from utils.registry import Registry
 from utils.util import resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,13 @@ class TrainedModel:
         if self.mid_epoch is None:
             return f"epoch {self.epoch}"
         return f"epoch {self.mid_epoch['epoch']}, step {self.mid_epoch['step']} (stopped part way)"
+
+    def warn_unnamed_classes(self, scored: int, consequence: str) -> None:
+        """Warn when the model scores another number of classes than the checkpoint names (a checkpoint trained
+        before the two were checked against each other); ``consequence``: what the output does about it."""
+        if self.classes and len(self.classes) != scored:
+            logger.warning("warning: the model scores %d classes but its checkpoint names %d; %s", scored,
+                           len(self.classes), consequence)  # fmt: skip
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``, or the index itself when the checkpoint has no names for it."""

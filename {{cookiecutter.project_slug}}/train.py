@@ -220,10 +220,11 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
             # Build and check everything before creating the run folder, so a mistake leaves nothing on disk.
             trainer = build_trainer(config, modules, device)
             restore(trainer, start)
+            if (finished := trainer.finished_already()) is not None:
+                return nothing_to_do(finished, start)
             trainer.check_one_batch()
             run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
-            # Only rank 0 logs. A tracker that cannot start refuses (in every process) before this start leaves
-            # a record in the run folder.
+            # Only rank 0 logs; a tracker that cannot start refuses in every process, before any record is written.
             trackers = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch), False) or []
             with closed_on_error(trackers):
                 record_start(start, trainer, run_dir, earlier, watcher)
@@ -240,6 +241,15 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
             RunLock(run_dir).release()
     logger.info("Done. Evaluate with: python test.py -r %s", run_dir)
     return run_dir
+
+
+def nothing_to_do(finished: str, start: RunStart) -> Path:
+    """A resume of a run with nothing left to train: said, and nothing written (no new folder, no record of
+    settings that never ran); the checkpoint's own folder is the one to evaluate."""
+    assert start.checkpoint_path is not None  # only a resumed checkpoint can have finished
+    logger.warning("Nothing to do: %s", finished)
+    logger.info("Evaluate with: python test.py -r %s", start.checkpoint_path.parent)
+    return start.checkpoint_path.parent
 
 
 def record_start(

@@ -594,9 +594,11 @@ def test_resuming_a_finished_run_says_how_to_train_further(
     config["lr_scheduler"] = schedule
     path = write_config(tmp_path / "config.json", config)
     assert run_train(capsys, "-c", path).code == 0
+    before = snapshot(tmp_path)
     again = run_train(capsys, "-r", only_run(tmp_path / "saved"))
     assert again.code == 0 and "Nothing to do: the checkpoint finished epoch 1 of 1" in again.err
     assert advice in again.err
+    assert_unchanged(before, snapshot(tmp_path))
     longer = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "trainer.epochs=2")
     if advice == EXTEND:
         assert longer.code == 0 and "continuing at epoch 2" in longer.err, longer.err
@@ -613,3 +615,23 @@ def test_one_cycle_total_steps_cannot_change_when_resuming(tmp_path: Path, capsy
     refused = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "lr_scheduler.args.total_steps=50")
     line = assert_refused(refused, before, tmp_path)
     assert line.startswith("error: lr_scheduler.args.total_steps: cannot change when resuming"), line
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "settings"),
+    [("best.pth", []), ("epoch-2.pth", []), ("", ["--set", "data_loader.args.shuffle=false"])],
+    ids=["best.pth", "epoch-2.pth", "run-folder-with-a-setting"],
+)
+def test_a_finished_run_resumed_from_any_of_its_checkpoints_writes_nothing(
+    checkpoint: str, settings: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing trains, so nothing is written: no new run folder for a checkpoint older than last.pth (which a
+    resume that trained would need), and no config-resume record of settings that never ran."""
+    path = write_config(tmp_path / "config.json", small_config(tmp_path / "saved", epochs=2, save_period=1))
+    assert run_train(capsys, "-c", path).code == 0
+    run = only_run(tmp_path / "saved")
+    before = snapshot(tmp_path)
+    again = run_train(capsys, "-r", run / checkpoint, *settings)
+    assert again.code == 0 and "Nothing to do: the checkpoint finished epoch 2 of 2" in again.err, again.err
+    assert f"Evaluate with: python test.py -r {run}" in again.err
+    assert_unchanged(before, snapshot(tmp_path))

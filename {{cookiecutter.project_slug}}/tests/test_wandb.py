@@ -62,6 +62,7 @@ def test_wandb_offline_writes_the_metrics_in_the_run_folder_and_a_resume_keeps_t
     assert all(row["lr"] == 0.02 and row["val_loss"] > 0 for row in history)
 
     # Each close keeps copies of the run's files, a resume's record of changed settings included.
-    assert run_train(capsys, "-r", run_dir, "--set", "trainer.log_step=1", modules=EXTRA).code == 0
+    longer = ["--set", "trainer.epochs=4", "--set", "trainer.log_step=1"]
+    assert run_train(capsys, "-r", run_dir, *longer, modules=EXTRA).code == 0
     kept = {path.name for path in (run_dir / "wandb").glob(f"offline-run-*/files/{run_dir.name}/*")}
     assert kept == {"best.pth", "config.json", "config-resume-3.json"}

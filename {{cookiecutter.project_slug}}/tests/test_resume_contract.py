@@ -635,3 +635,18 @@ def test_a_finished_run_resumed_from_any_of_its_checkpoints_writes_nothing(
     assert again.code == 0 and "Nothing to do: the checkpoint finished epoch 2 of 2" in again.err, again.err
     assert f"Evaluate with: python test.py -r {run}" in again.err
     assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_a_scheduler_setting_used_only_when_built_is_refused_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = small_config(tmp_path / "saved", epochs=2)
+    config["lr_scheduler"] = {"type": "OneCycleLR", "args": {"max_lr": 0.05}}
+    assert run_train(capsys, "-c", write_config(tmp_path / "config.json", config)).code == 0
+    before = snapshot(tmp_path)
+    result = run_train(capsys, "-r", only_run(tmp_path / "saved"), "--set", "lr_scheduler.args.max_lr=0.1")
+    assert result.code == 2 and result.error_line() == (
+        "error: lr_scheduler.args.max_lr: OneCycleLR keeps no such setting to change (it used it when built); "
+        "start a new run with -c and --init-from CHECKPOINT instead"
+    )
+    assert_unchanged(before, snapshot(tmp_path))

@@ -191,6 +191,9 @@ def _set_scheduler_arg(scheduler: Any, key: str, value: Any) -> None:
             "built); start a new run with -c and --init-from CHECKPOINT instead"
         )
     if not hasattr(scheduler, key):
-        raise ConfigRefused(f"lr_scheduler.args.{key}: {type(scheduler).__name__} keeps no such setting to change")
+        raise ConfigRefused(
+            f"lr_scheduler.args.{key}: {type(scheduler).__name__} keeps no such setting to change (it used it when "
+            "built); start a new run with -c and --init-from CHECKPOINT instead"
+        )
     logger.info("lr_scheduler.args.%s: %s -> %s (override)", key, getattr(scheduler, key), value)
     setattr(scheduler, key, value)

@@ -7,6 +7,18 @@ from pathlib import Path
 import pytest
 from helpers import baked
 
+# The test files, longest first (pytest --durations on two cores), so that pytest-xdist's workers, which each
+# take the next file when they finish one (--dist loadfile), end together: the long ones are not left for last.
+LONGEST_FIRST = [
+    "test_project_suite.py", "test_user_project.py", "test_distributed.py", "test_training.py", "test_faults.py",
+    "test_cruft.py", "test_storage.py", "test_tooling.py", "test_answers.py",
+]  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    position = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: position.get(item.path.name, len(position)))  # stable: each file keeps its order
+
 
 @pytest.fixture(scope="session")
 def default_project(cookies_session) -> Path:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,10 +45,26 @@ class Part(NamedTuple):
         return self.requirements[0].partition(">=")[0]
 
 
+def locked_versions() -> dict[str, str]:
+    """Each package of the template's exact lock (requirements-dev.txt), by normalised name."""
+    lines = (TEMPLATE_ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line.split("#")[0].strip().partition("==") for line in lines if "==" in line.split("#")[0]]
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, _, version in pins}
+
+
+def locked_range(package: str) -> str:
+    """``package>=V``, V being the release the lock pins: a generated project's lower bounds are tested ones."""
+    return f"{package}>={locked_versions()[package]}"
+
+
 OPTIONAL_PARTS = {
-    "sweeps": Part(SWEEP_FILES, "test_sweep.py", ("optuna>=4.0",)),
-    "mlflow": Part({"logger/mlflow_tracker.py"}, "test_mlflow.py", ("mlflow-skinny>=2.10", "sqlalchemy", "alembic")),
-    "wandb": Part({"logger/wandb_tracker.py"}, "test_wandb.py", ("wandb>=0.18",)),
+    "sweeps": Part(SWEEP_FILES, "test_sweep.py", (locked_range("optuna"),)),
+    "mlflow": Part(
+        {"logger/mlflow_tracker.py"},
+        "test_mlflow.py",
+        tuple(locked_range(name) for name in ("mlflow-skinny", "sqlalchemy", "alembic")),
+    ),
+    "wandb": Part({"logger/wandb_tracker.py"}, "test_wandb.py", (locked_range("wandb"),)),
 }
 # The MNIST sample's one-cycle schedule is laid out over the run's steps, so a finished run of it
 # cannot be extended; tests that extend runs train with a per-epoch schedule instead.
@@ -114,3 +131,20 @@ def wait_for_line(process: subprocess.Popen[str], text: str) -> None:
         if text in line:
             return
     raise AssertionError(f"the process ended (exit {process.wait()}) without printing {text!r}")
+
+
+def own_suite_problem(project: Path) -> str | None:
+    """What is wrong with a run of the project's own suite, or None when it passed with nothing skipped."""
+    # Its own --basetemp: suites side by side would otherwise share /tmp/pytest-of-<user> and its clean-up.
+    basetemp = project.parent / f"{project.name}-pytest-tmp"
+    result = run_project(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}")
+    if result.returncode != 0:
+        return describe(result)
+    if " passed" not in result.stdout or " skipped" in result.stdout:
+        return result.stdout[-500:]
+    return None
+
+
+def run_own_suite(project: Path) -> None:
+    problem = own_suite_problem(project)
+    assert problem is None, problem

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import EXTENDABLE, SWEEP_FILES, TEMPLATE_ROOT, describe, run_folders, run_project
+from helpers import EXTENDABLE, SWEEP_FILES, TEMPLATE_ROOT, describe, locked_range, run_folders, run_project
 
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
 GIT_IDENTITY |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
@@ -156,7 +156,7 @@ def test_sweeps_arrive_when_asked_for_later_and_leave_when_declined(project: Pat
     run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": true}', cwd=project)
     added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())
     assert added == SWEEP_FILES | {"tests/test_sweep.py"}
-    assert '"optuna>=4.0",' in (project / "pyproject.toml").read_text()
+    assert f'"{locked_range("optuna")}",' in (project / "pyproject.toml").read_text()
     assert "\nsweep: ##" in (project / "Makefile").read_text()
     helped = run_project(project, "sweep.py", "--help")
     assert helped.returncode == 0 and "--trials" in helped.stdout, describe(helped)
@@ -217,7 +217,7 @@ def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_pa
     added = set(run("git", "diff", "--name-only", "--diff-filter=A", "HEAD", cwd=project).stdout.split())
     assert added == {"logger/mlflow_tracker.py", "tests/test_mlflow.py"}
     assert json.loads((project / "config.json").read_text())["trainer"]["loggers"] == ["csv", "tensorboard", "mlflow"]
-    assert '"mlflow-skinny>=2.10",' in (project / "pyproject.toml").read_text()
+    assert f'"{locked_range("mlflow-skinny")}",' in (project / "pyproject.toml").read_text()
 
     save_dir = json.dumps(str(tmp_path / "saved"))
     quick = ["-d", "cpu", "--set", "arch.args.width=8", "--set", f"trainer.save_dir={save_dir}"]

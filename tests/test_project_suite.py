@@ -1,116 +1,61 @@
 """The generated project's own test suite tests the template's code, not the user's: it passes for
-every dataset answer with no data and no network, and after the user replaces the model, the
-data loader and config.json."""
+every dataset answer with no data and no network (tests/test_user_project.py: and after the user
+replaces the model, the data loader and config.json)."""
 
-import json
-import os
 import shutil
-import textwrap
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from helpers import describe, run_folders, run_project
+import tomllib
+from helpers import OPTIONAL_PARTS, describe, run_own_suite, run_project
 
 DATASETS = ["mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder"]
 
-USER_MODEL = '''
-"""Our models."""
-
-import torch
-from torch import nn
-
-from base.base_model import BaseModel
+# What a dataset answer changes in a project, besides data/: the files below, and pyproject.toml's name and
+# description. The suite runs with these files removed, which shows that it reads none of them; every other file
+# of every answer is byte-identical, so each answer's suite passes as the one that ran.
+ANSWER_FILES = ("config.json", "README.md", "Makefile", ".cookiecutter.json", "data")  # one slug for all
+PARTS = {"sweeps": True, "mlflow": True, "wandb": True}
 
 
-class MLP(BaseModel):
-    def __init__(self, size: int = 12, num_classes: int = 3, hidden: int = 32) -> None:
-        super().__init__()
-        layers = [nn.Flatten(), nn.Linear(size * size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-'''
-
-USER_LOADER = '''
-"""Our data: three classes of noisy stripes."""
-
-from typing import Any
-
-import torch
-
-from base.base_data_loader import BaseDataLoader, ImageTensors
+def files_the_suite_may_read(project: Path) -> dict[str, bytes]:
+    """Every file of ``project`` but its ANSWER_FILES, by path; of pyproject.toml only its tool settings."""
+    files = {}
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project)
+        if path.is_file() and relative.parts[0] not in ANSWER_FILES and "__pycache__" not in relative.parts:
+            files[relative.as_posix()] = path.read_bytes()
+    files["pyproject.toml"] = repr(tomllib.loads(files["pyproject.toml"].decode())["tool"]).encode()
+    return files
 
 
-class StripesDataLoader(BaseDataLoader):
-    mean, std = (0.5,), (0.25,)
-
-    def __init__(self, size: int = 12, **loader_args: Any) -> None:
-        super().__init__(**loader_args)
-        self.size = size
-
-    def load_split(self, split: str) -> ImageTensors:
-        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
-        targets = torch.randint(0, 3, (300,), generator=generator)
-        images = torch.randint(0, 60, (300, 1, self.size, self.size), generator=generator)
-        for label in range(3):
-            images[targets == label, :, label * 4 : label * 4 + 4, :] += 180
-        return ImageTensors(images.to(torch.uint8), targets)
-'''
+def bake_without_answer_files(cookies, **answers: object) -> Path:
+    result = cookies.bake(extra_context={**answers, "project_slug": "project"})
+    assert result.exit_code == 0, (answers, result.exception)
+    project = Path(result.project_path)
+    for name in ANSWER_FILES:  # nothing to read, nothing downloaded
+        shutil.rmtree(project / name) if (project / name).is_dir() else (project / name).unlink()
+    return project
 
 
-def own_suite_problem(project: Path) -> str | None:
-    """What is wrong with a run of the project's own suite, or None when it passed with nothing skipped."""
-    # Its own --basetemp: suites side by side would otherwise share /tmp/pytest-of-<user> and its clean-up.
-    basetemp = project.parent / f"{project.name}-pytest-tmp"
-    result = run_project(project, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}")
-    if result.returncode != 0:
-        return describe(result)
-    if " passed" not in result.stdout or " skipped" in result.stdout:
-        return result.stdout[-500:]
-    return None
+def collected_tests(project: Path) -> list[str]:
+    listed = run_project(project, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider")
+    assert listed.returncode == 0, describe(listed)
+    return [line for line in listed.stdout.splitlines() if "::" in line]
 
 
-def run_own_suite(project: Path) -> None:
-    problem = own_suite_problem(project)
-    assert problem is None, problem
-
-
-def test_own_suite_passes_for_every_dataset_answer_without_data(cookies) -> None:
-    projects = {}
-    for dataset in DATASETS:
-        # The optional parts bring their own tests, which use the suite's tiny data whatever the answer: one
-        # project has them all (the suites in a pool take the longest one's time, and theirs is the longest).
-        parts = dataset == "image_folder"
-        result = cookies.bake(extra_context={"dataset": dataset, "sweeps": parts, "mlflow": parts, "wandb": parts})
-        assert result.exit_code == 0, (dataset, result.exception)
-        projects[dataset] = Path(result.project_path)
-        shutil.rmtree(projects[dataset] / "data")  # nothing to read, nothing downloaded
-    # Each suite runs in its own single-threaded process: side by side they use every core.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        problems = dict(zip(projects, pool.map(own_suite_problem, projects.values()), strict=True))
-    failed = {dataset: problem for dataset, problem in problems.items() if problem is not None}
-    assert not failed, "\n\n".join(f"dataset={dataset}: {problem}" for dataset, problem in failed.items())
-
-
-def test_own_suite_passes_after_the_user_replaces_model_loader_and_config(
-    default_project: Path, tmp_path: Path
-) -> None:
-    project = tmp_path / "ours"
-    shutil.copytree(default_project, project, ignore=shutil.ignore_patterns("saved", "__pycache__"))
-    (project / "model" / "model.py").write_text(textwrap.dedent(USER_MODEL).lstrip())
-    (project / "data_loader" / "data_loaders.py").write_text(textwrap.dedent(USER_LOADER).lstrip())
-    config = json.loads((project / "config.json").read_text())
-    config["arch"] = {"type": "MLP", "args": {"num_classes": 3}}
-    config["data_loader"] = {"type": "StripesDataLoader", "args": {"batch_size": 32, "validation_split": 0.2}}
-    config["metrics"] = ["accuracy"]
-    config["trainer"].update(epochs=2, save_dir=str(tmp_path / "saved"), loggers=["csv"])
-    (project / "config.json").write_text(json.dumps(config, indent=2))
-    run_own_suite(project)
-
-    trained = run_project(project, "train.py", "-c", "config.json", "-d", "cpu")
-    assert trained.returncode == 0, describe(trained)
-    [run] = run_folders(tmp_path / "saved")
-    evaluate = run_project(project, "test.py", "-r", str(run), "-d", "cpu")
-    assert evaluate.returncode == 0, describe(evaluate)
-    assert json.loads((run / "best.test.json").read_text())["test_accuracy"] > 0.9
+def test_own_suite_passes_for_every_answer_without_data(cookies) -> None:
+    """The suite runs once, in the project with every optional part (whose tests hide a part to test its
+    absence); every dataset answer without the parts is that project less the parts' files."""
+    with_parts = bake_without_answer_files(cookies, **PARTS)
+    plain = {dataset: bake_without_answer_files(cookies, dataset=dataset) for dataset in DATASETS}
+    tested, files = files_the_suite_may_read(with_parts), files_the_suite_may_read(plain["mnist_sample"])
+    for dataset, project in plain.items():
+        assert files_the_suite_may_read(project) == files, f"dataset={dataset} changes more than ANSWER_FILES"
+    parts_files = {name for part in OPTIONAL_PARTS.values() for name in {*part.files, f"tests/{part.test_file}"}}
+    assert set(tested) - set(files) == parts_files
+    changed = [name for name in files if files[name] != tested[name]]
+    assert changed == ["Dockerfile"], "the parts change no other file but a comment the suite does not read"
+    parts_tests = tuple(f"tests/{part.test_file}::" for part in OPTIONAL_PARTS.values())
+    expected = [test for test in collected_tests(with_parts) if not test.startswith(parts_tests)]
+    assert collected_tests(plain["mnist_sample"]) == expected, "without the parts, the rest of the suite is there"
+    run_own_suite(with_parts)

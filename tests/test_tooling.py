@@ -97,39 +97,59 @@ def run_steps(workflow: dict, job: str | None = None) -> list[tuple[dict, str]]:
     return [(step, step.get("run", "")) for steps in jobs for step in steps["steps"]]
 
 
-def test_template_ci_runs_the_readme_test_command_weekly_with_cpu_wheels() -> None:
+def test_template_ci_runs_the_readme_test_command_in_a_fresh_environment_with_cpu_wheels() -> None:
     [workflow_path] = TEMPLATE_WORKFLOWS
     workflow = yaml.safe_load(workflow_path.read_text(encoding="utf-8"))
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
     assert {"push", "pull_request", "schedule"} <= set(triggers), triggers
     readme = (TEMPLATE_ROOT / "README.md").read_text(encoding="utf-8")
-    test_command = ".ci/install-tools && pip install -r requirements-dev.txt && python -m pytest"
-    assert f"```bash\n{test_command}\n```" in readme, "the README's test command changed: update the workflow"
-    assert test_command in (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    runs = [text for _, text in run_steps(workflow, "test")]
-    assert test_command in runs
-    assert any(CPU_INDEX in text for text in runs[: runs.index(test_command)]), "CPU wheels before the tests"
+    assert "```bash\n.ci/run\n```" in readme, "the README's test command changed: update the workflow"
+    [(step, text)] = [(step, text) for step, text in run_steps(workflow, "test") if text]
+    assert text == ".ci/run" and step["env"]["TORCH_INDEX_URL"] == CPU_INDEX
     [setup_python] = [step for step, _ in run_steps(workflow, "test") if "actions/setup-python" in step.get("uses", "")]
     assert setup_python["with"]["cache"] == "pip"
+    script = (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    steps = ["rm -rf .venv-ci", "python3 -m venv .venv-ci", "source .venv-ci/bin/activate",
+             "pip install -r requirements-dev.txt", ".ci/install-tools", 'python -m pytest "$@"']  # fmt: skip
+    positions = [script.find(f"\n{command}") for command in steps]
+    assert -1 not in positions and positions == sorted(positions), "a fresh venv, the lock, then the suite"
 
 
-def test_template_ci_tests_the_newest_torch_weekly_without_the_pins(tmp_path: Path) -> None:
-    """Generated projects ask for torch>=2.4: the weekly job installs the newest torch and torchvision, then
-    the test requirements with the pins filtered out (pip would otherwise go back to the pinned pair)."""
+def test_the_test_requirements_are_an_exact_lock_of_the_ranges() -> None:
+    """requirements-dev.txt pins every package that the test command installs, dependencies included, and was
+    compiled from requirements-dev.in (whose every requirement it holds); torch and torchvision are the pair."""
+    lock = (TEMPLATE_ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
+    header = lock.splitlines()[:5]
+    assert "pip-compile" in header[1] and header[4].startswith("#    pip-compile") and header[4].endswith(".in")
+    pins = [line.split("#")[0].strip() for line in lock.splitlines() if line.split("#")[0].strip()]
+    loose = [pin for pin in pins if not re.fullmatch(r"[A-Za-z0-9._-]+==[0-9][0-9A-Za-z.+!-]*", pin)]
+    assert not loose, f"not pinned exactly: {loose}"
+    locked = {re.sub(r"[-_.]+", "-", pin.partition("==")[0]).lower(): pin.partition("==")[2] for pin in pins}
+    ranges = (TEMPLATE_ROOT / "requirements-dev.in").read_text(encoding="utf-8").splitlines()
+    wanted = [re.split(r"[<>=!~\[ ]", line, maxsplit=1)[0] for line in ranges if line and not line.startswith("#")]
+    assert not [name for name in wanted if re.sub(r"[-_.]+", "-", name).lower() not in locked], "refresh the lock"
+    assert (locked["torch"], locked["torchvision"]) == ("2.14.1", "0.29.1")
+    assert len(locked) > 2 * len(wanted), "the dependencies of the requirements are pinned too"
+
+
+def test_template_ci_tests_the_newest_releases_weekly(tmp_path: Path) -> None:
+    """The weekly job installs the newest torch and torchvision, then every range of requirements-dev.in but
+    those two pins, upgraded (pip would otherwise keep the pinned pair, or an older package that fits)."""
     [workflow_path] = TEMPLATE_WORKFLOWS
-    job = yaml.safe_load(workflow_path.read_text(encoding="utf-8"))["jobs"]["newest-torch"]
+    job = yaml.safe_load(workflow_path.read_text(encoding="utf-8"))["jobs"]["newest-releases"]
     assert job["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
-    runs = [step.get("run", "") for step in job["steps"]]
-    [install] = [text for text in runs if "pip install --upgrade torch torchvision" in text]
-    assert CPU_INDEX in install and "==" not in install
-    [suite] = [text for text in runs if "python -m pytest" in text]
-    filtering = suite.splitlines()[0].replace("$RUNNER_TEMP", str(tmp_path))
+    [script] = [step["run"] for step in job["steps"] if "python -m pytest" in step.get("run", "")]
+    lines = script.splitlines()
+    assert lines[0].startswith("python -m venv") and CPU_INDEX in lines[1] and "==" not in lines[1]
+    assert "pip install --upgrade torch torchvision" in lines[1]
+    filtering = lines[2].replace("$RUNNER_TEMP", str(tmp_path))
     subprocess.run(filtering, shell=True, cwd=TEMPLATE_ROOT, check=True)
     kept = (tmp_path / "requirements-newest.txt").read_text(encoding="utf-8").splitlines()
-    pinned = (TEMPLATE_ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
-    dropped = [line for line in pinned if line not in kept]
+    ranges = (TEMPLATE_ROOT / "requirements-dev.in").read_text(encoding="utf-8").splitlines()
+    dropped = [line for line in ranges if line not in kept]
     assert [line.split("==")[0] for line in dropped] == ["torch", "torchvision"], dropped
-    assert '.ci/install-tools && pip install -r "$RUNNER_TEMP/requirements-newest.txt" && python -m pytest' in suite
+    assert lines[3] == 'pip install --upgrade --upgrade-strategy eager -r "$RUNNER_TEMP/requirements-newest.txt"'
+    assert lines[4] == ".ci/install-tools && python -m pytest"
 
 
 def test_project_ci_lints_tests_and_checks_the_template(default_project: Path) -> None:
@@ -143,6 +163,14 @@ def test_project_ci_lints_tests_and_checks_the_template(default_project: Path) -
         assert command in runs, command
     [(cruft_step, _)] = [(step, text) for step, text in steps if "cruft check" in text]
     assert cruft_step["if"] == "hashFiles('.cruft.json') != ''"
+    workflow = yaml.safe_load(baked.read_text(encoding="utf-8"))
+    assert "schedule" in workflow[True]  # YAML 1.1 reads the key `on` as True
+    newest = workflow["jobs"]["newest-releases"]  # weekly: the releases a user who installs today gets
+    assert newest["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    newest_runs = [text for _, text in run_steps(workflow, "newest-releases")]
+    [install] = [text for text in newest_runs if "--upgrade-strategy eager" in text]
+    assert "pip install --upgrade torch torchvision" in install and CPU_INDEX in install and "==" not in install
+    assert "python -m pytest" in newest_runs
 
 
 def test_pre_commit_config_is_valid_and_passes_on_a_fresh_bake(repo_project: Path, tmp_path: Path) -> None:

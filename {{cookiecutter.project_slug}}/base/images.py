@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from utils.errors import UsageError
 
@@ -50,5 +49,7 @@ class ImageReader:
                 converted = eight_bit(image).convert(MODES[self.channels])
         except Image.DecompressionBombError as err:  # over PIL's pixel limit: no OSError, so said as one here
             raise OSError(f"{err} (PIL.Image.MAX_IMAGE_PIXELS raises the limit)") from None
+        from torchvision.transforms import v2  # here: importing torchvision takes a second and a half
+
         steps = [v2.ToImage()] if self.size is None else [v2.ToImage(), v2.Resize(self.size), v2.CenterCrop(self.size)]
         return v2.Compose(steps)(converted).as_subclass(torch.Tensor)

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision import datasets
 
 from base.augment import RandomAffine, RandomCropFlip
 from base.base_data_loader import BaseDataLoader, ImageTensors
@@ -49,16 +48,18 @@ class MnistSampleDataLoader(BaseDataLoader):
 class TorchvisionDataLoader(BaseDataLoader):
     """A torchvision dataset that holds its images in memory, downloaded on first use."""
 
-    dataset_class: type = datasets.MNIST
+    dataset_name = "MNIST"  # the class in torchvision.datasets
 
     def __init__(self, data_dir: str = "data/", download: bool = True, **loader_args: Any) -> None:
         super().__init__(**loader_args)
         self.data_dir, self.download = data_dir, download
 
     def load_split(self, split: str) -> ImageTensors:
-        name = self.dataset_class.__name__
+        from torchvision import datasets  # here, not at the top: importing torchvision takes a second and a half
+
+        name = self.dataset_name
         try:
-            dataset = self.dataset_class(root=self.data_dir, train=split == "train", download=self.download)
+            dataset = getattr(datasets, name)(root=self.data_dir, train=split == "train", download=self.download)
         except (OSError, RuntimeError) as err:  # no network (urllib's URLError is an OSError), or no files
             if self.download:
                 raise UsageError(
@@ -78,7 +79,7 @@ class TorchvisionDataLoader(BaseDataLoader):
 class MnistDataLoader(TorchvisionDataLoader):
     """Full MNIST: 60,000 training and 10,000 test digits."""
 
-    dataset_class = datasets.MNIST
+    dataset_name = "MNIST"
     mean, std = (0.1307,), (0.3081,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
     classes = DIGITS
@@ -88,17 +89,17 @@ class MnistDataLoader(TorchvisionDataLoader):
 class FashionMnistDataLoader(TorchvisionDataLoader):
     """Fashion-MNIST: the same shapes as MNIST, ten kinds of clothing instead of digits."""
 
-    dataset_class = datasets.FashionMNIST
+    dataset_name = "FashionMNIST"
     mean, std = (0.2860,), (0.3530,)
     augmentation = RandomAffine(degrees=10, translate=0.1, scale=(0.9, 1.1))
-    classes = tuple(datasets.FashionMNIST.classes)
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
     image_size = 28
 
 
 class Cifar10DataLoader(TorchvisionDataLoader):
     """CIFAR-10: 50,000 training and 10,000 test colour images, 32x32."""
 
-    dataset_class = datasets.CIFAR10
+    dataset_name = "CIFAR10"
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     augmentation = RandomCropFlip(padding=4)
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -157,23 +158,31 @@ def _subfolders(root: Path) -> list[str]:
     return [entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
 
 
-class _ClassFolders(datasets.ImageFolder):
-    """ImageFolder with the training split's classes, so a test folder that lacks one keeps the same labels."""
+# The files torchvision's ImageFolder takes as images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class _ClassFolders(Dataset):
+    """The images under ``root/<class>/`` as (image, label), a label for each of the training split's
+    ``classes``, so that a test folder that lacks one keeps the same labels."""
 
     def __init__(self, root: Path, classes: list[str], loader: Callable[[str], torch.Tensor]) -> None:
-        self._classes = classes
-        super().__init__(root, loader=loader, allow_empty=True)
+        self.classes, self.loader = classes, loader
+        self.samples = [(str(path), label) for label, name in enumerate(classes) if (root / name).is_dir()
+                        for path in sorted((root / name).rglob("*"))
+                        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]  # fmt: skip
         unknown = sorted(name for name in _subfolders(root) if name not in classes)
         if unknown:  # no label to give them: say so rather than drop them unseen
             logger.warning("%s: %s not among the training classes (%s); left out", root,
                            ", ".join(unknown), ", ".join(classes))  # fmt: skip
 
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        return self._classes, {name: label for label, name in enumerate(self._classes)}
+    def __len__(self) -> int:
+        return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
         try:
-            return super().__getitem__(index)
+            return self.loader(path), label
         except (OSError, ValueError, SyntaxError) as err:  # what PIL raises on files that are not images
             raise UsageError(
                 f"image file {self.samples[index][0]!r} cannot be read ({first_sentence(err)}); remove or replace it "

@@ -32,6 +32,8 @@ PROJECT_FILES = {
     "base/augment.py",
     "base/base_data_loader.py",
     "base/base_model.py",
+    "base/batch.py",
+    "base/image_data_loader.py",
     "base/images.py",
     "base/loaders.py",
     "benchmarks/__init__.py",

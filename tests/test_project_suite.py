@@ -3,10 +3,12 @@ every dataset answer with no data and no network (tests/test_user_project.py: an
 replaces the model, the data loader and config.json)."""
 
 import shutil
+import textwrap
 from pathlib import Path
 
 import tomllib
 from helpers import OPTIONAL_PARTS, describe, run_own_suite, run_project
+from test_user_project import USER_LOADER, USER_MODEL
 
 DATASETS = ["mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder"]
 
@@ -45,7 +47,8 @@ def collected_tests(project: Path) -> list[str]:
 
 def test_own_suite_passes_for_every_answer_without_data(cookies) -> None:
     """The suite runs once, in the project with every optional part (whose tests hide a part to test its
-    absence); every dataset answer without the parts is that project less the parts' files."""
+    absence) and with the model and data loader of a user (tests/test_user_project.py); every dataset answer
+    without the parts is that project less the parts' files."""
     with_parts = bake_without_answer_files(cookies, **PARTS)
     plain = {dataset: bake_without_answer_files(cookies, dataset=dataset) for dataset in DATASETS}
     tested, files = files_the_suite_may_read(with_parts), files_the_suite_may_read(plain["mnist_sample"])
@@ -58,4 +61,7 @@ def test_own_suite_passes_for_every_answer_without_data(cookies) -> None:
     parts_tests = tuple(f"tests/{part.test_file}::" for part in OPTIONAL_PARTS.values())
     expected = [test for test in collected_tests(with_parts) if not test.startswith(parts_tests)]
     assert collected_tests(plain["mnist_sample"]) == expected, "without the parts, the rest of the suite is there"
+    # The suite tests the template's code with its own tiny model and data: it passes with the user's in place.
+    (with_parts / "model" / "model.py").write_text(textwrap.dedent(USER_MODEL).lstrip())
+    (with_parts / "data_loader" / "data_loaders.py").write_text(textwrap.dedent(USER_LOADER).lstrip())
     run_own_suite(with_parts)

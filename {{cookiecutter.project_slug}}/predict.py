@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from base.image_data_loader import ImageDataLoader
 from inference.classify import classify_files, write_predictions
 from inference.image_files import find_images
 from inference.trained import load_trained_model
@@ -40,6 +41,11 @@ def predict(args: argparse.Namespace, modules: Registry) -> None:
         raise UsageError(f"--top-k: expected an integer >= 1, got {args.top_k}")
     check_output_folder(args.output)
     trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
+    if not isinstance(trained.data, ImageDataLoader):
+        raise UsageError(
+            f"predict.py classifies image files, and {type(trained.data).__name__} is not an ImageDataLoader; "
+            "evaluate the run on its test split with test.py -r instead"
+        )
     paths = find_images(args.inputs)
     refuse_overwriting(args.output, paths, "one of the input images")
     result = classify_files(trained, paths, args.top_k)

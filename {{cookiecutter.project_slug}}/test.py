@@ -40,11 +40,11 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     advice = "give the data the checkpoint's class folders back, or train a new run on the data as it is"
     check_same_classes(trained.classes, trained.data.class_names(), checkpoint_path, advice)
     criterion, metrics = build_loss_and_metrics(trained.config, modules)
-    first_images, first_targets = next(iter(test_loader))
+    first_inputs, first_targets = next(iter(test_loader))
     # Not held to the class names: a checkpoint trained before its output width was checked against them
     # is still evaluated (confusion_for warns). Every label of a split held in memory must have a score.
     known = KnownLabels(highest_label=test_loader.highest_label)
-    first_output = check_model_fits(model, criterion, metrics, first_images, first_targets, known)
+    first_output = check_model_fits(model, criterion, metrics, first_inputs, first_targets, known)
     confusion = confusion_for(first_output, first_targets, trained)
     logger.info("Evaluating %s (%s) on the test split", checkpoint_path, trained.trained_for)
     amp_dtype = trained.config.trainer.amp_dtype(trained.device)
@@ -68,7 +68,7 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     save_report(report, checkpoint_path)
 
 
-def confusion_for(output: torch.Tensor, targets: torch.Tensor, trained: TrainedModel) -> ConfusionMatrix | None:
+def confusion_for(output: torch.Tensor, targets: Any, trained: TrainedModel) -> ConfusionMatrix | None:
     """A confusion matrix as wide as the model's ``output`` on a batch, or None when the output is not a
     score per class. The report names its rows by the checkpoint's class names only when there is one per output."""
     if not scores_each_class(output, targets):

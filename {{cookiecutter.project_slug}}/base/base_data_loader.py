@@ -1,21 +1,24 @@
-"""What a data loader in data_loader/ is. A subclass sets ``mean`` and ``std`` (one value per channel) and
-writes ``load_split("train" | "test")``, which returns uint8 images N x C x H x W (0-255), all of one size:
-either ``ImageTensors``, the whole split in memory (it can then sit on the training device: the fast path),
-or a ``Dataset`` of ``(uint8 image C x H x W, int label)`` read item by item by a DataLoader (files, for
-example). ``BaseDataLoader`` holds out the validation part and builds the loaders. More in README.md's
+"""What a data loader in data_loader/ is. A subclass writes ``load_split("train" | "test")``, which returns
+either a ``TensorSplit``, the whole split in memory (inputs and targets as tensors of any dtype and shape: it
+can then sit on the training device, the fast path), or a map-style ``Dataset`` whose items are
+``(inputs, target)``, read item by item by a DataLoader (files, for example). Inputs are a tensor, a tuple or a
+dict of tensors; a target is what the loss takes. ``collate_fn`` batches items of different sizes (padding);
+``batch_prep`` turns a batch's inputs on the device into the model's (ImageDataLoader: scaling, augmentation,
+normalisation). ``BaseDataLoader`` holds out the validation part and builds the loaders. More in README.md's
 'Add a dataset'.
 """
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset
 
-from base.images import ImageReader
-from base.loaders import BatchAugment, BatchPrep, EpochOrder, ResidentLoader, StreamingLoader
+from base.batch import select, tensors_in
+from base.loaders import BatchTransform, EpochOrder, ResidentLoader, StreamingLoader
 from utils.errors import ConfigRefused, UsageError
 from utils.settings import from_dict, setting
 
@@ -25,28 +28,40 @@ RESIDENT_SHARE_OF_FREE_GPU_MEMORY = 0.25
 
 
 @dataclass(frozen=True)
-class ImageTensors:
-    """A whole split in memory: uint8 images N x C x H x W and their integer labels."""
+class TensorSplit:
+    """A whole split in memory: ``inputs`` (a tensor, or a tuple or dict of tensors) and ``targets`` (a tensor, or
+    a tuple or dict of them), each tensor holding one sample per row."""
 
-    images: torch.Tensor
-    targets: torch.Tensor
+    inputs: Any
+    targets: Any
 
     def __post_init__(self) -> None:
-        if len(self.images) != len(self.targets):  # one of the files is cut short, or from another set
+        counts = {len(tensor) for tensor in tensors_in((self.inputs, self.targets))}
+        if len(counts) > 1:  # one of the files is cut short, or from another set
             raise UsageError(
-                f"data_loader: the data holds {len(self.images)} images but {len(self.targets)} labels; check its "
-                "files under data_loader.args.data_dir"
+                f"data_loader: the split's tensors hold different numbers of samples ({describe_counts(self)}); "
+                "check its files under data_loader.args.data_dir"
             )
 
     def __len__(self) -> int:
-        return len(self.targets)
+        tensors = tensors_in(self.targets) or tensors_in(self.inputs)
+        return len(tensors[0]) if tensors else 0
 
-    def subset(self, indices: list[int]) -> "ImageTensors":
+    def subset(self, indices: list[int]) -> "TensorSplit":
         index = torch.tensor(indices, dtype=torch.long)
-        return ImageTensors(self.images[index], self.targets[index])
+        return TensorSplit(select(self.inputs, index), select(self.targets, index))
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:  # an item, as a Dataset's: the DataLoader path
+        return select(self.inputs, index), select(self.targets, index)
 
 
-Split = ImageTensors | Dataset
+def describe_counts(split: TensorSplit) -> str:
+    inputs, targets = (", ".join(str(len(t)) for t in tensors_in(part)) for part in (split.inputs, split.targets))
+    return f"inputs {inputs}; targets {targets}"
+
+
+ImageTensors = TensorSplit  # its name when splits held only images: (images, labels)
+Split = TensorSplit | Dataset
 
 
 @dataclass(frozen=True)
@@ -67,11 +82,10 @@ class LoaderSettings:
 class BaseDataLoader:
     """Builds a run's loaders: ``train_loaders(device)`` for training and validation, ``test_loader(device)``."""
 
-    mean: ClassVar[tuple[float, ...]] = (0.5,)
-    std: ClassVar[tuple[float, ...]] = (0.5,)
-    augmentation: ClassVar[BatchAugment | None] = None  # for training batches, from base/augment.py
     classes: tuple[str, ...] | None = None  # the class names, by label (load_split may set them); None: not known
-    image_size: int | None = None  # image files are resized and centre-cropped to this; None: kept as they are
+    # A list of items -> one batch, as torch's DataLoader takes it (to pad items of different sizes); None: torch's
+    # default_collate. A split in memory with a collate_fn is read item by item, through it.
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
     def class_names(self) -> list[str] | None:
         """The class names by label (checkpoints keep them, and the model's ``num_classes`` defaults to their count)."""
@@ -91,6 +105,12 @@ class BaseDataLoader:
     def __init__(self, seed: int = 0, **loader_args: Any) -> None:
         self.seed = seed
         self.settings = from_dict(LoaderSettings, loader_args, "data_loader.args", strict=True)
+        if hasattr(self, "mean") and type(self).batch_prep is BaseDataLoader.batch_prep:  # written for an older base
+            raise ConfigRefused(
+                f"data_loader.type: {type(self).__name__} sets mean and std, which a BaseDataLoader does not apply; "
+                "subclass ImageDataLoader (from base.image_data_loader import ImageDataLoader) to have its images "
+                "scaled and normalised with them"
+            )
 
     def load_split(self, split: str) -> Split:
         """The ``"train"`` or ``"test"`` split; see the module docstring."""
@@ -110,13 +130,10 @@ class BaseDataLoader:
             raise UsageError(f"data_loader: {type(self).__name__}'s test split has no samples; give it some")
         return self._loader(data, device)
 
-    def image_reader(self) -> ImageReader:
-        """Reads an image file as this loader's splits hold their images (uint8, its channels and size)."""
-        return ImageReader(len(self.mean), self.image_size)
-
-    def batch_prep(self, device: torch.device, augment: BatchAugment | None = None) -> BatchPrep:
-        """uint8 batches on ``device`` -> the model's input: scaled, ``augment``-ed (training only), normalised."""
-        return BatchPrep(self.mean, self.std, augment, self.seed, device)
+    def batch_prep(self, device: torch.device, augment: bool = False) -> BatchTransform:
+        """What turns a batch's inputs, on ``device``, into the model's (``augment``: a training batch). Here they
+        go as they are; ImageDataLoader scales, augments and normalises images."""
+        return lambda inputs, epoch, batch: inputs
 
     def _split(self, n_samples: int) -> tuple[list[int], list[int]]:
         """(training, validation) indices, drawn with a private generator seeded from ``seed``."""
@@ -143,23 +160,23 @@ class BaseDataLoader:
         more would wait forever in that batch's gradient all-reduce."""
         shuffle = training and self.settings.shuffle
         order = EpochOrder(len(data), self.seed, shuffle=shuffle, pad=training)  # type: ignore[arg-type]
-        prep = self.batch_prep(device, self.augmentation if training and self.settings.augment else None)
+        prep = self.batch_prep(device, augment=training and self.settings.augment)
         batch_size = self.settings.batch_size
         loader: Loader
-        if isinstance(data, ImageTensors) and self._resident(data, device):
-            loader = ResidentLoader(data.images, data.targets, order, prep, batch_size, device)
+        in_memory = isinstance(data, TensorSplit)
+        if in_memory and self.collate_fn is None and self._resident(data, device):
+            loader = ResidentLoader(data.inputs, data.targets, order, prep, batch_size, device)
         else:
-            dataset = TensorDataset(data.images, data.targets) if isinstance(data, ImageTensors) else data
-            loader = StreamingLoader(dataset, order, prep, batch_size, device, self._worker_options())
-        if isinstance(data, ImageTensors) and len(data) > 0:  # one pass over the labels, without reading images
+            loader = StreamingLoader(data, order, prep, batch_size, device, self._worker_options(), self.collate_fn)
+        if in_memory and len(data) > 0 and _integer_tensor(data.targets):  # every label, without reading inputs
             loader.highest_label = int(data.targets.max())
         return loader
 
-    def _resident(self, data: ImageTensors, device: torch.device) -> bool:
+    def _resident(self, data: TensorSplit, device: torch.device) -> bool:
         wanted = self.settings.device_resident
         if wanted is False or device.type != "cuda":
             return wanted is not False  # on the CPU the data is in memory anyway
-        needed = data.images.numel() * data.images.element_size()
+        needed = sum(tensor.numel() * tensor.element_size() for tensor in tensors_in((data.inputs, data.targets)))
         free, _ = torch.cuda.mem_get_info(device)
         fits = needed <= RESIDENT_SHARE_OF_FREE_GPU_MEMORY * free
         if not fits and wanted is True:
@@ -188,4 +205,8 @@ class BaseDataLoader:
 
 
 def _subset(data: Split, indices: list[int]) -> Split:
-    return data.subset(indices) if isinstance(data, ImageTensors) else Subset(data, indices)
+    return data.subset(indices) if isinstance(data, TensorSplit) else Subset(data, indices)
+
+
+def _integer_tensor(targets: Any) -> bool:
+    return isinstance(targets, torch.Tensor) and not targets.is_floating_point() and targets.dtype != torch.bool

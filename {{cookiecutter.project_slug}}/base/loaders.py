@@ -1,7 +1,8 @@
-"""The two ways a run feeds batches to the model, both yielding ``(images, targets)`` on the device, prepared
-by ``BatchPrep``: ``ResidentLoader`` slices batches out of a split held on the device, ``StreamingLoader``
-reads them with a torch DataLoader (workers, for files) and copies each over. An epoch's order depends only on
-the seed and the epoch, and an epoch can start part way, so a resumed run sees the batches an unstopped one would.
+"""The two ways a run feeds batches to the model, both yielding ``(inputs, target)`` on the device, prepared by
+the data loader's ``batch_prep``: ``ResidentLoader`` slices batches out of a split held on the device,
+``StreamingLoader`` reads them with a torch DataLoader (workers, for files) and copies each over. An epoch's
+order depends only on the seed and the epoch, and an epoch can start part way, so a resumed run sees the
+batches an unstopped one would.
 """
 
 import atexit
@@ -16,14 +17,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from base.batch import move_to, select, tensors_in
 from utils.dist import rank, world_size
 from utils.errors import UsageError
 from utils.signals import ignore_stop_signals
 from utils.util import seed_worker
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-# (float images in [0, 1], generator) -> augmented images of the same shape; see base/augment.py
-BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Batch = tuple[Any, Any]  # (inputs, target): base/batch.py
+# (a batch's inputs on the device, epoch, batch number) -> the model's inputs: a loader's batch_prep
+BatchTransform = Callable[[Any, int, int], Any]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -60,48 +62,15 @@ class EpochOrder:
         return math.ceil(self.n_samples / world) if self.pad else len(range(rank(), self.n_samples, world))
 
 
-class BatchPrep:
-    """uint8 images on the device -> float in [0, 1], augmented (training only), normalised."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], augment: BatchAugment | None, seed: int,
-                 device: torch.device) -> None:  # fmt: skip
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self.augment = augment
-        self.seed = seed
-        self.generator = torch.Generator(device=device)
-
-    def __call__(self, images: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
-        if images.dtype != torch.uint8 or images.dim() != 4:  # floats would be divided by 255 once too often
-            raise UsageError(
-                f"data_loader: its batches hold {str(images.dtype).removeprefix('torch.')} of shape "
-                f"{tuple(images.shape)}; load_split must give uint8 images N x C x H x W (0-255), which the loaders "
-                "scale to [0, 1] and normalise (see base/base_data_loader.py)"
-            )
-        if not images.size(1) == self.mean.numel() == self.std.numel():  # else it broadcasts, or fails unexplained
-            raise UsageError(
-                f"data_loader: its batches hold images of shape {tuple(images.shape)}, {images.size(1)} channels as "
-                f"N x C x H x W, but the loader's mean has {self.mean.numel()} values and its std "
-                f"{self.std.numel()}; images are N x H x W x C? permute(0, 3, 1, 2) in load_split; mean and std "
-                "need one value per channel"
-            )
-        images = images.float().div_(255)
-        if self.augment is not None:
-            # Seeded per batch, so skipping batches on resume leaves the later ones unchanged.
-            self.generator.manual_seed((epoch_seed(self.seed, epoch) * 100_003 + batch) * 1_009 + rank())
-            images = self.augment(images, self.generator)
-        return (images - self.mean) / self.std
-
-
 class _EpochBatches:
     """What both loaders share: the batch size, the epoch to iterate, and where in it to start."""
 
-    def __init__(self, order: EpochOrder, prep: BatchPrep, batch_size: int, device: torch.device) -> None:
+    def __init__(self, order: EpochOrder, prep: BatchTransform, batch_size: int, device: torch.device) -> None:
         self.order, self.prep, self.batch_size, self.device = order, prep, batch_size, device
         self.epoch, self.start_batch = 0, 0
         self.n_samples = order.n_samples
-        # Set by the BaseDataLoader when the split is in memory (None otherwise): the Trainer and test.py check
-        # the model's outputs against it before any epoch, not only against the first batch's labels.
+        # Set by the BaseDataLoader when the split is in memory with integer targets (None otherwise): the Trainer
+        # and test.py check a classifier's outputs against it before any epoch, not only against the first batch.
         self.highest_label: int | None = None
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -123,17 +92,18 @@ class _EpochBatches:
 
 
 class ResidentLoader(_EpochBatches):
-    """Batches sliced out of a whole split held on the device."""
+    """Batches sliced out of a whole split held on the device: every tensor of its inputs and targets, by the
+    same indices."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, order: EpochOrder, prep: BatchPrep,
+    def __init__(self, inputs: Any, targets: Any, order: EpochOrder, prep: BatchTransform,
                  batch_size: int, device: torch.device) -> None:  # fmt: skip
         super().__init__(order, prep, batch_size, device)
-        self.images = images.to(device)  # uint8: a quarter of the float size
-        self.targets = targets.to(device)
+        self.inputs = move_to(inputs, device)  # as the split holds them (uint8 images: a quarter of the float size)
+        self.targets = move_to(targets, device)
 
     def __iter__(self) -> Iterator[Batch]:
         for batch, index in enumerate(self.index_batches(self.device), start=self.start_batch):
-            yield self.prep(self.images[index], self.epoch, batch), self.targets[index]
+            yield self.prep(select(self.inputs, index), self.epoch, batch), select(self.targets, index)
 
 
 def start_worker(worker_id: int) -> None:
@@ -157,39 +127,42 @@ def _kill_workers() -> None:
 
 
 class StreamingLoader(_EpochBatches):
-    """Batches read by a torch DataLoader (``workers`` holds its worker and pinning options)."""
+    """Batches read by a torch DataLoader (``workers`` holds its worker and pinning options), put together by
+    ``collate_fn`` (a list of items -> a batch, as the DataLoader takes it; None: torch's default_collate)."""
 
-    def __init__(self, dataset: Dataset, order: EpochOrder, prep: BatchPrep, batch_size: int,
-                 device: torch.device, workers: dict) -> None:  # fmt: skip
+    def __init__(self, dataset: Dataset, order: EpochOrder, prep: BatchTransform, batch_size: int,
+                 device: torch.device, workers: dict, collate_fn: Callable[[list], Any] | None = None,
+                 ) -> None:  # fmt: skip
         super().__init__(order, prep, batch_size, device)
         self.generator = torch.Generator()
         if workers.get("num_workers"):
             end_workers_at_exit()
         self.loader = DataLoader(dataset, batch_sampler=_IndexLists(self), generator=self.generator,
-                                 worker_init_fn=start_worker, collate_fn=collate_same_size, **workers)  # fmt: skip
+                                 worker_init_fn=start_worker, collate_fn=collate_fn or collate_same_shape,
+                                 **workers)  # fmt: skip
         self.num_workers = self.loader.num_workers
 
     def __iter__(self) -> Iterator[Batch]:
         self.generator.manual_seed(epoch_seed(self.order.seed, self.epoch))  # worker seeds, for transforms of yours
-        for batch, (images, targets) in enumerate(self.loader, start=self.start_batch):
-            images = images.to(self.device, non_blocking=True)
-            yield self.prep(images, self.epoch, batch), targets.to(self.device, non_blocking=True)
+        for batch, (inputs, targets) in enumerate(self.loader, start=self.start_batch):
+            inputs = move_to(inputs, self.device, non_blocking=True)
+            yield self.prep(inputs, self.epoch, batch), move_to(targets, self.device, non_blocking=True)
 
 
-def collate_same_size(items: list[Any]) -> Any:
-    """torch's default_collate, with one line for the mistake it cannot stack: images of one batch that
-    differ in size (a Dataset that does not resize its files). Checked only once stacking has failed."""
+def collate_same_shape(items: list[Any]) -> Any:
+    """torch's default_collate, with one line for the mistake it cannot stack: items of one batch whose tensors
+    differ in shape (sequences of several lengths, files of several sizes). Checked only once stacking failed."""
     try:
         return default_collate(items)
     except RuntimeError:
-        images = [item[0] for item in items if isinstance(item, tuple | list) and item]
-        shapes = sorted({tuple(image.shape) for image in images if isinstance(image, torch.Tensor)})
+        inputs = [tensors_in(item[0] if isinstance(item, tuple | list) and item else item) for item in items]
+        shapes = sorted({tuple(tensors[0].shape) for tensors in inputs if tensors})  # each item's first input
         if len(shapes) < 2:
             raise
         raise UsageError(
-            f"data_loader: the images of a split differ in size ({shapes[0]} and {shapes[1]} in one batch); every "
-            "image of a split must have the same size: resize them in the Dataset, or set the loader's image_size "
-            "if it takes one (ImageFolderDataLoader: data_loader.args.image_size)"
+            f"data_loader: the items of one batch differ in shape ({shapes[0]} and {shapes[1]}), so they cannot be "
+            "stacked; give the loader a collate_fn that pads them (see base/base_data_loader.py), or make them one "
+            "size (ImageFolderDataLoader: data_loader.args.image_size)"
         ) from None
 
 

@@ -1,5 +1,6 @@
-"""Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to: what one sets is
-described in base/base_data_loader.py, and ``BaseDataLoader`` takes its own arguments (``batch_size``,
+"""Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to: what one returns is
+described in base/base_data_loader.py (any data: subclass ``BaseDataLoader``) and base/image_data_loader.py
+(images: subclass ``ImageDataLoader``, as these do); both take their own arguments (``batch_size``,
 ``validation_split``...) from ``data_loader.args`` too.
 """
 
@@ -13,7 +14,8 @@ import torch
 from torch.utils.data import Dataset
 
 from base.augment import RandomAffine, RandomCropFlip
-from base.base_data_loader import BaseDataLoader, ImageTensors
+from base.base_data_loader import TensorSplit
+from base.image_data_loader import ImageDataLoader
 from utils.errors import UsageError, first_sentence
 
 logger = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 DIGITS = tuple("0123456789")
 
 
-class MnistSampleDataLoader(BaseDataLoader):
+class MnistSampleDataLoader(ImageDataLoader):
     """The MNIST sample shipped with the project: trains offline, in seconds on a CPU."""
 
     mean, std = (0.1307,), (0.3081,)
@@ -33,7 +35,7 @@ class MnistSampleDataLoader(BaseDataLoader):
         super().__init__(**loader_args)
         self.data_dir = data_dir
 
-    def load_split(self, split: str) -> ImageTensors:
+    def load_split(self, split: str) -> TensorSplit:
         path = Path(self.data_dir) / "mnist_sample.npz"  # 4,000 training and 1,000 test digits, uint8
         if not path.is_file():
             raise UsageError(
@@ -42,10 +44,10 @@ class MnistSampleDataLoader(BaseDataLoader):
             )
         with np.load(path) as arrays:
             images = torch.from_numpy(arrays[f"{split}_images"]).unsqueeze(1)  # N x 28 x 28 -> N x 1 x 28 x 28
-            return ImageTensors(images, torch.from_numpy(arrays[f"{split}_labels"]).long())
+            return TensorSplit(images, torch.from_numpy(arrays[f"{split}_labels"]).long())
 
 
-class TorchvisionDataLoader(BaseDataLoader):
+class TorchvisionDataLoader(ImageDataLoader):
     """A torchvision dataset that holds its images in memory, downloaded on first use."""
 
     dataset_name = "MNIST"  # the class in torchvision.datasets
@@ -54,7 +56,7 @@ class TorchvisionDataLoader(BaseDataLoader):
         super().__init__(**loader_args)
         self.data_dir, self.download = data_dir, download
 
-    def load_split(self, split: str) -> ImageTensors:
+    def load_split(self, split: str) -> TensorSplit:
         from torchvision import datasets  # here, not at the top: importing torchvision takes a second and a half
 
         name = self.dataset_name
@@ -73,7 +75,7 @@ class TorchvisionDataLoader(BaseDataLoader):
         images = torch.as_tensor(dataset.data)
         # MNIST-like data is N x H x W, CIFAR-10's N x H x W x C: both become N x C x H x W.
         images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
-        return ImageTensors(images.contiguous(), torch.as_tensor(dataset.targets))
+        return TensorSplit(images.contiguous(), torch.as_tensor(dataset.targets))
 
 
 class MnistDataLoader(TorchvisionDataLoader):
@@ -106,7 +108,7 @@ class Cifar10DataLoader(TorchvisionDataLoader):
     image_size = 32
 
 
-class ImageFolderDataLoader(BaseDataLoader):
+class ImageFolderDataLoader(ImageDataLoader):
     """Your own images: ``data_dir/train/<class>/*.png`` to train on, ``data_dir/test/<class>/`` to test.
 
     The classes are the folder names under ``train/`` (so ``arch.args.num_classes`` may be left out).

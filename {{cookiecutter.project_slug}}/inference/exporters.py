@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from base.image_data_loader import ImageDataLoader
 from inference.trained import TrainedModel
 from parse_config import Config
 from trainer.build import build_model
@@ -165,14 +166,17 @@ def describe(trained: TrainedModel, name: str, output: Path, images: torch.Tenso
         "classes": trained.classes,
         "input": {
             "shape": ["batch", *images.shape[1:]],
-            "dtype": "float32",
-            "preprocessing": "uint8 pixels / 255, then (x - mean) / std per channel",
-            "mean": list(data.mean),
-            "std": list(data.std),
-            "image_size": data.image_size,
-        },
+            "dtype": str(images.dtype).removeprefix("torch."),
+            **(image_preprocessing(data) if isinstance(data, ImageDataLoader) else {}),
+        },  # fmt: skip
         "config": trained.config.to_dict(),
     }
+
+
+def image_preprocessing(data: ImageDataLoader) -> dict[str, Any]:
+    """How an image loader's files become the model's input, for a serving process to do the same."""
+    return {"preprocessing": "uint8 pixels / 255, then (x - mean) / std per channel", "mean": list(data.mean),
+            "std": list(data.std), "image_size": data.image_size}  # fmt: skip
 
 
 def _write(spec: ExportFormat, model: torch.nn.Module, images: torch.Tensor, path: Path) -> None:

@@ -44,7 +44,7 @@ def eager_model(run_dir: Path) -> torch.nn.Module:
 def prepared_test_images(count: int) -> torch.Tensor:
     """The first ``count`` images of the tiny test split, prepared as test.py prepares them."""
     data = TinyTensorLoader()
-    return data.batch_prep(torch.device("cpu"))(data.load_split("test").images[:count], 0, 0)
+    return data.batch_prep(torch.device("cpu"))(data.load_split("test").inputs[:count], 0, 0)
 
 
 def reload(name: str, path: Path) -> torch.nn.Module | object:

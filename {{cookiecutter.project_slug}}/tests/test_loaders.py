@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 
 from base.base_data_loader import BaseDataLoader, ImageTensors
 from base.base_model import BaseModel
+from base.image_data_loader import ImageDataLoader
 from base.loaders import ResidentLoader, StreamingLoader
 from tests.hostile import _namespace, only_run, run_test, run_train, write_config
 from tests.tiny import TINY, tiny_config
@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-class NumberedImages(BaseDataLoader):
+class NumberedImages(ImageDataLoader):
     """Sample i is a 1x2x2 image filled with i and labelled i, so a batch tells which samples it holds.
     ``as_dataset`` hands the split over as a Dataset (the DataLoader path) instead of as tensors."""
 
@@ -122,7 +122,7 @@ def test_training_is_augmented_but_validation_and_test_are_not() -> None:
     assert_same_batches(batches(valid), batches(plain_valid))
     # Evaluation images are the stored ones, only scaled and normalised.
     test_images, _ = batches(TinyTensorLoader(batch_size=60).test_loader(CPU))[0]
-    expected = (striped_images(60, seed=1).images.float() / 255 - 0.3) / 0.35
+    expected = (striped_images(60, seed=1).inputs.float() / 255 - 0.3) / 0.35
     assert torch.allclose(test_images, expected, atol=1e-6)
 
 
@@ -165,23 +165,17 @@ def test_unknown_loader_argument_is_refused() -> None:
 
 def test_a_split_with_more_images_than_labels_is_one_line() -> None:
     """A label file cut short would otherwise drop the images past its end without a word."""
-    with pytest.raises(UsageError, match="the data holds 3 images but 2 labels"):
+    with pytest.raises(UsageError, match=r"different numbers of samples \(inputs 3; targets 2\)"):
         ImageTensors(torch.zeros(3, 1, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
 
 
 class FeaturesLoader(BaseDataLoader):
-    """Not images: 8 float features per sample, 3 classes. It gives its own batch_prep (the README's way for
-    other data), since the image one scales uint8 N x C x H x W images and normalises them per channel."""
-
-    mean, std, image_size, augmentation = (0.0,), (1.0,), None, None
+    """Not images: 8 float features per sample, 3 classes, which a BaseDataLoader gives the model as they are."""
 
     def load_split(self, split: str) -> ImageTensors:
         generator = torch.Generator().manual_seed(0 if split == "train" else 1)
         targets = torch.randint(0, 3, (240,), generator=generator)
         return ImageTensors(torch.randn(240, 8, generator=generator) + 3 * targets[:, None].float(), targets)
-
-    def batch_prep(self, device: torch.device, augment: Any = None) -> Callable[..., torch.Tensor]:
-        return lambda features, epoch, batch: features
 
 
 class FeaturesNet(BaseModel):
@@ -194,7 +188,7 @@ class FeaturesNet(BaseModel):
 
 
 @pytest.mark.parametrize("resident", [True, False], ids=["resident", "dataloader"])
-def test_data_that_is_not_images_trains_and_tests_with_its_own_batch_prep(
+def test_data_that_is_not_images_trains_and_tests_as_it_is(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], resident: bool
 ) -> None:
     registry = dataclasses.replace(TINY, models=_namespace(FeaturesNet), data_loaders=_namespace(FeaturesLoader))

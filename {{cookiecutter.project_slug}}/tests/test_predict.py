@@ -34,7 +34,7 @@ def test_split_pngs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny test split as PNG files, in one folder per label."""
     split = TinyTensorLoader().load_split("test")
     folder = tmp_path_factory.mktemp("pngs")
-    write_pngs(folder, split.images, split.targets)
+    write_pngs(folder, split.inputs, split.targets)
     return folder
 
 
@@ -46,7 +46,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def test_a_png_reads_back_as_the_split_holds_it(test_split_pngs: Path) -> None:
     split = TinyTensorLoader().load_split("test")
     reader = TinyTensorLoader().image_reader()
-    assert torch.equal(reader(test_split_pngs / str(int(split.targets[5])) / "005.png"), split.images[5])
+    assert torch.equal(reader(test_split_pngs / str(int(split.targets[5])) / "005.png"), split.inputs[5])
 
 
 def test_reader_resizes_and_converts_to_the_loader_s_channels(tmp_path: Path) -> None:
@@ -212,5 +212,5 @@ def test_files_of_another_size_than_the_model_trained_on_are_skipped_whichever_c
     assert predict.main(["-r", str(tiny_run), str(odd), *map(str, good), "-o", str(out)], modules=TINY) == 0
     assert [Path(row["path"]).name for row in read_rows(out)] == [path.name for path in good]
     [warning] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
-    shape = "x".join(map(str, TinyTensorLoader().load_split("test").images.shape[1:]))
+    shape = "x".join(map(str, TinyTensorLoader().load_split("test").inputs.shape[1:]))
     assert f"0-odd.png: its size is 1x16x20, not {shape} (the model trained on)" in warning, warning

@@ -338,12 +338,12 @@ CONFIG_MISTAKES = [
     case("in_channels-wrong", "arch: TinyConvNet cannot take the data's batches", changes={"arch.args.in_channels": 3}),
     case(
         "float-images",
-        "data_loader: its batches hold float32 of shape (32, 1, 8, 8); load_split must give uint8 images",
+        "data_loader: its batches hold float32 (32, 1, 8, 8); an ImageDataLoader's load_split must give uint8 images",
         changes={"data_loader.type": "TinyFloatLoader"},
     ),
     case(
         "float-images-read-by-a-dataloader",
-        "data_loader: its batches hold float32 of shape (32, 1, 8, 8); load_split must give uint8 images",
+        "data_loader: its batches hold float32 (32, 1, 8, 8); an ImageDataLoader's load_split must give uint8 images",
         changes={"data_loader.type": "TinyFloatLoader", "data_loader.args.device_resident": False},
     ),
     case(
@@ -359,13 +359,13 @@ CONFIG_MISTAKES = [
     ),
     case(
         "images-of-two-sizes",
-        "data_loader: the images of a split differ in size ((1, 7, 8) and (1, 8, 8) in one batch); every image of a "
-        "split must have the same size: resize them in the Dataset, or set the loader's image_size if it takes one",
+        "data_loader: the items of one batch differ in shape ((1, 7, 8) and (1, 8, 8)), so they cannot be stacked; "
+        "give the loader a collate_fn that pads them (see base/base_data_loader.py), or make them one size",
         changes={"data_loader.type": "TinyRaggedLoader"},
     ),
     case(
         "images-of-two-sizes-in-a-worker",
-        "data_loader: the images of a split differ in size ((1, 7, 8) and (1, 8, 8) in one batch); every image",
+        "data_loader: the items of one batch differ in shape ((1, 7, 8) and (1, 8, 8)), so they cannot be stacked",
         changes={"data_loader.type": "TinyRaggedLoader", "data_loader.args.num_workers": 1},
     ),
     case(

@@ -3,18 +3,21 @@ takes the data and its output fits the labels, the loss and every metric, and th
 BatchNorm cannot train on. Each mistake is one line naming the setting to change."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from base.batch import call_model, describe
 from utils.dist import world_size
 from utils.errors import ConfigRefused, first_sentence
 from utils.metric_tracker import Metric
 
 
-def scores_each_class(output: torch.Tensor, targets: torch.Tensor) -> bool:
+def scores_each_class(output: Any, targets: Any) -> bool:
     """Whether ``output`` holds a score per class for integer labels (a classifier's, not a regression's)."""
-    return output.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point()
+    tensors = isinstance(output, torch.Tensor) and isinstance(targets, torch.Tensor)
+    return tensors and output.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point()
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,11 @@ class KnownLabels:
 
 
 @torch.no_grad()
-def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric], images: torch.Tensor,
-                     targets: torch.Tensor, known: KnownLabels = KnownLabels()) -> torch.Tensor:  # fmt: skip
+def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Metric], inputs: Any,
+                     targets: Any, known: KnownLabels = KnownLabels()) -> torch.Tensor:  # fmt: skip
     """The model's output on the batch (in eval mode); a one-line ConfigRefused when ``model`` cannot take
     it, or its output does not fit the labels (the batch's and what is ``known``), the loss or a metric."""
-    output = model_output(model, images)
+    output = model_output(model, inputs)
     if scores_each_class(output, targets):
         check_outputs_fit_labels(type(model).__name__, output.size(1), targets, known)
     check_loss(criterion, type(model).__name__, output, targets)
@@ -42,17 +45,18 @@ def check_model_fits(model: nn.Module, criterion: Metric, metrics: dict[str, Met
     return output
 
 
-def model_output(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The model's output on ``images`` in eval mode; a one-line ConfigRefused when it cannot take them or
-    returns something other than one tensor."""
+def model_output(model: nn.Module, inputs: Any) -> torch.Tensor:
+    """The model's output on a batch's ``inputs`` in eval mode; a one-line ConfigRefused when it cannot take
+    them or returns something other than one tensor."""
     name, was_training = type(model).__name__, model.training
     model.eval()
     try:
-        output = model(images)
+        output = call_model(model, inputs)
     except Exception as err:  # whatever the model raises on a wrong input shape
+        batches = f"of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else f"of {describe(inputs)}"
         raise ConfigRefused(
-            f"arch: {name} cannot take the data's batches of shape {tuple(images.shape)} ({first_sentence(err)}); "
-            "check arch.args (in_channels, input size) against the data loader"
+            f"arch: {name} cannot take the data's batches {batches} ({first_sentence(err)}); check arch.args "
+            "(in_channels, input size) against the data loader, and its forward's arguments against the inputs"
         ) from None
     finally:
         model.train(was_training)
@@ -84,7 +88,7 @@ def check_outputs_fit_labels(name: str, width: int, targets: torch.Tensor, known
         )
 
 
-def loss_or_refusal(criterion: Metric, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def loss_or_refusal(criterion: Metric, output: torch.Tensor, targets: Any) -> torch.Tensor:
     """``criterion(output, targets)``, with a label the model has no output for (or a negative one) refused in
     one line: the checks before training see every label only of a split held in memory, so a rare one read
     item by item would otherwise end an epoch part way in an IndexError. (On a GPU the loss fails in a
@@ -108,10 +112,10 @@ def class_count_mismatch(name: str, width: int, known: KnownLabels) -> str | Non
 
 
 @torch.no_grad()
-def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int, batch_size: int) -> None:
+def check_batch_norm_batches(model: nn.Module, inputs: Any, samples: int, batch_size: int) -> None:
     """Refuse a batch size that leaves one sample in each epoch's last batch when a BatchNorm layer would then
     see a single value per channel (after a Linear layer, or on a 1 x 1 feature map), which it cannot train
-    on: the epoch's last step would crash. ``image``, a batch of one, goes through the model to find out."""
+    on: the epoch's last step would crash. ``inputs``, of a batch of one, go through the model to find out."""
     if samples % batch_size != 1:
         return
     single = []  # the BatchNorm layers that see one value per channel in a batch of one sample
@@ -127,7 +131,7 @@ def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int
     was_training = model.training
     try:
         model.eval()  # no running statistics are updated
-        model(image)
+        call_model(model, inputs)
     finally:
         model.train(was_training)
         for hook in hooks:
@@ -141,7 +145,7 @@ def check_batch_norm_batches(model: nn.Module, image: torch.Tensor, samples: int
         )
 
 
-def check_loss(criterion: Metric, model_name: str, output: torch.Tensor, targets: torch.Tensor) -> None:
+def check_loss(criterion: Metric, model_name: str, output: torch.Tensor, targets: Any) -> None:
     """The loss must give the batch mean as a 0-dim floating tensor: backward() differentiates only a scalar,
     and an integer has no gradient. Found here, it is one line instead of a crash in the first step."""
     try:
@@ -165,7 +169,7 @@ def check_loss(criterion: Metric, model_name: str, output: torch.Tensor, targets
     )
 
 
-def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: torch.Tensor) -> None:
+def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: Any) -> None:
     """A metric must give the batch mean as a 0-dim tensor: the Trainer adds it up on the device."""
     try:
         value = metric(output, targets)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from base.base_data_loader import Loader
+from base.batch import call_model, channels_last, sample_count, select
 from logger.trackers import Tracker
 from trainer.checkpoint import Checkpointer
 from trainer.checks import (
@@ -63,7 +64,7 @@ class Trainer:
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.settings, self.device, self.recorded_config = settings, device, recorded_config
         self.classes = classes  # the class names by label, kept in checkpoints for evaluation and prediction
-        self.input_shape: list[int] | None = None  # one sample's (C, H, W): predict.py holds image files to it
+        self.input_shape: list[int] | None = None  # one sample's shape, when the inputs are one tensor (predict.py)
         self.amp_dtype = settings.amp_dtype(device)
         # fp16 gradients can underflow, so fp16 autocast needs loss scaling; bf16 does not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
@@ -100,19 +101,20 @@ class Trainer:
         """Pass one training batch through the model and the loss (no update) before anything is
         written, so a model that does not fit the data is one line instead of a crash in epoch 1."""
         self.train_loader.set_epoch(self.start_epoch)
-        images, targets = next(iter(self.train_loader))
-        self.input_shape = list(images.shape[1:])
+        inputs, targets = next(iter(self.train_loader))
+        self.input_shape = list(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else None
         known = self._known_labels()
         # A resumed checkpoint's output width is fixed (a resume refuses changes to arch): one trained before
         # the width was checked against the class names goes on, warned, rather than being stranded.
         continuing = self.start_epoch > 1 or self.resume_point is not None
-        output = check_model_fits(self.model, self.criterion, self.metrics, images, targets,
+        output = check_model_fits(self.model, self.criterion, self.metrics, inputs, targets,
                                   replace(known, classes=None) if continuing else known)  # fmt: skip
         mismatch = class_count_mismatch(type(self.model).__name__, output.size(1), known)
         if continuing and mismatch is not None and scores_each_class(output, targets):
             logger.warning("warning: %s; the checkpoint was trained so and goes on (a new run of this config is "
                            "refused: set arch.args.num_classes to %d)", mismatch, len(self.classes or ()))  # fmt: skip
-        check_batch_norm_batches(self.model, images[:1], self.train_loader.order.share(), self.train_loader.batch_size)
+        first = select(inputs, slice(0, 1))  # a batch of one sample
+        check_batch_norm_batches(self.model, first, self.train_loader.order.share(), self.train_loader.batch_size)
 
     def _known_labels(self) -> KnownLabels:
         """The loader's class names and the highest label of the splits it holds in memory."""
@@ -198,18 +200,18 @@ class Trainer:
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", initial=start_step, total=total, leave=False, disable=None)
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.settings.grad_accum_steps
-        for step, (images, targets) in enumerate(bar, start=start_step + 1):
+        for step, (inputs, targets) in enumerate(bar, start=start_step + 1):
             group_start = (step - 1) // accum * accum + 1  # the first step of this step's accumulation group
             group_end = min(group_start + accum - 1, total)  # the epoch's last group may be shorter
             at_boundary = step == group_end
-            result = self.train_step(images, targets, at_boundary, group_size=group_end - group_start + 1)
+            result = self.train_step(inputs, targets, at_boundary, group_size=group_end - group_start + 1)
             if result is None:
                 logger.warning("epoch %d step %d: loss is not finite; batch skipped", epoch, step)
                 continue
             output, loss = result
             # Device tensors only: reading them here would stall the GPU every batch.
             with torch.no_grad():
-                running.update(targets.size(0), self.measure(loss, output, targets))
+                running.update(sample_count(inputs), self.measure(loss, output, targets))
                 watch.add(step, loss)
             log_now = step % self.settings.log_step == 0
             if log_now:
@@ -223,8 +225,7 @@ class Trainer:
         self._raise_if_nonfinite(watch, epoch, total)
         return running.result()
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, at_boundary: bool,
-                   group_size: int = 1) -> tuple | None:  # fmt: skip
+    def train_step(self, inputs: Any, targets: Any, at_boundary: bool, group_size: int = 1) -> tuple | None:
         """Forward, loss and backward of one batch, then the optimizer step at an accumulation boundary.
 
         Gradients of ``group_size`` batches (``grad_accum_steps``, fewer in an epoch's last group) add up
@@ -232,12 +233,12 @@ class Trainer:
         gradient (under torchrun, one gradient all-reduce per group: the batches in between skip it with ``no_sync``).
         Returns ``(output, loss)``, or None for a skipped batch (a non-finite loss in "skip" mode).
         """
-        if self.settings.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        if self.settings.channels_last:  # 4-D float inputs only: no other layout has a channels-last order
+            inputs = channels_last(inputs)
         skip_sync = self.ddp_model is not None and not at_boundary
         with self.ddp_model.no_sync() if skip_sync else nullcontext():  # type: ignore[union-attr]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                output = self.train_model(images)
+                output = call_model(self.train_model, inputs)
                 loss = loss_or_refusal(self.criterion, output, targets)
             if self.settings.nonfinite_loss == "skip" and not self._all_finite(loss):  # a host sync per step
                 return None
@@ -431,11 +432,11 @@ def evaluate(model: nn.Module, loader: Loader, criterion: Metric, metrics: dict[
     ``confusion``, when given, also counts each sample's (true, predicted) class."""
     model.eval()
     running, measure = MetricTracker(["loss", *metrics], loader.device), batch_measures(metrics)
-    for images, targets in loader:
+    for inputs, targets in loader:
         with torch.autocast(loader.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = model(images)
+            output = call_model(model, inputs)
             loss = loss_or_refusal(criterion, output, targets)
-        running.update(targets.size(0), measure(loss, output, targets))
+        running.update(sample_count(inputs), measure(loss, output, targets))
         if confusion is not None:
             confusion.update(output, targets)
     return running.result()

@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import Dataset
 
 from base.augment import RandomCropFlip
-from base.base_data_loader import BaseDataLoader, ImageTensors
+from base.base_data_loader import ImageTensors
+from base.image_data_loader import ImageDataLoader
 
 SIZE = 8
 CLASSES = ("horizontal", "vertical", "cross")
@@ -36,10 +37,10 @@ class ItemDataset(Dataset):
         return len(self.tensors)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.tensors.images[index], int(self.tensors.targets[index])
+        return self.tensors.inputs[index], int(self.tensors.targets[index])
 
 
-class TinyTensorLoader(BaseDataLoader):
+class TinyTensorLoader(ImageDataLoader):
     """Splits as ``ImageTensors``: the device-resident path (unless ``device_resident`` is false)."""
 
     mean, std = (0.3,), (0.35,)
@@ -68,7 +69,7 @@ class TinyFloatLoader(TinyTensorLoader):
 
     def load_split(self, split: str) -> ImageTensors | Dataset:
         tensors = super().load_split(split)
-        return ImageTensors(tensors.images.float() / 255, tensors.targets)  # type: ignore[union-attr]
+        return ImageTensors(tensors.inputs.float() / 255, tensors.targets)  # type: ignore[union-attr]
 
 
 class TinyHwcLoader(TinyTensorLoader):
@@ -77,7 +78,7 @@ class TinyHwcLoader(TinyTensorLoader):
 
     def load_split(self, split: str) -> ImageTensors | Dataset:
         tensors = super().load_split(split)
-        return ImageTensors(tensors.images.permute(0, 2, 3, 1).contiguous(), tensors.targets)  # type: ignore[union-attr]
+        return ImageTensors(tensors.inputs.permute(0, 2, 3, 1).contiguous(), tensors.targets)  # type: ignore[union-attr]
 
 
 class TinyHwcDatasetLoader(TinyHwcLoader):
@@ -108,7 +109,7 @@ class TinyRgbLoader(TinyTensorLoader):
 
     def load_split(self, split: str) -> ImageTensors | Dataset:
         tensors = super().load_split(split)
-        return ImageTensors(tensors.images.expand(-1, 3, -1, -1).contiguous(), tensors.targets)  # type: ignore[union-attr]
+        return ImageTensors(tensors.inputs.expand(-1, 3, -1, -1).contiguous(), tensors.targets)  # type: ignore[union-attr]
 
 
 class UnnamedTensorLoader(TinyTensorLoader):

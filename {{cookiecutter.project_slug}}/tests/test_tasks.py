@@ -1,0 +1,255 @@
+"""Tasks other than image classification, each brought as a user brings one: a BaseDataLoader, a model, a loss
+and a metric, named in a config. Each trains, stops on SIGTERM part way through an epoch, resumes to the same
+weights as a run that was never stopped, and is evaluated by test.py."""
+
+import dataclasses
+import json
+import os
+import signal
+import types
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from base.base_data_loader import BaseDataLoader, TensorSplit
+from base.base_model import BaseModel
+from tests.hostile import only_run, run_test, run_train, write_config
+from tests.tiny import TINY, tiny_config
+from utils.errors import ConfigRefused
+
+
+class StopsOnForward(BaseModel):
+    """Sends SIGTERM to this process on its ``stop_at``-th training forward pass (None: never)."""
+
+    stop_at: ClassVar[int | None] = None
+    forwards: ClassVar[int] = 0
+
+    def count_forward(self) -> None:
+        if self.training:
+            StopsOnForward.forwards += 1
+            if StopsOnForward.forwards == StopsOnForward.stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def features_and_targets(split: str, n: int = 160) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+    features = torch.randn(n, 6, generator=generator)
+    return features, features @ torch.linspace(-1, 1, 6)[:, None] + 0.1 * torch.randn(n, 1, generator=generator)
+
+
+class RegressionLoader(BaseDataLoader):
+    """Float features and float targets, held in memory."""
+
+    def load_split(self, split: str) -> TensorSplit:
+        return TensorSplit(*features_and_targets(split))
+
+
+class RegressionDataset(Dataset):
+    def __init__(self, split: str) -> None:
+        self.features, self.targets = features_and_targets(split)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[index], self.targets[index]
+
+
+class RegressionDatasetLoader(BaseDataLoader):
+    """The same, read item by item from a Dataset."""
+
+    def load_split(self, split: str) -> Dataset:
+        return RegressionDataset(split)
+
+
+class Linear(StopsOnForward):
+    def __init__(self, outputs: int = 1) -> None:
+        super().__init__()
+        self.layer = nn.Linear(6, outputs)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        self.count_forward()
+        return self.layer(features)
+
+
+class TwoInputsLoader(BaseDataLoader):
+    """Inputs as a dict of two tensors, which the model takes as keyword arguments; integer labels."""
+
+    def load_split(self, split: str) -> TensorSplit:
+        features, values = features_and_targets(split)
+        return TensorSplit({"left": features[:, :3], "right": features[:, 3:]}, (values[:, 0] > 0).long())
+
+
+class TwoInputsNet(StopsOnForward):
+    def __init__(self) -> None:
+        super().__init__()
+        self.left, self.right = nn.Linear(3, 2), nn.Linear(3, 2)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        self.count_forward()
+        return self.left(left) + self.right(right)
+
+
+class Sequences(Dataset):
+    """Token sequences of 3 to 9 tokens; the label says whether token 1 occurs more often than token 2."""
+
+    def __init__(self, split: str) -> None:
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        lengths = torch.randint(3, 10, (160,), generator=generator).tolist()
+        self.items = [torch.randint(1, 3, (length,), generator=generator) for length in lengths]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        tokens = self.items[index]
+        return tokens, int((tokens == 1).sum() > (tokens == 2).sum())
+
+
+def pad_sequences(items: list[tuple[torch.Tensor, int]]) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """((tokens padded with 0, lengths), labels): a collate_fn, as torch's DataLoader takes it."""
+    tokens = nn.utils.rnn.pad_sequence([tokens for tokens, _ in items], batch_first=True)
+    lengths = torch.tensor([len(tokens) for tokens, _ in items])
+    return (tokens, lengths), torch.tensor([label for _, label in items])
+
+
+class SequenceLoader(BaseDataLoader):
+    collate_fn = staticmethod(pad_sequences)
+
+    def load_split(self, split: str) -> Dataset:
+        return Sequences(split)
+
+
+class BagOfTokens(StopsOnForward):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding, self.out = nn.Embedding(3, 4, padding_idx=0), nn.Linear(4, 2)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self.count_forward()
+        return self.out(self.embedding(tokens).sum(1) / lengths[:, None])
+
+
+class MultiLabelLoader(BaseDataLoader):
+    """Several yes/no labels per sample, as floats (for BCE with logits)."""
+
+    def load_split(self, split: str) -> TensorSplit:
+        features, _ = features_and_targets(split)
+        return TensorSplit(features, (features[:, :3] > 0).float())
+
+
+def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(output, target)
+
+
+def bce(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(output, target)
+
+
+def mae(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output - target).abs().mean()
+
+
+def label_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((output > 0).float() == target).float().mean()
+
+
+def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(output, target)
+
+
+def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output.argmax(dim=1) == target).float().mean()
+
+
+def namespace(*members: Any) -> types.ModuleType:
+    """A module of ``members``, named as this one: the registry offers the functions defined in it."""
+    module = types.ModuleType(__name__)
+    for member in members:
+        setattr(module, member.__name__, member)
+    return module
+
+
+REGISTRY = dataclasses.replace(
+    TINY,
+    models=namespace(Linear, TwoInputsNet, BagOfTokens),
+    data_loaders=namespace(
+        RegressionLoader, RegressionDatasetLoader, TwoInputsLoader, SequenceLoader, MultiLabelLoader
+    ),
+    losses=namespace(mse, bce, cross_entropy),
+    metrics=namespace(mae, label_accuracy, accuracy),
+)
+# id: (model, its args, loader, loss, metrics)
+TASKS = {
+    "regression": ("Linear", {}, "RegressionLoader", "mse", ["mae"]),
+    "regression-from-a-dataset": ("Linear", {}, "RegressionDatasetLoader", "mse", ["mae"]),
+    "dict-inputs": ("TwoInputsNet", {}, "TwoInputsLoader", "cross_entropy", ["accuracy"]),
+    "padded-sequences": ("BagOfTokens", {}, "SequenceLoader", "cross_entropy", ["accuracy"]),
+    "multi-label": ("Linear", {"outputs": 3}, "MultiLabelLoader", "bce", ["label_accuracy"]),
+}
+
+
+def task_config(folder: Path, task: str) -> Path:
+    model, model_args, loader, loss, metrics = TASKS[task]
+    config = tiny_config(folder / "saved", epochs=2)
+    config.update(arch={"type": model, "args": model_args}, loss=loss, metrics=metrics)
+    config["data_loader"] = {"type": loader, "args": {"batch_size": 16, "validation_split": 0.2}}
+    return write_config(folder / "config.json", config)
+
+
+def weights(run: Path) -> dict[str, Any]:
+    return torch.load(run / "last.pth", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_a_task_trains_resumes_exactly_after_sigterm_and_evaluates(
+    task: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_train(capsys, "-c", task_config(tmp_path / "straight", task), modules=REGISTRY).code == 0
+    straight = only_run(tmp_path / "straight" / "saved")
+    # Step 3 of epoch 2: 128 training samples in batches of 16 make 8 steps an epoch.
+    monkeypatch.setattr(StopsOnForward, "stop_at", 8 + 3)
+    monkeypatch.setattr(StopsOnForward, "forwards", 0)
+    stopped = run_train(capsys, "-c", task_config(tmp_path / "stopped", task), modules=REGISTRY)
+    assert stopped.code == 128 + signal.SIGTERM, stopped.err
+    monkeypatch.setattr(StopsOnForward, "stop_at", None)
+    run = only_run(tmp_path / "stopped" / "saved")
+    assert run_train(capsys, "-r", run, modules=REGISTRY).code == 0
+    resumed, expected = weights(run), weights(straight)
+    assert resumed.keys() == expected.keys()
+    assert all(torch.equal(resumed[key], expected[key]) for key in expected), "bit-identical after the resume"
+
+    evaluated = run_test(capsys, "-r", run, modules=REGISTRY)
+    assert evaluated.code == 0, evaluated.err
+    report = json.loads((run / "best.test.json").read_text(encoding="utf-8"))
+    _, _, _, _, metrics = TASKS[task]
+    assert {"test_loss", *(f"test_{name}" for name in metrics)} <= report.keys()
+    assert report["samples"] == 160
+
+
+def test_the_tasks_learn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two epochs are enough for each to beat a model that did not learn (its first epoch's loss)."""
+    for task in TASKS:
+        assert run_train(capsys, "-c", task_config(tmp_path / task, task), modules=REGISTRY).code == 0
+        run = only_run(tmp_path / task / "saved")
+        first, last = (torch.load(run / name, weights_only=True)["metrics"] for name in ("epoch-1.pth", "last.pth"))
+        assert last["val_loss"] < first["val_loss"], (task, first, last)
+
+
+class OldImageLoader(BaseDataLoader):
+    """A loader written for the BaseDataLoader that scaled and normalised images itself."""
+
+    mean, std = (0.5,), (0.5,)
+
+    def load_split(self, split: str) -> TensorSplit:
+        return TensorSplit(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+
+
+def test_a_loader_that_sets_mean_and_std_on_a_base_data_loader_is_one_line() -> None:
+    with pytest.raises(ConfigRefused, match=r"^data_loader.type: OldImageLoader sets mean and std.*ImageDataLoader"):
+        OldImageLoader()

@@ -10,6 +10,7 @@ normalisation). ``BaseDataLoader`` holds out the validation part and builds the 
 
 import dataclasses
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from base.loaders import BatchTransform, EpochOrder, ResidentLoader, StreamingLo
 from utils.errors import ConfigRefused, UsageError
 from utils.settings import from_dict, setting
 
+logger = logging.getLogger(__name__)
 Loader = ResidentLoader | StreamingLoader
 # "auto" keeps a split on a GPU only if it takes at most this share of the free memory.
 RESIDENT_SHARE_OF_FREE_GPU_MEMORY = 0.25
@@ -102,15 +104,21 @@ class BaseDataLoader:
                 names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         return sorted(names)
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "BaseDataLoader":
+        """A loader written when BaseDataLoader itself prepared images sets ``mean`` and ``std`` on a plain
+        BaseDataLoader: it is made an ImageDataLoader, so that a project updated from then trains as before."""
+        from base.image_data_loader import ImageDataLoader  # here: that module builds on this one
+
+        if hasattr(cls, "mean") and not issubclass(cls, ImageDataLoader):
+            logger.info("data_loader.type: %s sets mean and std on a BaseDataLoader, as loaders written before "
+                        "ImageDataLoader did; it is read as an ImageDataLoader (subclass that instead)",
+                        cls.__name__)  # fmt: skip
+            cls = type(cls.__name__, (cls, ImageDataLoader), {"__module__": cls.__module__})
+        return super().__new__(cls)
+
     def __init__(self, seed: int = 0, **loader_args: Any) -> None:
         self.seed = seed
         self.settings = from_dict(LoaderSettings, loader_args, "data_loader.args", strict=True)
-        if hasattr(self, "mean") and type(self).batch_prep is BaseDataLoader.batch_prep:  # written for an older base
-            raise ConfigRefused(
-                f"data_loader.type: {type(self).__name__} sets mean and std, which a BaseDataLoader does not apply; "
-                "subclass ImageDataLoader (from base.image_data_loader import ImageDataLoader) to have its images "
-                "scaled and normalised with them"
-            )
 
     def load_split(self, split: str) -> Split:
         """The ``"train"`` or ``"test"`` split; see the module docstring."""

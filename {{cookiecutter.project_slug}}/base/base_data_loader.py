@@ -9,6 +9,7 @@ normalisation). ``BaseDataLoader`` holds out the validation part and builds the 
 """
 
 import dataclasses
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from base.batch import select, tensors_in
+from base.batch import sample_count, select, tensors_in
 from base.loaders import BatchTransform, EpochOrder, ResidentLoader, StreamingLoader
 from utils.errors import ConfigRefused, UsageError
 from utils.settings import from_dict, setting
@@ -46,8 +47,7 @@ class TensorSplit:
             )
 
     def __len__(self) -> int:
-        tensors = tensors_in(self.targets) or tensors_in(self.inputs)
-        return len(tensors[0]) if tensors else 0
+        return sample_count((self.inputs, self.targets))  # every tensor holds as many (__post_init__)
 
     def subset(self, indices: list[int]) -> "TensorSplit":
         index = torch.tensor(indices, dtype=torch.long)
@@ -113,7 +113,7 @@ class BaseDataLoader:
             logger.info("data_loader.type: %s sets mean and std on a BaseDataLoader, as loaders written before "
                         "ImageDataLoader did; it is read as an ImageDataLoader (subclass that instead)",
                         cls.__name__)  # fmt: skip
-            cls = type(cls.__name__, (cls, ImageDataLoader), {"__module__": cls.__module__})
+            cls = _as_image_loader(cls, ImageDataLoader)
         return super().__new__(cls)
 
     def __init__(self, seed: int = 0, **loader_args: Any) -> None:
@@ -210,6 +210,12 @@ class BaseDataLoader:
             options.update(prefetch_factor=self.settings.prefetch_factor,
                            persistent_workers=self.settings.persistent_workers)  # fmt: skip
         return options
+
+
+@functools.cache
+def _as_image_loader(cls: type, image_loader: type) -> type:
+    """One ImageDataLoader subclass per such loader class, named as it is."""
+    return type(cls.__name__, (cls, image_loader), {"__module__": cls.__module__})
 
 
 def _subset(data: Split, indices: list[int]) -> Split:

@@ -187,6 +187,6 @@ class _ClassFolders(Dataset):
             return self.loader(path), label
         except (OSError, ValueError, SyntaxError) as err:  # what PIL raises on files that are not images
             raise UsageError(
-                f"image file {self.samples[index][0]!r} cannot be read ({first_sentence(err)}); remove or replace it "
+                f"image file {path!r} cannot be read ({first_sentence(err)}); remove or replace it "
                 "and run again (a stopped training run continues with train.py -r)"
             ) from None

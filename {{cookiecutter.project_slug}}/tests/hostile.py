@@ -277,10 +277,10 @@ def top_20_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.topk(20, dim=1).indices == target.unsqueeze(1)).any(dim=1).float().mean()
 
 
-def _namespace(*members: Callable[..., Any] | type) -> types.ModuleType:
-    """A module holding ``members``; named like this one, since the registry offers only the functions
-    defined in the module it looks at."""
-    module = types.ModuleType(__name__)
+def _namespace(*members: Callable[..., Any] | type, name: str = __name__) -> types.ModuleType:
+    """A module holding ``members``, named ``name``: the module that defines them (this one by default), since
+    the registry offers only the functions defined in the module it looks at."""
+    module = types.ModuleType(name)
     for member in members:
         setattr(module, member.__name__, member)
     return module

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import signal
-import types
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ from torch.utils.data import Dataset
 from base.base_data_loader import BaseDataLoader, TensorSplit
 from base.base_model import BaseModel
 from base.image_data_loader import ImageDataLoader
-from tests.hostile import only_run, run_test, run_train, write_config
+from tests.hostile import _namespace, only_run, run_test, run_train, write_config
 from tests.tiny import TINY, tiny_config
 
 
@@ -167,22 +166,15 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.argmax(dim=1) == target).float().mean()
 
 
-def namespace(*members: Any) -> types.ModuleType:
-    """A module of ``members``, named as this one: the registry offers the functions defined in it."""
-    module = types.ModuleType(__name__)
-    for member in members:
-        setattr(module, member.__name__, member)
-    return module
-
-
+# Named as this module: the registry offers the functions defined in the module it looks at.
 REGISTRY = dataclasses.replace(
     TINY,
-    models=namespace(Linear, TwoInputsNet, BagOfTokens),
-    data_loaders=namespace(
-        RegressionLoader, RegressionDatasetLoader, TwoInputsLoader, SequenceLoader, MultiLabelLoader
+    models=_namespace(Linear, TwoInputsNet, BagOfTokens, name=__name__),
+    data_loaders=_namespace(
+        RegressionLoader, RegressionDatasetLoader, TwoInputsLoader, SequenceLoader, MultiLabelLoader, name=__name__
     ),
-    losses=namespace(mse, bce, cross_entropy),
-    metrics=namespace(mae, label_accuracy, accuracy),
+    losses=_namespace(mse, bce, cross_entropy, name=__name__),
+    metrics=_namespace(mae, label_accuracy, accuracy, name=__name__),
 )
 # id: (model, its args, loader, loss, metrics)
 TASKS = {

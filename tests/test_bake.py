@@ -32,6 +32,7 @@ PROJECT_FILES = {
     "base/augment.py",
     "base/base_data_loader.py",
     "base/base_model.py",
+    "base/base_trainer.py",
     "base/batch.py",
     "base/image_data_loader.py",
     "base/images.py",

@@ -81,17 +81,17 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     edit(project / "config.json", '"epochs": 7', '"epochs": 2')
     run("git", "commit", "-qam", "our edits", cwd=project)
 
-    # The template gains a config key (a field of parse_config.Config) and a change in trainer.py.
+    # The template gains a config key (a field of parse_config.Config) and a change in the engine.
     slug = template_repo / "{{cookiecutter.project_slug}}"
     edit(slug / "config.json", '"seed": 42,', '"seed": 42,\n  "notes": "",')
     seed_field = '    seed: int = setting(42, "an integer from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32)'
     edit(slug / "parse_config.py", seed_field, seed_field + '\n    notes: str = setting("", "text")')
-    edit(slug / "trainer" / "trainer.py", "class Trainer:", "class Trainer:  # template v2")
+    edit(slug / "base" / "base_trainer.py", "class BaseTrainer:", "class BaseTrainer:  # template v2")
     run("git", "commit", "-qam", "template v2", cwd=template_repo)
 
     assert subprocess.run(["cruft", "check"], cwd=project, capture_output=True, check=False).returncode != 0
     run("cruft", "update", "-y", cwd=project)
-    assert "class Trainer:  # template v2" in (project / "trainer" / "trainer.py").read_text()
+    assert "class BaseTrainer:  # template v2" in (project / "base" / "base_trainer.py").read_text()
     config = json.loads((project / "config.json").read_text())
     assert config["notes"] == "" and config["trainer"]["epochs"] == 2, "new key merged, user value kept"
     assert "Our team trains with: -d cpu." in (project / "train.py").read_text()
@@ -115,9 +115,9 @@ def test_a_plain_cookiecutter_project_links_to_its_commit_as_the_readme_says(
     assert recorded["_commit"] == generated_from and recorded["_template"].startswith("gh:")
     commit_all(project, "generated", init=True)
     edit(
-        template_repo / "{{cookiecutter.project_slug}}" / "trainer" / "trainer.py",
-        "class Trainer:",
-        "class Trainer:  # v2",
+        template_repo / "{{cookiecutter.project_slug}}" / "base" / "base_trainer.py",
+        "class BaseTrainer:",
+        "class BaseTrainer:  # v2",
     )
     run("git", "commit", "-qam", "template v2", cwd=template_repo)
 
@@ -128,7 +128,7 @@ def test_a_plain_cookiecutter_project_links_to_its_commit_as_the_readme_says(
     assert json.loads((project / ".cruft.json").read_text())["commit"] == generated_from
     commit_all(project, "linked")
     run("cruft", "update", "-y", cwd=project)
-    assert "class Trainer:  # v2" in (project / "trainer" / "trainer.py").read_text(), "the update arrived"
+    assert "class BaseTrainer:  # v2" in (project / "base" / "base_trainer.py").read_text(), "the update arrived"
     assert json.loads((project / ".cookiecutter.json").read_text())["_commit"] != generated_from
 
 

@@ -31,12 +31,13 @@ import json, sys
 from pathlib import Path
 from inference.trained import load_trained_model
 from train import PROJECT_MODULES
-from trainer.build import build_loss_and_metrics
-from trainer.trainer import evaluate
+from trainer.build import build_loss_and_metrics, trainer_class_named
 trained = load_trained_model(Path(sys.argv[1]), [], PROJECT_MODULES)
 _, valid_loader = trained.data.train_loaders(trained.device)
 criterion, metrics = build_loss_and_metrics(trained.config, PROJECT_MODULES)
-print(json.dumps(evaluate(trained.model, valid_loader, criterion, metrics, None)))
+trainer_class = trainer_class_named(trained.config, PROJECT_MODULES)
+evaluator = trainer_class.for_evaluation(criterion, metrics, trained.config.trainer, trained.device)
+print(json.dumps(evaluator.evaluate(trained.model, valid_loader)))
 """
 
 

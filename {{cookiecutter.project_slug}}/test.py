@@ -12,9 +12,8 @@ from inference.trained import TrainedModel, load_trained_model
 from logger.logger import setup_logging
 from logger.plots import INSTALL_HINT, draw_confusion, has_matplotlib
 from train import PROJECT_MODULES
-from trainer.build import build_loss_and_metrics
-from trainer.checks import KnownLabels, check_model_fits, scores_each_class
-from trainer.trainer import evaluate
+from trainer.build import build_loss_and_metrics, trainer_class_named
+from trainer.checks import KnownLabels, scores_each_class
 from utils.checkpoint import check_same_classes
 from utils.class_report import ConfusionMatrix, class_report, format_class_report
 from utils.cli import ArgumentParser, add_checkpoint_flag, add_override_flags, overrides_from_flags, run_command
@@ -40,15 +39,15 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
     advice = "give the data the checkpoint's class folders back, or train a new run on the data as it is"
     check_same_classes(trained.classes, trained.data.class_names(), checkpoint_path, advice)
     criterion, metrics = build_loss_and_metrics(trained.config, modules)
-    first_inputs, first_targets = next(iter(test_loader))
+    trainer_class = trainer_class_named(trained.config, modules)
+    evaluator = trainer_class.for_evaluation(criterion, metrics, trained.config.trainer, trained.device)
     # Not held to the class names: a checkpoint trained before its output width was checked against them
     # is still evaluated (confusion_for warns). Every label of a split held in memory must have a score.
     known = KnownLabels(highest_label=test_loader.highest_label)
-    first_output = check_model_fits(model, criterion, metrics, first_inputs, first_targets, known)
-    confusion = confusion_for(first_output, first_targets, trained)
+    first_output, first_target = evaluator.check_batch(model, next(iter(test_loader)), known)
+    confusion = confusion_for(first_output, first_target, trained)
     logger.info("Evaluating %s (%s) on the test split", checkpoint_path, trained.trained_for)
-    amp_dtype = trained.config.trainer.amp_dtype(trained.device)
-    result = evaluate(model, test_loader, criterion, metrics, amp_dtype, confusion)
+    result = evaluator.evaluate(model, test_loader, confusion)
 
     report = {"checkpoint": checkpoint_path.name, "epoch": trained.epoch, "samples": test_loader.n_samples}
     if trained.mid_epoch is not None:

@@ -14,6 +14,8 @@ import data_loader.data_loaders
 import model.loss
 import model.metric
 import model.model
+import trainer.trainer
+from base.base_trainer import BaseTrainer
 from base.loaders import ResidentLoader
 from logger.logger import setup_logging
 from logger.metrics_csv import FILE_NAME as METRICS_CSV
@@ -29,7 +31,6 @@ from trainer.resume import (
     refuse_fixed_changes,
     refuse_world_size_change,
 )
-from trainer.trainer import Trainer
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
 from utils.dist import (
@@ -52,7 +53,11 @@ logger = logging.getLogger("train")
 
 # The modules (yours) in which config.json's names are looked up.
 PROJECT_MODULES = Registry(
-    models=model.model, data_loaders=data_loader.data_loaders, losses=model.loss, metrics=model.metric
+    models=model.model,
+    data_loaders=data_loader.data_loaders,
+    losses=model.loss,
+    metrics=model.metric,
+    trainers=trainer.trainer,
 )
 
 
@@ -140,7 +145,7 @@ class RunWatcher(Protocol):
     def __call__(self, epoch: int, epoch_metrics: dict[str, float]) -> str | None: ...
 
 
-def restore(trainer: Trainer, start: RunStart) -> None:
+def restore(trainer: BaseTrainer, start: RunStart) -> None:
     """Load what ``start`` says into the freshly built trainer."""
     checkpoint, path, recorded = start.checkpoint, start.checkpoint_path, start.recorded
     if checkpoint is None or path is None:
@@ -186,7 +191,7 @@ def record_resume_config(start: RunStart) -> None:
         write_json(start.config.to_dict(), new_resume_record(run_dir, checkpoint["epoch"]))
 
 
-def log_setup(config: Config, trainer: Trainer, device: torch.device) -> None:
+def log_setup(config: Config, trainer: BaseTrainer, device: torch.device) -> None:
     if is_distributed():
         logger.info("Distributed: %s", describe_world())
     amp = trainer.amp_dtype
@@ -253,7 +258,7 @@ def nothing_to_do(finished: str, start: RunStart) -> Path:
 
 
 def record_start(
-    start: RunStart, trainer: Trainer, run_dir: Path, earlier: list[logging.LogRecord], watcher: RunWatcher | None
+    start: RunStart, trainer: BaseTrainer, run_dir: Path, earlier: list[logging.LogRecord], watcher: RunWatcher | None
 ) -> None:
     """Record in ``run_dir`` that the run starts: a resume's changed settings, then train.log."""
     on_rank_0(lambda: record_resume_config(start))

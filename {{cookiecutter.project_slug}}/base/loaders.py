@@ -23,7 +23,7 @@ from utils.errors import UsageError
 from utils.signals import ignore_stop_signals
 from utils.util import seed_worker
 
-Batch = tuple[Any, Any]  # (inputs, target): base/batch.py
+Batch = Any  # (inputs, target) (base/batch.py), or what a Dataset's items and collate_fn make
 # (a batch's inputs on the device, epoch, batch number) -> the model's inputs: a loader's batch_prep
 BatchTransform = Callable[[Any, int, int], Any]
 
@@ -144,9 +144,12 @@ class StreamingLoader(_EpochBatches):
 
     def __iter__(self) -> Iterator[Batch]:
         self.generator.manual_seed(epoch_seed(self.order.seed, self.epoch))  # worker seeds, for transforms of yours
-        for batch, (inputs, targets) in enumerate(self.loader, start=self.start_batch):
-            inputs = move_to(inputs, self.device, non_blocking=True)
-            yield self.prep(inputs, self.epoch, batch), move_to(targets, self.device, non_blocking=True)
+        for number, batch in enumerate(self.loader, start=self.start_batch):
+            batch = move_to(batch, self.device, non_blocking=True)
+            if isinstance(batch, tuple | list) and len(batch) == 2:  # (inputs, target): the inputs are prepared
+                yield self.prep(batch[0], self.epoch, number), batch[1]
+            else:  # items of another structure, which a Trainer subclass's batch_loss takes apart
+                yield batch
 
 
 def collate_same_shape(items: list[Any]) -> Any:

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from base.base_trainer import BaseTrainer
 from logger.logger import setup_logging
 from parse_config import Config, ObjectSpec, load_config, read_config_file
 from trainer.build import RunData, build_trainer
-from trainer.trainer import Trainer
 from utils.errors import UsageError
 from utils.registry import Registry, check_argument_names
 from utils.util import resolve_device
@@ -182,7 +182,7 @@ class SharedData:
         """The kept data if ``config`` loads the same, else None (it loads its own)."""
         return self.data if self.data is not None and data_source(config) == self.source else None
 
-    def keep_first(self, config: Config, trainer: Trainer) -> None:
+    def keep_first(self, config: Config, trainer: BaseTrainer) -> None:
         if self.data is None:
             self.source = data_source(config)
             self.data = RunData(trainer.train_loader, trainer.valid_loader, trainer.classes)

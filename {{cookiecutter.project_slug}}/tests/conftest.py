@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import train
+from base.base_trainer import BaseTrainer
 from parse_config import Config
 from tests.tiny import TINY, tiny_config
 from trainer.build import build_trainer
-from trainer.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -63,10 +63,10 @@ def config_file(tmp_path: Path, config: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
-def make_trainer() -> Callable[[dict[str, Any]], Trainer]:
+def make_trainer() -> Callable[[dict[str, Any]], BaseTrainer]:
     """Build the Trainer a config dict describes, from the tiny registry, on the CPU."""
 
-    def make(config: dict[str, Any]) -> Trainer:
+    def make(config: dict[str, Any]) -> BaseTrainer:
         return build_trainer(Config.from_dict(config), TINY, CPU)
 
     return make

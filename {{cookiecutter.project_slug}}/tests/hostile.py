@@ -295,6 +295,7 @@ EXTRA = Registry(
         cross_entropy, smoothed_cross_entropy, per_sample_cross_entropy, error_count, hosted_cross_entropy
     ),
     metrics=_namespace(accuracy, error_rate, hosted_accuracy, correct, top_20_accuracy),
+    trainers=TINY.trainers,
 )
 
 

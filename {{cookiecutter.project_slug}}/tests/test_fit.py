@@ -15,14 +15,14 @@ import pytest
 import torch
 
 import trainer.checkpoint
+from base.base_trainer import BaseTrainer
 from tests.tiny import tiny_config
 from trainer.checkpoint import Checkpointer, create_run_dir
 from trainer.monitor import Monitor
-from trainer.trainer import Trainer
 from utils.checkpoint import load_checkpoint
 from utils.errors import TrainingStopped, UsageError
 
-MakeTrainer = Callable[[dict[str, Any]], Trainer]
+MakeTrainer = Callable[[dict[str, Any]], BaseTrainer]
 # What every checkpoint holds: the state to continue from, and what describes it. A stop part way
 # through an epoch adds "mid_epoch".
 STATE_KEYS = {"model", "optimizer", "lr_scheduler", "grad_scaler", "monitor", "rng"}
@@ -95,7 +95,7 @@ class Script:
     """Stands in for ``Trainer.run_epoch``: reports ``val_losses[epoch - 1]`` as the epoch's validation
     loss, trains nothing, and records which epochs ran."""
 
-    def __init__(self, trainer: Trainer, val_losses: list[float]) -> None:
+    def __init__(self, trainer: BaseTrainer, val_losses: list[float]) -> None:
         self.trainer, self.val_losses, self.epochs_run = trainer, val_losses, []
 
     def __call__(self, epoch: int, checkpoints: Checkpointer) -> tuple[dict[str, float], bool]:
@@ -104,19 +104,21 @@ class Script:
         return epoch_metrics, self.trainer.monitor.update(epoch_metrics)
 
 
-def scripted_trainer(make_trainer: MakeTrainer, save_dir: Path, val_losses: list[float], **settings: Any) -> Trainer:
+def scripted_trainer(
+    make_trainer: MakeTrainer, save_dir: Path, val_losses: list[float], **settings: Any
+) -> BaseTrainer:
     trainer = make_trainer(tiny_config(save_dir, epochs=len(val_losses), **settings))
     trainer.run_epoch = Script(trainer, val_losses)  # type: ignore[method-assign]
     return trainer
 
 
-def fit(trainer: Trainer, run_dir: Path) -> None:
+def fit(trainer: BaseTrainer, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = Checkpointer(run_dir, trainer.settings.save_period, trainer.settings.keep_last)
     trainer.fit(checkpoints, [])
 
 
-def epochs_run(trainer: Trainer) -> list[int]:
+def epochs_run(trainer: BaseTrainer) -> list[int]:
     return trainer.run_epoch.epochs_run  # type: ignore[attr-defined]
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import train
+from base.base_trainer import BaseTrainer
 from tests.hostile import EXTRA, only_run, run_train, tracked_config
 from tests.tiny import TINY, tiny_config
-from trainer.trainer import Trainer
 from utils.errors import UsageError
 
 
@@ -28,7 +28,7 @@ def signalled(signal_number: int) -> object:
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize(
     ("target", "name"),
-    [(Trainer, "check_one_batch"), (train, "log_setup")],  # before the run folder exists, and just after
+    [(BaseTrainer, "check_one_batch"), (train, "log_setup")],  # before the run folder exists, and just after
     ids=["before-the-run-folder", "after-the-run-folder"],
 )
 def test_a_stop_signal_during_start_up_is_one_line_and_leaves_nothing(
@@ -65,7 +65,7 @@ def test_a_refusal_after_train_log_opened_writes_its_error_line_there_once(
     def full_disk(*args: object, **kwargs: object) -> None:  # what a checkpoint that cannot be written raises
         raise UsageError(f"cannot write '{run_dir}/last.pth': No space left on device; free some space")
 
-    monkeypatch.setattr(Trainer, "fit", full_disk)
+    monkeypatch.setattr(BaseTrainer, "fit", full_disk)
     refused = run_train(capsys, "-r", run_dir, "--set", "trainer.epochs=2", modules=EXTRA)
     assert refused.code == 2
     line = refused.error_line()

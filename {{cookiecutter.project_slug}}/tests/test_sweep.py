@@ -156,7 +156,7 @@ def kill_workers(save_dir: Path) -> None:
 def test_ctrl_c_stops_every_worker_of_a_parallel_sweep_with_its_state_saved(tmp_path: Path) -> None:
     # Trials far too long to finish: the sweep ends only by the signal, passed on to both workers.
     config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.05}}, 10**6)
-    registry = ",".join(f"tests.tiny.{name}" for name in ("models", "data_loaders", "losses", "metrics"))
+    registry = TINY.module_names()
     options = ["--trials", "2", "--jobs", "2", "--registry", registry]
     command = [sys.executable, "sweep.py", "-c", str(config_path), *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

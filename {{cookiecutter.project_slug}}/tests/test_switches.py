@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
+from base.base_trainer import BaseTrainer
 from tests.hostile import run_dirs, run_train, small_config, write_config
 from tests.tiny import tiny_config
 from trainer.checkpoint import Checkpointer
 from trainer.settings import TrainerSettings
-from trainer.trainer import Trainer
 from utils.checkpoint import load_checkpoint
 
 CPU = torch.device("cpu")
-MakeTrainer = Callable[[dict[str, Any]], Trainer]
+MakeTrainer = Callable[[dict[str, Any]], BaseTrainer]
 
 
 def plain_config(tmp_path: Path, **trainer_settings: Any) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def plain_config(tmp_path: Path, **trainer_settings: Any) -> dict[str, Any]:
     return config
 
 
-def train_one_epoch(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+def train_one_epoch(trainer: BaseTrainer, run_dir: Path) -> dict[str, Any]:
     trainer.fit(Checkpointer(run_dir, save_period=100, keep_last=0), [])
     return load_checkpoint(run_dir / "last.pth")
 
@@ -98,7 +98,7 @@ def test_gradient_clipping_bounds_each_update(make_trainer: MakeTrainer, tmp_pat
     trainer.train_loader.set_epoch(1)
     images, targets = next(iter(trainer.train_loader))
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    trainer.train_step(images, targets, at_boundary=True)
+    trainer.train_step((images, targets), at_boundary=True)
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before, strict=True)])
     # SGD with lr 1 moves by the clipped gradient: by the clip norm, since the gradient is larger.
     # With fp16 the clipping must see the true gradient, not the loss-scaled one.

@@ -17,9 +17,11 @@ from torch.utils.data import Dataset
 
 from base.base_data_loader import BaseDataLoader, TensorSplit
 from base.base_model import BaseModel
+from base.base_trainer import BaseTrainer, BatchLoss
 from base.image_data_loader import ImageDataLoader
 from tests.hostile import _namespace, only_run, run_test, run_train, write_config
 from tests.tiny import TINY, tiny_config
+from trainer.trainer import Trainer
 
 
 class StopsOnForward(BaseModel):
@@ -142,6 +144,73 @@ class MultiLabelLoader(BaseDataLoader):
         return TensorSplit(features, (features[:, :3] > 0).float())
 
 
+class MaskLoader(BaseDataLoader):
+    """Dense segmentation: float images N x 1 x 8 x 8, and a class per pixel (N x 8 x 8: bright or not)."""
+
+    def load_split(self, split: str) -> TensorSplit:
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        images = torch.rand(160, 1, 8, 8, generator=generator)
+        return TensorSplit(images, (images[:, 0] > 0.5).long())
+
+
+class PixelClassifier(StopsOnForward):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=3, padding=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.count_forward()
+        return self.conv(images)  # N x 2 x 8 x 8: a score per class and pixel
+
+
+class LogitsAndPenalty(StopsOnForward):
+    """Returns a dict, as many models do: the class scores and a term that its trainer adds to the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(6, 2)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.count_forward()
+        logits = self.layer(features)
+        return {"logits": logits, "penalty": logits.pow(2).mean()}
+
+
+class PenalisedTrainer(BaseTrainer):
+    """A custom step, as a user writes one in trainer/trainer.py: two losses from a model's dict output."""
+
+    def batch_loss(self, model: nn.Module, batch: Any) -> BatchLoss:
+        features, label = batch
+        out = model(features)
+        return BatchLoss(self.criterion(out["logits"], label) + 0.01 * out["penalty"], out["logits"], label)
+
+
+class RaisingTrainer(BaseTrainer):
+    def batch_loss(self, model: nn.Module, batch: Any) -> BatchLoss:
+        raise KeyError("logits")
+
+
+class LossPerSampleTrainer(BaseTrainer):
+    def batch_loss(self, model: nn.Module, batch: Any) -> BatchLoss:
+        features, label = batch
+        logits = model(features)["logits"]
+        return BatchLoss(F.cross_entropy(logits, label, reduction="none"), logits, label)
+
+
+class TripleLoader(BaseDataLoader):
+    """Items of three parts, which only a custom batch_loss knows how to take apart."""
+
+    def load_split(self, split: str) -> Dataset:
+        features, values = features_and_targets(split)
+        return list(zip(features, values, (values[:, 0] > 0).long(), strict=True))  # a list is a map-style Dataset
+
+
+class SignLoader(BaseDataLoader):
+    def load_split(self, split: str) -> TensorSplit:
+        features, values = features_and_targets(split)
+        return TensorSplit(features, (values[:, 0] > 0).long())
+
+
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output, target)
 
@@ -169,12 +238,21 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # Named as this module: the registry offers the functions defined in the module it looks at.
 REGISTRY = dataclasses.replace(
     TINY,
-    models=_namespace(Linear, TwoInputsNet, BagOfTokens, name=__name__),
+    models=_namespace(Linear, TwoInputsNet, BagOfTokens, PixelClassifier, LogitsAndPenalty, name=__name__),
     data_loaders=_namespace(
-        RegressionLoader, RegressionDatasetLoader, TwoInputsLoader, SequenceLoader, MultiLabelLoader, name=__name__
+        RegressionLoader,
+        RegressionDatasetLoader,
+        TwoInputsLoader,
+        SequenceLoader,
+        MultiLabelLoader,
+        MaskLoader,
+        SignLoader,
+        TripleLoader,
+        name=__name__,
     ),
     losses=_namespace(mse, bce, cross_entropy, name=__name__),
     metrics=_namespace(mae, label_accuracy, accuracy, name=__name__),
+    trainers=_namespace(Trainer, PenalisedTrainer, RaisingTrainer, LossPerSampleTrainer, name=__name__),
 )
 # id: (model, its args, loader, loss, metrics)
 TASKS = {
@@ -183,12 +261,15 @@ TASKS = {
     "dict-inputs": ("TwoInputsNet", {}, "TwoInputsLoader", "cross_entropy", ["accuracy"]),
     "padded-sequences": ("BagOfTokens", {}, "SequenceLoader", "cross_entropy", ["accuracy"]),
     "multi-label": ("Linear", {"outputs": 3}, "MultiLabelLoader", "bce", ["label_accuracy"]),
+    "segmentation": ("PixelClassifier", {}, "MaskLoader", "cross_entropy", ["accuracy"]),
+    "custom-step": ("LogitsAndPenalty", {}, "SignLoader", "cross_entropy", ["accuracy"]),
 }
+TRAINERS = {"custom-step": "PenalisedTrainer"}  # trainer.type of the tasks that need their own step
 
 
 def task_config(folder: Path, task: str) -> Path:
     model, model_args, loader, loss, metrics = TASKS[task]
-    config = tiny_config(folder / "saved", epochs=2)
+    config = tiny_config(folder / "saved", epochs=2, type=TRAINERS.get(task, "Trainer"))
     config.update(arch={"type": model, "args": model_args}, loss=loss, metrics=metrics)
     config["data_loader"] = {"type": loader, "args": {"batch_size": 16, "validation_split": 0.2}}
     return write_config(folder / "config.json", config)
@@ -247,3 +328,27 @@ def test_a_loader_that_sets_mean_and_std_on_a_base_data_loader_still_prepares_it
     assert isinstance(loader, ImageDataLoader) and type(loader).__name__ == "OldImageLoader"
     inputs, _ = next(iter(loader.test_loader(torch.device("cpu"))))
     assert torch.equal(inputs, torch.full((4, 1, 2, 2), 2.0)), "(255 / 255 - 0.5) / 0.25"
+
+
+# id: (trainer.type, model, data loader, what the one line says)
+STEP_REFUSALS = {
+    "step-raises": ("RaisingTrainer", "LogitsAndPenalty", "SignLoader", "RaisingTrainer.batch_loss failed on a"),
+    "loss-per-sample": ("LossPerSampleTrainer", "LogitsAndPenalty", "SignLoader", "loss of a tensor of shape (16,)"),
+    "dict-output": ("Trainer", "LogitsAndPenalty", "SignLoader", "arch: LogitsAndPenalty returns a dict, not a"),
+    "three-part-batch": ("Trainer", "Linear", "TripleLoader", "float32 (16, 1), int64 (16,)), not (inputs, target)"),
+    "unknown-trainer": ("NoSuchTrainer", "Linear", "RegressionLoader", "trainer.type: unknown name 'NoSuchTrainer'"),
+}
+
+
+@pytest.mark.parametrize("case", list(STEP_REFUSALS))
+def test_a_step_that_does_not_fit_is_one_line_before_any_run_folder(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trainer_type, model, loader, message = STEP_REFUSALS[case]
+    config = tiny_config(tmp_path / "saved", type=trainer_type)
+    config.update(arch={"type": model, "args": {}}, loss="cross_entropy", metrics=["accuracy"])
+    config["data_loader"] = {"type": loader, "args": {"batch_size": 16, "validation_split": 0.2}}
+    result = run_train(capsys, "-c", write_config(tmp_path / "config.json", config), modules=REGISTRY)
+    assert result.code == 2
+    assert message in result.error_line()
+    assert not (tmp_path / "saved").exists()

@@ -191,6 +191,7 @@ PORTED = Registry(
     data_loaders=_module(MnistDataLoader=MnistDataLoader),
     losses=_module(nll_loss=nll_loss),
     metrics=_module(accuracy=accuracy, top_k_acc=top_k_acc, my_metric=my_metric, my_metric2=my_metric2),
+    trainers=TINY.trainers,
 )
 
 

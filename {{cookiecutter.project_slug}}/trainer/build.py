@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import torch
 
 from base.base_data_loader import BaseDataLoader, Loader
+from base.base_trainer import BaseTrainer, Metric, optimizer_steps_per_epoch
 from parse_config import Config, ObjectSpec
 from trainer.schedule import build_schedule, check_schedule_steps, is_per_step, run_length_settings
-from trainer.trainer import Metric, Trainer, optimizer_steps_per_epoch
 from utils.dist import rank
 from utils.errors import ConfigRefused
-from utils.registry import Registry, build, lookup_function
+from utils.registry import Registry, build, lookup_class, lookup_function
 from utils.util import seed_everything
 
 
@@ -97,9 +97,11 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
     return optimizer
 
 
-def build_trainer(config: Config, registry: Registry, device: torch.device, data: RunData | None = None) -> Trainer:
+def build_trainer(config: Config, registry: Registry, device: torch.device, data: RunData | None = None) -> BaseTrainer:
     """Seed, then build the data (unless ``data``, built already from the same data_loader, seed and device, is
-    given: sweep.py's check reuses it), model, loss, metrics, optimizer and scheduler, and the Trainer."""
+    given: sweep.py's check reuses it), model, loss, metrics, optimizer and scheduler, and the Trainer class that
+    ``trainer.type`` names."""
+    trainer_class = trainer_class_named(config, registry)
     seed_everything(config.seed + rank())  # own dropout masks per process; DDP syncs the weights
     if data is None:
         data = build_run_data(config, registry, device)
@@ -113,7 +115,7 @@ def build_trainer(config: Config, registry: Registry, device: torch.device, data
     if spec is not None:
         check_schedule_steps(spec, config.trainer.epochs, steps_per_epoch)
         lr_scheduler = build_schedule(spec, optimizer, config.trainer.epochs, steps_per_epoch)
-    return Trainer(
+    return trainer_class(
         model=model,
         criterion=criterion,
         metrics=metrics,
@@ -128,3 +130,8 @@ def build_trainer(config: Config, registry: Registry, device: torch.device, data
         recorded_config=config.to_dict(),
         classes=classes,
     )
+
+
+def trainer_class_named(config: Config, registry: Registry) -> type[BaseTrainer]:
+    """The class config.json's ``trainer.type`` names in trainer/trainer.py (the registry's trainers)."""
+    return lookup_class(registry.trainers, config.trainer.type, "trainer.type", BaseTrainer)

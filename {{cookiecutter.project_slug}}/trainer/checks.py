@@ -2,6 +2,7 @@
 takes the data and its output fits the labels, the loss and every metric, and that no epoch ends in a batch
 BatchNorm cannot train on. Each mistake is one line naming the setting to change."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,16 @@ class KnownLabels:
     loader: str = "the data loader"
     classes: list[str] | None = None
     highest_label: int | None = None
+
+
+def pair_or_refusal(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, target)`` of a batch, as the default ``batch_loss`` takes it; one line when it is no pair."""
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ConfigRefused(
+        f"data_loader: its batches hold {describe(batch)}, not (inputs, target); make its items such pairs, or "
+        "take its batches apart in a Trainer subclass's batch_loss (trainer/trainer.py) named by trainer.type"
+    )
 
 
 @torch.no_grad()
@@ -62,8 +73,9 @@ def model_output(model: nn.Module, inputs: Any) -> torch.Tensor:
         model.train(was_training)
     if not isinstance(output, torch.Tensor):  # the loop, test.py and the exports take one tensor per batch
         raise ConfigRefused(
-            f"arch: {name} returns a {type(output).__name__}, not a tensor; return one tensor, the output that the "
-            "loss and metrics compare with the labels (compute extra outputs' losses inside the model)"
+            f"arch: {name} returns a {type(output).__name__}, not a tensor; return the one tensor that the loss and "
+            "metrics compare with the labels, or take its outputs apart in a Trainer subclass's batch_loss "
+            "(trainer/trainer.py) named by trainer.type"
         )
     return output
 
@@ -112,10 +124,10 @@ def class_count_mismatch(name: str, width: int, known: KnownLabels) -> str | Non
 
 
 @torch.no_grad()
-def check_batch_norm_batches(model: nn.Module, inputs: Any, samples: int, batch_size: int) -> None:
+def check_batch_norm_batches(model: nn.Module, run_one: Callable[[], Any], samples: int, batch_size: int) -> None:
     """Refuse a batch size that leaves one sample in each epoch's last batch when a BatchNorm layer would then
     see a single value per channel (after a Linear layer, or on a 1 x 1 feature map), which it cannot train
-    on: the epoch's last step would crash. ``inputs``, of a batch of one, go through the model to find out."""
+    on: the epoch's last step would crash. ``run_one`` passes a batch of one sample through the model to find out."""
     if samples % batch_size != 1:
         return
     single = []  # the BatchNorm layers that see one value per channel in a batch of one sample
@@ -131,7 +143,7 @@ def check_batch_norm_batches(model: nn.Module, inputs: Any, samples: int, batch_
     was_training = model.training
     try:
         model.eval()  # no running statistics are updated
-        call_model(model, inputs)
+        run_one()
     finally:
         model.train(was_training)
         for hook in hooks:
@@ -154,19 +166,53 @@ def check_loss(criterion: Metric, model_name: str, output: torch.Tensor, targets
         raise ConfigRefused(
             f"loss: it cannot compare {model_name}'s output with the labels ({first_sentence(err)})"
         ) from None
+    wrong = not_a_loss(value)
+    if wrong is not None:
+        loss_name = getattr(criterion, "__name__", type(criterion).__name__)
+        raise ConfigRefused(
+            f"loss: {loss_name} returned {wrong}; return the batch mean as a 0-dim float tensor, without .item() "
+            "(F.cross_entropy's default reduction, as model/loss.py's cross_entropy does)"
+        )
+
+
+def not_a_loss(value: Any) -> str | None:
+    """What ``value`` is, when it is not what backward() can start from (a 0-dim floating-point tensor); else None."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
-        return
+        return None
     if not isinstance(value, torch.Tensor):
-        got = type(value).__name__
-    elif value.dim() != 0:
-        got = f"a tensor of shape {tuple(value.shape)}"
-    else:
-        got = f"a tensor of {str(value.dtype).removeprefix('torch.')}"
-    loss_name = getattr(criterion, "__name__", type(criterion).__name__)
-    raise ConfigRefused(
-        f"loss: {loss_name} returned {got}; return the batch mean as a 0-dim float tensor, without .item() "
-        "(F.cross_entropy's default reduction, as model/loss.py's cross_entropy does)"
-    )
+        return type(value).__name__
+    if value.dim() != 0:
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a tensor of {str(value.dtype).removeprefix('torch.')}"
+
+
+@torch.no_grad()
+def check_batch_loss(batch_loss: Callable[[nn.Module, Any], Any], trainer_name: str, model: nn.Module,
+                     metrics: dict[str, Metric], batch: Any, known: KnownLabels) -> tuple[Any, Any]:  # fmt: skip
+    """A subclass's ``batch_loss`` run on a batch (in eval mode): its ``(output, target)``, or a one-line
+    ConfigRefused when it raises, returns no ``(loss, output, target)``, or a metric or the labels do not fit."""
+    where, was_training = f"trainer.type: {trainer_name}.batch_loss", model.training
+    model.eval()
+    try:
+        result = batch_loss(model, batch)
+    except Exception as err:
+        raise ConfigRefused(
+            f"{where} failed on a training batch of {describe(batch)} ({first_sentence(err)}); check it against "
+            "the data loader's batches and the model"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not (isinstance(result, tuple) and len(result) == 3):
+        raise ConfigRefused(f"{where} returned {type(result).__name__}; return BatchLoss(loss, output, target)")
+    loss, output, target = result
+    wrong = not_a_loss(loss)
+    if wrong is not None:
+        raise ConfigRefused(f"{where} gave a loss of {wrong}; make it the batch mean as a 0-dim float tensor")
+    if scores_each_class(output, target):
+        check_outputs_fit_labels(type(model).__name__, output.size(1), target, known)
+    for metric_name, metric in metrics.items():
+        check_metric(metric_name, metric, output, target)
+    return output, target
 
 
 def check_metric(name: str, metric: Metric, output: torch.Tensor, targets: Any) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 from torch.optim.lr_scheduler import OneCycleLR
 
 from base.base_data_loader import LoaderSettings
+from base.base_trainer import BaseTrainer
 from parse_config import Config, SchedulerSpec
 from trainer.schedule import is_per_step, length_filled_in, main_schedule, run_length_settings
-from trainer.trainer import Trainer
 from utils.errors import ConfigRefused, UsageError
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _lookup(config: dict[str, Any], path: str) -> Any:
     return config
 
 
-def apply_overrides(trainer: Trainer, recorded: Config, config: Config) -> None:
+def apply_overrides(trainer: BaseTrainer, recorded: Config, config: Config) -> None:
     """Put changed ``optimizer.args`` and ``lr_scheduler.args`` into the restored optimizer and scheduler."""
     for key, value in config.optimizer.args.items():
         if recorded.optimizer.args.get(key) != value:
@@ -170,7 +170,7 @@ def apply_overrides(trainer: Trainer, recorded: Config, config: Config) -> None:
                 _set_scheduler_arg(main_schedule(trainer.lr_scheduler), key, value)
 
 
-def _set_optimizer_arg(trainer: Trainer, key: str, value: Any) -> None:
+def _set_optimizer_arg(trainer: BaseTrainer, key: str, value: Any) -> None:
     groups = trainer.optimizer.param_groups
     if any(key not in group for group in groups):
         raise ConfigRefused(f"optimizer.args.{key}: {type(trainer.optimizer).__name__} has no such setting to change")

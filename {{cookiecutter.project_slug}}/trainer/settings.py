@@ -24,6 +24,7 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autot
 class TrainerSettings:
     """How to train: length, checkpoints, monitoring, precision and speed switches, logging."""
 
+    type: str = setting("Trainer", "the name of a Trainer class in trainer/trainer.py")
     epochs: int = setting(10, "an integer >= 1", lambda v: v >= 1)
     save_dir: str = setting("saved/", "a folder path")
     save_period: int = setting(5, "an integer >= 1", lambda v: v >= 1)

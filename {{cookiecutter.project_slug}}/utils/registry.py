@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from base.base_data_loader import BaseDataLoader
+from base.base_trainer import BaseTrainer
 from utils.errors import ConfigRefused, UsageError, first_sentence
 from utils.settings import is_number, unknown_key
 
@@ -23,20 +24,22 @@ if TYPE_CHECKING:  # parse_config imports this module
 @dataclass(frozen=True)
 class Registry:
     """The modules whose classes and functions config.json names. The entry points hand in the
-    project's own (model/ and data_loader/); tests hand in theirs."""
+    project's own (model/, data_loader/ and trainer/trainer.py); tests hand in theirs."""
 
     models: ModuleType
     data_loaders: ModuleType
     losses: ModuleType
     metrics: ModuleType
+    trainers: ModuleType
 
     def module_names(self) -> str:
         """Its modules' names, comma-separated, for another process to import (``Registry.imported``)."""
-        return ",".join(module.__name__ for module in (self.models, self.data_loaders, self.losses, self.metrics))
+        modules = (self.models, self.data_loaders, self.losses, self.metrics, self.trainers)
+        return ",".join(module.__name__ for module in modules)
 
     @classmethod
     def imported(cls, names: str) -> "Registry":
-        """The registry whose ``module_names`` are ``names`` (models, data loaders, losses, metrics)."""
+        """The registry whose ``module_names`` are ``names`` (models, data loaders, losses, metrics, trainers)."""
         return cls(*(importlib.import_module(name) for name in names.split(",")))
 
 
@@ -47,6 +50,7 @@ def registry_names(registry: Registry) -> dict[str, list[str]]:
         "data_loader.type": _available(registry.data_loaders, BaseDataLoader),
         "loss": _available(registry.losses, None),
         "metrics": _available(registry.metrics, None),
+        "trainer.type": _available(registry.trainers, BaseTrainer),
     }
 
 
@@ -124,6 +128,11 @@ def _refuse_missing_parameters(key: str, name: str, signature: inspect.Signature
 def lookup_function(module: ModuleType, name: str, key: str) -> Any:
     """The function ``name`` defined in ``module``, which config.json names under ``key``."""
     return _lookup(module, name, key, None)
+
+
+def lookup_class(module: ModuleType, name: str, key: str, base: type) -> Any:
+    """The subclass of ``base`` named ``name`` in ``module``, which config.json names under ``key``."""
+    return _lookup(module, name, key, base)
 
 
 def _available(module: ModuleType, base: type | None) -> list[str]:

@@ -7,10 +7,11 @@ place of the project's model/ and data_loader/ modules; ``tiny_config`` is a com
 from pathlib import Path
 from typing import Any
 
+import trainer.trainer
 from tests.tiny import data_loaders, losses, metrics, models
 from utils.registry import Registry
 
-TINY = Registry(models=models, data_loaders=data_loaders, losses=losses, metrics=metrics)
+TINY = Registry(models=models, data_loaders=data_loaders, losses=losses, metrics=metrics, trainers=trainer.trainer)
 
 
 def tiny_config(save_dir: Path, **trainer_settings: Any) -> dict[str, Any]:

@@ -87,6 +87,10 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     seed_field = '    seed: int = setting(42, "an integer from 0 to 2**32 - 1", lambda v: 0 <= v < 2**32)'
     edit(slug / "parse_config.py", seed_field, seed_field + '\n    notes: str = setting("", "text")')
     edit(slug / "base" / "base_trainer.py", "class BaseTrainer:", "class BaseTrainer:  # template v2")
+    # ...and in the user's own files: where the user changed nothing, and away from what they changed.
+    edit(slug / "model" / "model.py", '"""Models.', '"""Models (template v2).')
+    edit(slug / "data_loader" / "data_loaders.py", '"""Data loaders,', '"""Data loaders (template v2),')
+    edit(slug / "trainer" / "trainer.py", '"""Your Trainer,', '"""Your Trainer (template v2),')
     run("git", "commit", "-qam", "template v2", cwd=template_repo)
 
     assert subprocess.run(["cruft", "check"], cwd=project, capture_output=True, check=False).returncode != 0
@@ -95,7 +99,11 @@ def test_template_update_arrives_and_user_edits_survive(template_repo: Path, pro
     config = json.loads((project / "config.json").read_text())
     assert config["notes"] == "" and config["trainer"]["epochs"] == 2, "new key merged, user value kept"
     assert "Our team trains with: -d cpu." in (project / "train.py").read_text()
-    assert "class Wide(ConvNet)" in (project / "model" / "model.py").read_text()
+    model_file = (project / "model" / "model.py").read_text()
+    assert "class Wide(ConvNet)" in model_file and '"""Models (template v2).' in model_file, "merged three-way"
+    assert "(template v2)" in (project / "data_loader" / "data_loaders.py").read_text()
+    assert "(template v2)" in (project / "trainer" / "trainer.py").read_text()
+    assert not list(project.rglob("*.rej")) and not has_conflict_markers(model_file)
     run("cruft", "check", cwd=project)
 
     save_dir = json.dumps(str(tmp_path / "saved"))
@@ -200,8 +208,13 @@ def test_a_project_from_before_the_optional_parts_keeps_sweeps_and_its_runs_as_t
     run("cruft", "update", "-y", "--variables-to-update", '{"sweeps": true}', cwd=project)
     assert (project / "sweep.py").is_file() and (project / "sweeps" / "trial.py").is_file(), "sweeps kept"
     assert not (project / "logger" / "mlflow_tracker.py").exists(), "a tracker not answered for is left out"
+    assert not list(project.rglob("*.rej")), "no conflicts: the user changed nothing"
+    conflicted = [path for path in project.rglob("*.py") if has_conflict_markers(path.read_text())]
+    assert not conflicted, "no conflict markers"
     helped = run_project(project, "sweep.py", "--help")
     assert helped.returncode == 0, describe(helped)
+    evaluated = run_project(project, "test.py", "-r", str(old_run), "-d", "cpu")
+    assert evaluated.returncode == 0 and (old_run / "best.test.json").is_file(), describe(evaluated)
 
     # trainer.tensorboard became "tensorboard" in trainer.loggers; the run recorded with it keeps its curves.
     trainer = json.loads((project / "config.json").read_text())["trainer"]
@@ -227,6 +240,10 @@ def test_mlflow_asked_for_later_arrives_turned_on_and_logs(project: Path, tmp_pa
     assert trained.returncode == 0, describe(trained)
     [run_dir] = run_folders(tmp_path / "saved")
     assert json.loads((run_dir / "mlflow.json").read_text())["run_id"], "the run was logged to MLflow"
+
+
+def has_conflict_markers(text: str) -> bool:
+    return any(line.startswith("<<<<<<< ") for line in text.splitlines())
 
 
 def outside_install(readme: str) -> str:
@@ -275,3 +292,18 @@ def test_runs_from_before_an_update_still_evaluate_and_resume(
     assert resume.stderr.count("trainer.keep_last") == 1, "the dropped key is named once, not per reading"
     recorded = json.loads((old_run / "config-resume-1.json").read_text())
     assert recorded["trainer"]["warmup_epochs"] == 0 and "keep_last" not in recorded["trainer"]
+
+
+def test_an_edit_of_the_same_lines_as_the_template_is_a_conflict_to_resolve_as_the_readme_says(
+    template_repo: Path, project: Path
+) -> None:
+    loaders = "data_loader/data_loaders.py"
+    edit(project / loaders, '"""Data loaders,', '"""Our data loaders,')
+    commit_all(project, "our docstring")
+    edit(template_repo / "{{cookiecutter.project_slug}}" / loaders, '"""Data loaders,', '"""The data loaders,')
+    run("git", "commit", "-qam", "template v2", cwd=template_repo)
+    subprocess.run(["cruft", "update", "-y"], cwd=project, capture_output=True, check=False)
+    merged = (project / loaders).read_text()
+    assert has_conflict_markers(merged) and '"""Our data loaders,' in merged and '"""The data loaders,' in merged
+    readme = (project / "README.md").read_text()
+    assert "conflict markers (`<<<<<<<`)" in readme and "delete the markers and commit" in readme

@@ -12,6 +12,7 @@ from typing import Any
 
 from trainer.settings import TrainerSettings, upgrade_retired_keys
 from utils import victoresque
+from utils.bounds import check_numbers
 from utils.errors import ConfigRefused, UsageError
 from utils.registry import Registry, registry_names
 from utils.settings import REQUIRED, from_dict, setting, unknown_key
@@ -74,6 +75,7 @@ class Config:
         """Validate ``data``; with ``strict=False`` (a recorded config) unknown keys are dropped and logged."""
         dropped: list[str] = []
         config = from_dict(cls, upgrade_retired_keys(data, strict), "", strict, dropped)
+        check_numbers(data)  # the typed keys are checked by now; this reaches every args object too
         if dropped:
             logger.warning("Ignoring keys this version of the project does not know: %s", ", ".join(dropped))
         return config

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import torch
+from torch.optim import Optimizer, lr_scheduler
+from torch.optim.lr_scheduler import LRScheduler
 
 from base.base_data_loader import BaseDataLoader
 from parse_config import Config, ObjectSpec, apply_override, load_config, parse_override
@@ -289,8 +291,19 @@ def test_build_names_the_args_it_cannot_use(spec: ObjectSpec, message: str) -> N
 
 def test_build_names_what_a_torch_class_rejects() -> None:
     parameters = torch.nn.Linear(2, 2).parameters()
-    with pytest.raises(UsageError, match=r"optimizer\.args: Adam rejected its arguments: Invalid learning rate"):
-        build(ObjectSpec("Adam", {"lr": -1}), "optimizer", torch.optim, torch.optim.Optimizer, parameters)
+    with pytest.raises(UsageError, match=r"optimizer\.args: SGD rejected its arguments: Nesterov momentum requires"):
+        build(ObjectSpec("SGD", {"lr": 0.1, "nesterov": True}), "optimizer", torch.optim, Optimizer, parameters)
+
+
+def test_build_refuses_an_optimizer_or_schedule_argument_out_of_its_range_before_torch_sees_it() -> None:
+    """Adam refuses a negative lr itself; the same rule (utils/bounds.py) also holds where torch has none."""
+    parameters = list(torch.nn.Linear(2, 2).parameters())
+    with pytest.raises(UsageError, match=r"^optimizer\.args\.lr: expected a number >= 0 .*, got -1$"):
+        build(ObjectSpec("Adam", {"lr": -1}), "optimizer", torch.optim, Optimizer, parameters)
+    optimizer = torch.optim.SGD(parameters, lr=0.1)
+    with pytest.raises(UsageError, match=r"^lr_scheduler\.args\.eta_min: expected a number >= 0"):
+        build(ObjectSpec("CosineAnnealingLR", {"T_max": 5, "eta_min": -1}), "lr_scheduler", lr_scheduler, LRScheduler,
+              optimizer)  # fmt: skip
 
 
 def test_a_misspelt_argument_of_a_torch_class_gets_a_did_you_mean() -> None:

@@ -89,13 +89,10 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _override_text(flag: str, key: str, value: object) -> str:
-    """A shortcut as ``--set`` text. --lr is already a float: repr writes it back exactly. -d goes in as a JSON
-    string, so whatever it holds is judged as a device name, never blamed on a --set the user did not type."""
-    if flag == "lr":
-        return f"{key}={value!r}"
-    if flag == "device":
-        return f"{key}={json.dumps(value)}"
-    return f"{key}={value}"
+    """A shortcut as ``--set`` text. --lr is already a float: JSON writes it back exactly (inf and nan as Infinity
+    and NaN, refused as such). -d goes in as a JSON string, so whatever it holds is judged as a device name,
+    never blamed on a --set the user did not type."""
+    return f"{key}={value}" if flag == "bs" else f"{key}={json.dumps(value)}"
 
 
 def run_command(command: Callable[[], None], debug: bool) -> int:

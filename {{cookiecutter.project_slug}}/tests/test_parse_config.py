@@ -235,6 +235,25 @@ def test_load_config_reports_bad_files(tmp_path: Path, content: Any, message: st
         load_config(path, [])
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{\n  "seed": 1,\n  "seed": 2\n}', "key 'seed' appears twice (again on line 3)"),
+        (
+            '{"a": {"x": 1}, "b": {"x": 1, "y": [{"z": 1}, {"z": 2, "z\\"": 3,\n"z": 4}]}}',
+            "key 'b.y.1.z' appears twice (again on line 2)",
+        ),
+        ('{"a": "\\"b\\": 1, \\"b\\": 2", "b": 3, "c": {"b": 4}, "b": 5}', "key 'b' appears twice (again on line 1)"),
+    ],
+    ids=["top-level", "in-a-list-after-an-escaped-quote", "after-a-string-that-looks-like-keys"],
+)
+def test_a_key_twice_in_a_config_file_is_refused_with_its_path_and_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_config(write(tmp_path / "config.json", text), [])
+
+
 def test_load_config_needs_a_file_or_a_recorded_config() -> None:
     with pytest.raises(UsageError, match="no configuration given"):
         load_config(None, [])

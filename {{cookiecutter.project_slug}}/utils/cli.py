@@ -7,7 +7,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -93,6 +95,16 @@ def _override_text(flag: str, key: str, value: object) -> str:
     and NaN, refused as such). -d goes in as a JSON string, so whatever it holds is judged as a device name,
     never blamed on a --set the user did not type."""
     return f"{key}={value}" if flag == "bs" else f"{key}={json.dumps(value)}"
+
+
+@contextmanager
+def warnings_held() -> Iterator[None]:
+    """Hold back the warnings raised inside (torch's about a model of width 0, say) until the block ends: shown
+    then if it succeeds, dropped if it raises, so that a refusal is the only line on the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def run_command(command: Callable[[], None], debug: bool) -> int:

@@ -70,6 +70,7 @@ PROJECT_FILES = {
     "trainer/settings.py",
     "trainer/trainer.py",
     "utils/__init__.py",
+    "utils/bounds.py",
     "utils/checkpoint.py",
     "utils/class_report.py",
     "utils/cli.py",

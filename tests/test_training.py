@@ -134,7 +134,10 @@ def test_reduce_lr_on_plateau_is_stepped_with_the_monitored_metric(default_proje
 BAD_INPUT = {
     "unknown-key": (["--set", "trainer.epochz=3"], "did you mean 'epochs'"),
     "bad-json": (["--set", "optimizer.args.lr=0.0.1"], "is not a JSON value"),
-    "wrong-type": (["--set", 'trainer.epochs="ten"'], 'trainer.epochs: expected an integer >= 1, got "ten"'),
+    "wrong-type": (["--set", 'trainer.epochs="ten"'], "trainer.epochs: expected an integer from 1 to 1,000,000"),
+    "infinite-lr": (["--set", "optimizer.args.lr=1e999"], "optimizer.args.lr: expected a finite number, got Infinity"),
+    # torch warns as it builds a zero-width model; the terminal shows only the refusal
+    "width-0": (["--set", "arch.args.width=0"], "arch: ConvNet cannot take the data's batches"),
     "unknown-arch": (["--set", "arch.type=ConvNett"], "available: ConvNet"),
     "bad-monitor-mode": (["--set", "trainer.monitor=avg val_loss"], "'min <metric>', 'max <metric>' or 'off'"),
     "missing-gpu": (["-d", "cuda:7"], "--device"),

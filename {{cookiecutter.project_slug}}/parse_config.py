@@ -12,10 +12,10 @@ from typing import Any
 
 from trainer.settings import TrainerSettings, upgrade_retired_keys
 from utils import victoresque
+from utils.bounds import check_numbers
 from utils.errors import ConfigRefused, UsageError
 from utils.registry import Registry, registry_names
 from utils.settings import REQUIRED, from_dict, setting, unknown_key
-from utils.util import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 # `--set trainer.monitor="max val_accuracy"` need no inner quotes; `0.0.1` or `[1,` stay errors.
 _JSON_START = re.compile(r'[-0-9\[{"]')
 _OBJECT = 'an object {"type": ..., "args": {...}}'
+# In valid JSON, the strings (a key when a colon follows) and the brackets and commas that place them.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"\s*:?|[{}\[\],]')
 
 
 def _is_folder_name(name: str) -> bool:
@@ -74,6 +76,7 @@ class Config:
         """Validate ``data``; with ``strict=False`` (a recorded config) unknown keys are dropped and logged."""
         dropped: list[str] = []
         config = from_dict(cls, upgrade_retired_keys(data, strict), "", strict, dropped)
+        check_numbers(data)  # the typed keys are checked by now; this reaches every args object too
         if dropped:
             logger.warning("Ignoring keys this version of the project does not know: %s", ", ".join(dropped))
         return config
@@ -112,7 +115,10 @@ def read_config_file(path: Path, what: str = "config file", usual_name: str = "c
     if not path.is_file():
         raise UsageError(f"{label} does not exist; pass -c path/to/config.json")
     try:
-        return read_json(path)
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except DuplicateKey:
+        key, line = _first_duplicate_key(path.read_text(encoding="utf-8"))
+        raise UsageError(f"{label}: key {key!r} appears twice (again on line {line}); keep one of them") from None
     except json.JSONDecodeError as err:
         conflict = _conflict_marker_line(path)
         if conflict:  # what a cruft update or a git merge with conflicts leaves
@@ -129,6 +135,39 @@ def read_config_file(path: Path, what: str = "config file", usual_name: str = "c
         raise UsageError(f"{label} cannot be read: {err.strerror}") from None
 
 
+class DuplicateKey(Exception):
+    """A JSON object holds a key twice; json.loads would keep the last value without a word."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads's object_pairs_hook: each object, refused (DuplicateKey) when it holds a key twice."""
+    if len({key for key, _ in pairs}) < len(pairs):
+        raise DuplicateKey
+    return dict(pairs)
+
+
+def _first_duplicate_key(text: str) -> tuple[str, int]:
+    """The dotted path (list items by index) and the line of the first key that repeats an earlier key of
+    its object in ``text``, which is valid JSON: strings, brackets and commas are all the scan needs."""
+    frames: list[list[Any]] = []  # per open object: [its keys so far, the key now read]; per list: [None, index]
+    for token in _JSON_TOKEN.finditer(text):
+        first, top = token[0][0], frames[-1] if frames else None
+        if first in "{[":
+            frames.append([set(), ""] if first == "{" else [None, 0])
+        elif first in "}]":
+            frames.pop()
+        elif first == "," and top is not None and top[0] is None:
+            top[1] += 1
+        elif token[0].endswith(":") and top is not None:
+            key = json.loads(token[0][:-1])
+            if key in top[0]:
+                path = [str(label) for _, label in frames[:-1]] + [key]
+                return ".".join(path), text.count("\n", 0, token.start()) + 1
+            top[0].add(key)
+            top[1] = key
+    raise ValueError("no key appears twice")  # only called after json.loads found one
+
+
 def _conflict_marker_line(path: Path) -> int | None:
     lines = path.read_text(encoding="utf-8").splitlines()
     return next((number for number, line in enumerate(lines, 1) if line.startswith(("<<<<<<< ", ">>>>>>> "))), None)
@@ -141,7 +180,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigRefused(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.args.lr=0.01")
     raw = raw.strip()
     try:
-        return path.strip(), json.loads(raw)
+        return path.strip(), json.loads(raw, object_pairs_hook=_unique_keys)
+    except DuplicateKey:
+        raise ConfigRefused(f"--set {text!r}: key {_first_duplicate_key(raw)[0]!r} appears twice; keep one") from None
     except json.JSONDecodeError:
         if raw and not _JSON_START.match(raw):
             return path.strip(), raw

@@ -32,7 +32,7 @@ from trainer.resume import (
     refuse_world_size_change,
 )
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
-from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command
+from utils.cli import ArgumentParser, add_override_flags, overrides_from_flags, run_command, warnings_held
 from utils.dist import (
     describe_world,
     init_distributed,
@@ -222,12 +222,13 @@ def train(args: argparse.Namespace, modules: Registry, watcher: RunWatcher | Non
     try:
         with sigterm_interrupts():  # a scheduler's SIGTERM while starting up cleans up as Ctrl-C does
             configure_backends(device, config.deterministic)
-            # Build and check everything before creating the run folder, so a mistake leaves nothing on disk.
-            trainer = build_trainer(config, modules, device)
-            restore(trainer, start)
-            if (finished := trainer.finished_already()) is not None:
-                return nothing_to_do(finished, start)
-            trainer.check_one_batch()
+            # Build and check all before creating the run folder: a mistake leaves nothing on disk, nor its warnings.
+            with warnings_held():
+                trainer = build_trainer(config, modules, device)
+                restore(trainer, start)
+                if (finished := trainer.finished_already()) is not None:
+                    return nothing_to_do(finished, start)
+                trainer.check_one_batch()
             run_dir = run_dir or on_rank_0(lambda: new_run_dir(start))
             # Only rank 0 logs; a tracker that cannot start refuses in every process, before any record is written.
             trackers = on_rank_0(lambda: open_trackers(config.to_dict(), run_dir, trainer.start_epoch), False) or []

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 Loader = ResidentLoader | StreamingLoader
 # "auto" keeps a split on a GPU only if it takes at most this share of the free memory.
 RESIDENT_SHARE_OF_FREE_GPU_MEMORY = 0.25
+MAX_WORKERS = 256  # worker processes (and batches each reads ahead): more would only exhaust the machine
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,9 @@ class LoaderSettings:
     batch_size: int = setting(64, "an integer >= 1", lambda v: v >= 1)
     shuffle: bool = setting(True, "true or false")
     validation_split: float = setting(0.0, "a fraction such as 0.1 or a number of samples", lambda v: v >= 0)
-    num_workers: int = setting(0, "an integer >= 0", lambda v: v >= 0)
+    num_workers: int = setting(0, f"an integer from 0 to {MAX_WORKERS}", lambda v: 0 <= v <= MAX_WORKERS)
     pin_memory: bool = setting(False, "true or false")
-    prefetch_factor: int = setting(2, "an integer >= 1", lambda v: v >= 1)
+    prefetch_factor: int = setting(2, f"an integer from 1 to {MAX_WORKERS}", lambda v: 1 <= v <= MAX_WORKERS)
     persistent_workers: bool = setting(False, "true or false")
     device_resident: bool | str = setting("auto", 'true, false or "auto"', lambda v: v in (True, False, "auto"))
     augment: bool = setting(True, "true or false (augment training batches)")
@@ -128,6 +129,10 @@ class BaseDataLoader:
         """The training loader and, when ``validation_split`` holds some out, the validation loader."""
         data = self.load_split("train")
         train_indices, valid_indices = self._split(len(data))
+        n_train, batch_size = len(train_indices), self.settings.batch_size
+        if batch_size > n_train:  # every batch would be smaller than it says
+            raise ConfigRefused(f"data_loader.args.batch_size: {batch_size} is more than the {n_train} training "
+                                f"samples; use at most {n_train}")  # fmt: skip
         train = self._loader(_subset(data, train_indices), device, training=True)
         valid = self._loader(_subset(data, valid_indices), device) if valid_indices else None
         return train, valid

@@ -12,6 +12,7 @@ from logger.logger import setup_logging
 from parse_config import Config, load_config
 from trainer.build import build_data, build_model
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
+from utils.cli import warnings_held
 from utils.dist import init_distributed, launched_by_torchrun, rank
 from utils.registry import Registry
 from utils.util import resolve_device
@@ -63,10 +64,11 @@ def load_trained_model(
         device = init_distributed(device)
     setup_logging(None, config.trainer.verbosity, rank())  # under torchrun, rank 0 logs
     classes = checkpoint.get("classes")
-    model = build_model(config, modules, classes)
-    load_model_weights(model, checkpoint["model"], checkpoint_path)
-    model.to(device).eval()
-    data = build_data(config, modules)
+    with warnings_held():  # shown only if nothing is refused (a model of width 0 warns, then its weights do not fit)
+        model = build_model(config, modules, classes)
+        load_model_weights(model, checkpoint["model"], checkpoint_path)
+        model.to(device).eval()
+        data = build_data(config, modules)
     point = checkpoint.get("mid_epoch")
     mid_epoch = {"epoch": point["epoch"], "step": point["step"]} if point else None
     shape = tuple(checkpoint["input_shape"]) if checkpoint.get("input_shape") else None

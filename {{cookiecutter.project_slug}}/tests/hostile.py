@@ -80,6 +80,12 @@ class Result:
         assert len(errors) == 1, f"expected exactly one error: line, got {len(errors)}:\n{self.err}"
         return errors[0]
 
+    def only_line(self) -> str:
+        """The ``error:`` line of a refusal that prints nothing else (no log line, no warning) on stderr."""
+        line = self.error_line()
+        assert self.err == line + "\n", f"expected only the error line on stderr, got:\n{self.err}"
+        return line
+
 
 def run_main(capsys: pytest.CaptureFixture[str], main: Callable[..., int], *argv: Any, modules: Registry) -> Result:
     """An entry point's ``main`` run in this process on ``argv`` and ``modules``: its exit code and output."""

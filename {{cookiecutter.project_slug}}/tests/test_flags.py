@@ -24,7 +24,10 @@ REFUSED = {
     "lr-not-a-number": (["--set", "optimizer.args.lr=abc"], 'optimizer.args.lr: expected a number, got "abc"'),
     "decay-as-text": (["--set", 'optimizer.args.weight_decay="0.1"'], "optimizer.args.weight_decay: expected a number"),
     "width-not-a-number": (["--set", "arch.args.width=wide"], 'arch.args.width: expected a number, got "wide"'),
-    "lr-nan": (["--lr", "nan"], 'optimizer.args.lr: expected a number, got "nan"'),
+    "lr-nan": (["--lr", "nan"], "optimizer.args.lr: expected a finite number, got NaN"),
+    "lr-beyond-floats": (["--lr", "1e999"], "optimizer.args.lr: expected a finite number, got Infinity"),
+    "lr-infinite-set": (["--set", "optimizer.args.lr=Infinity"], "optimizer.args.lr: expected a finite number"),
+    "bs-beyond-the-split": (["--bs", "1000"], "data_loader.args.batch_size: 1000 is more than the 64 training samples"),
 }
 
 
@@ -35,7 +38,7 @@ def test_refused_flags_are_one_line(
     path = write_config(tmp_path / "config.json", small_config(tmp_path / "saved"))
     result = run_train(capsys, "-c", path, *args)
     assert result.code == 2
-    assert message in result.error_line()
+    assert message in result.only_line()
     assert not (tmp_path / "saved").exists()
 
 

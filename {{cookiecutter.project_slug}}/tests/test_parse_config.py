@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import torch
+from torch.optim import Optimizer, lr_scheduler
+from torch.optim.lr_scheduler import LRScheduler
 
 from base.base_data_loader import BaseDataLoader
 from parse_config import Config, ObjectSpec, apply_override, load_config, parse_override
@@ -170,8 +172,8 @@ def test_missing_trainer_key_takes_its_default(config: dict[str, Any], field: da
         ("name", "/tmp/x", "name: expected a plain folder name"),
         ("metrics", "accuracy", "metrics: expected"),
         ("metrics", ["accuracy", 3], "metrics: expected"),
-        ("trainer.epochs", 0, "trainer.epochs: expected an integer >= 1, got 0"),
-        ("trainer.epochs", True, "trainer.epochs: expected an integer >= 1, got true"),
+        ("trainer.epochs", 0, "trainer.epochs: expected an integer from 1 to 1,000,000, got 0"),
+        ("trainer.epochs", True, "trainer.epochs: expected an integer from 1 to 1,000,000, got true"),
         ("trainer.epochs", 2.0, "trainer.epochs: expected"),
         ("trainer.verbosity", 3, "trainer.verbosity: expected"),
         ("trainer.early_stop", -1, "trainer.early_stop: expected"),
@@ -210,7 +212,7 @@ def test_load_config_applies_overrides(config_file: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("trainer.epochs=0", "trainer.epochs: expected an integer >= 1, got 0"),
+        ("trainer.epochs=0", "trainer.epochs: expected an integer from 1 to 1,000,000, got 0"),
         ("trainer.epoch=2", "did you mean 'epochs'?"),
         ("trainer.epochs=0.0.1", "is not a JSON value"),
     ],
@@ -231,6 +233,25 @@ def test_load_config_reports_bad_files(tmp_path: Path, content: Any, message: st
         write(path, content)
     with pytest.raises(UsageError, match=message):
         load_config(path, [])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{\n  "seed": 1,\n  "seed": 2\n}', "key 'seed' appears twice (again on line 3)"),
+        (
+            '{"a": {"x": 1}, "b": {"x": 1, "y": [{"z": 1}, {"z": 2, "z\\"": 3,\n"z": 4}]}}',
+            "key 'b.y.1.z' appears twice (again on line 2)",
+        ),
+        ('{"a": "\\"b\\": 1, \\"b\\": 2", "b": 3, "c": {"b": 4}, "b": 5}', "key 'b' appears twice (again on line 1)"),
+    ],
+    ids=["top-level", "in-a-list-after-an-escaped-quote", "after-a-string-that-looks-like-keys"],
+)
+def test_a_key_twice_in_a_config_file_is_refused_with_its_path_and_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_config(write(tmp_path / "config.json", text), [])
 
 
 def test_load_config_needs_a_file_or_a_recorded_config() -> None:
@@ -289,8 +310,19 @@ def test_build_names_the_args_it_cannot_use(spec: ObjectSpec, message: str) -> N
 
 def test_build_names_what_a_torch_class_rejects() -> None:
     parameters = torch.nn.Linear(2, 2).parameters()
-    with pytest.raises(UsageError, match=r"optimizer\.args: Adam rejected its arguments: Invalid learning rate"):
-        build(ObjectSpec("Adam", {"lr": -1}), "optimizer", torch.optim, torch.optim.Optimizer, parameters)
+    with pytest.raises(UsageError, match=r"optimizer\.args: SGD rejected its arguments: Nesterov momentum requires"):
+        build(ObjectSpec("SGD", {"lr": 0.1, "nesterov": True}), "optimizer", torch.optim, Optimizer, parameters)
+
+
+def test_build_refuses_an_optimizer_or_schedule_argument_out_of_its_range_before_torch_sees_it() -> None:
+    """Adam refuses a negative lr itself; the same rule (utils/bounds.py) also holds where torch has none."""
+    parameters = list(torch.nn.Linear(2, 2).parameters())
+    with pytest.raises(UsageError, match=r"^optimizer\.args\.lr: expected a number >= 0 .*, got -1$"):
+        build(ObjectSpec("Adam", {"lr": -1}), "optimizer", torch.optim, Optimizer, parameters)
+    optimizer = torch.optim.SGD(parameters, lr=0.1)
+    with pytest.raises(UsageError, match=r"^lr_scheduler\.args\.eta_min: expected a number >= 0"):
+        build(ObjectSpec("CosineAnnealingLR", {"T_max": 5, "eta_min": -1}), "lr_scheduler", lr_scheduler, LRScheduler,
+              optimizer)  # fmt: skip
 
 
 def test_a_misspelt_argument_of_a_torch_class_gets_a_did_you_mean() -> None:

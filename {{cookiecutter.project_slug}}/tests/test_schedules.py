@@ -54,7 +54,7 @@ def test_a_run_of_one_optimizer_step_keeps_its_per_step_schedule(tmp_path: Path)
     # One epoch of one batch: the check before the run steps the schedule only as often as the run will.
     config = small_config(tmp_path / "saved", epochs=1)
     config["lr_scheduler"] = SCHEDULES["onecycle-with-no-args"]
-    config["data_loader"]["args"]["batch_size"] = 1000
+    config["data_loader"]["args"]["batch_size"] = 64  # the whole training split
     path = write_config(tmp_path / "config.json", config)
     assert train.main(["-c", str(path)], modules=EXTRA) == 0
     assert load_checkpoint(only_run(tmp_path / "saved") / "last.pth", resume=True)["lr_scheduler"]["total_steps"] == 1

@@ -477,6 +477,7 @@ def test_train_tells_a_config_it_refuses_from_an_environment_that_fails_it(tmp_p
         ("folder", "sweep file '{tmp}/folder' is a folder; pass '{tmp}/folder/sweep.json' or another file"),
         ("notes.txt", "sweep file '{tmp}/notes.txt' is not valid JSON"),
         ("missing.json", "sweep file '{tmp}/missing.json' does not exist; write one (see README, Sweeps)"),
+        ("twice.json", "sweep file '{tmp}/twice.json': key 'space' appears twice (again on line 3); keep one of them"),
     ],
 )
 def test_a_space_that_is_not_a_sweep_file_is_named_as_one(
@@ -485,6 +486,8 @@ def test_a_space_that_is_not_a_sweep_file_is_named_as_one(
     config_path = sweep_files(tmp_path, {"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}})
     (tmp_path / "folder").mkdir()
     (tmp_path / "notes.txt").write_text("lr from 0.01 to 0.1\n")
+    lr = '{"optimizer.args.lr": {"type": "float", "low": 0.01, "high": 0.1}}'
+    (tmp_path / "twice.json").write_text("{\n" + f'  "space": {lr},\n  "space": {lr}\n' + "}\n")  # the last would win
     result = run_sweep(capsys, "-c", config_path, "--space", tmp_path / space_file, "--trials", 1)
     assert result.code == 2 and message.format(tmp=tmp_path) in result.error_line(), result.err
 

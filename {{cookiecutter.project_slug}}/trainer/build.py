@@ -67,6 +67,9 @@ RECORDED_NAMES = ("epoch", "loss", "lr", "seconds")
 
 
 def build_loss_and_metrics(config: Config, registry: Registry) -> tuple[Metric, dict[str, Metric]]:
+    twice = [name for index, name in enumerate(config.metrics) if name in config.metrics[:index]]
+    if twice:  # one column per name: the second would be dropped without a word
+        raise ConfigRefused(f"metrics: {twice[0]!r} is listed twice; list each metric once")
     taken = [name for name in config.metrics if name in RECORDED_NAMES or name.startswith("val_")]
     if taken:
         raise ConfigRefused(

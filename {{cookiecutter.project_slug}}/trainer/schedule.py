@@ -56,6 +56,9 @@ def build_schedule(
             'lr_scheduler.interval: ReduceLROnPlateau is stepped once per epoch; set interval to "epoch"'
         )
     length = (epochs * steps_per_epoch if per_step else epochs) - spec.warmup_steps
+    if length < 0:  # the schedule the config names would never start
+        raise ConfigRefused(f"lr_scheduler.warmup_steps: {spec.warmup_steps} is more than the run's "
+                            f"{epochs * steps_per_epoch} optimizer steps; warm up for fewer")  # fmt: skip
     args = dict(spec.args)
     peak = PEAK_ARGUMENT.get(spec.type)
     if peak is not None and peak not in args:

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 LOGGERS = tuple(BACKENDS)  # csv: metrics.csv, always written; the others need their package
+MAX_EPOCHS = 1_000_000  # more is a typo: a million epochs of one second each take eleven days
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -25,7 +26,7 @@ class TrainerSettings:
     """How to train: length, checkpoints, monitoring, precision and speed switches, logging."""
 
     type: str = setting("Trainer", "the name of a Trainer class in trainer/trainer.py")
-    epochs: int = setting(10, "an integer >= 1", lambda v: v >= 1)
+    epochs: int = setting(10, f"an integer from 1 to {MAX_EPOCHS:,}", lambda v: 1 <= v <= MAX_EPOCHS)
     save_dir: str = setting("saved/", "a folder path")
     save_period: int = setting(5, "an integer >= 1", lambda v: v >= 1)
     keep_last: int = setting(3, "an integer >= 0 (0 keeps every epoch-N.pth)", lambda v: v >= 0)

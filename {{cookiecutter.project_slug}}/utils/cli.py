@@ -7,7 +7,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -89,13 +91,20 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _override_text(flag: str, key: str, value: object) -> str:
-    """A shortcut as ``--set`` text. --lr is already a float: repr writes it back exactly. -d goes in as a JSON
-    string, so whatever it holds is judged as a device name, never blamed on a --set the user did not type."""
-    if flag == "lr":
-        return f"{key}={value!r}"
-    if flag == "device":
-        return f"{key}={json.dumps(value)}"
-    return f"{key}={value}"
+    """A shortcut as ``--set`` text. --lr is already a float: JSON writes it back exactly (inf and nan as Infinity
+    and NaN, refused as such). -d goes in as a JSON string, so whatever it holds is judged as a device name,
+    never blamed on a --set the user did not type."""
+    return f"{key}={value}" if flag == "bs" else f"{key}={json.dumps(value)}"
+
+
+@contextmanager
+def warnings_held() -> Iterator[None]:
+    """Hold back the warnings raised inside (torch's about a model of width 0, say) until the block ends: shown
+    then if it succeeds, dropped if it raises, so that a refusal is the only line on the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def run_command(command: Callable[[], None], debug: bool) -> int:

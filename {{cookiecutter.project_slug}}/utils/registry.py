@@ -14,6 +14,7 @@ import torch
 
 from base.base_data_loader import BaseDataLoader
 from base.base_trainer import BaseTrainer
+from utils.bounds import check_arguments
 from utils.errors import ConfigRefused, UsageError, first_sentence
 from utils.settings import is_number, unknown_key
 
@@ -70,6 +71,8 @@ def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: A
         default = signature.parameters[name].default if signature and name in signature.parameters else None
         if is_number(default) and not is_number(value):  # e.g. --set optimizer.args.lr=abc
             raise ConfigRefused(f"{key}.args.{name}: expected a number, got {json.dumps(value)}")
+    if module in (torch.optim, torch.optim.lr_scheduler):  # torch checks the range of some of their arguments
+        check_arguments(spec.args, f"{key}.args")
     try:
         return factory(*args, **arguments)
     except Exception as err:  # anything a constructor raises about its arguments (--debug shows where)

@@ -1,6 +1,6 @@
 """Typed settings read from JSON: each dataclass field declares its default, what a valid value looks like and
 a check, and ``from_dict`` turns any mistake into one line that names the key (``trainer.epochs: expected an
-integer >= 1, got 0``)."""
+integer from 1 to 1,000,000, got 0``)."""
 
 import copy
 import dataclasses

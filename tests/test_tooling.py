@@ -348,7 +348,8 @@ LOCAL_RUN_FILES = [
     "mlflow.db", "mlruns/1/0a1b/artifacts/best.pth", "sweep.db", "sweep.db-journal", "wandb/run-1/files/x",
     "saved/mnist_classifier/run/last.pth", "predictions.csv", "data/downloaded.bin",
 ]  # fmt: skip
-KEPT_FILES = ["train.py", "config.json", "data/mnist_sample.npz", "logger/wandb_tracker.py", "sweeps/study.py"]
+KEPT_FILES = ["train.py", "config.json", "data/mnist_sample.npz", "data/iris_train.csv", "logger/wandb_tracker.py",
+              "sweeps/study.py"]  # fmt: skip
 
 
 def project_with_local_run_files(cookies_session, tmp_path: Path) -> Path:

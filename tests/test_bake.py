@@ -48,6 +48,7 @@ PROJECT_FILES = {
     "inference/classify.py",
     "inference/exporters.py",
     "inference/image_files.py",
+    "inference/predictions.py",
     "inference/trained.py",
     "logger/__init__.py",
     "logger/logger.py",

@@ -157,6 +157,11 @@ class BaseDataLoader:
             "a split of its data with --split test (or train), or define read_inputs in the loader"
         )
 
+    def input_preprocessing(self) -> dict[str, Any]:
+        """How raw samples become the model's inputs, for a serving process to do the same (export.py writes it
+        into each export's description); plain data: nothing to say."""
+        return {}
+
     def batch_prep(self, device: torch.device, augment: bool = False) -> BatchTransform:
         """What turns a batch's inputs, on ``device``, into the model's (``augment``: a training batch). Here they
         go as they are; ImageDataLoader scales, augments and normalises images."""

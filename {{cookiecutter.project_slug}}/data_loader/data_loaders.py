@@ -267,7 +267,7 @@ class CsvTableDataLoader(BaseDataLoader):
     def _train_facts(self) -> _TrainFacts:
         table = self._read("train")
         names = table.column(self.target, "data_loader.args.target")
-        features = self.features or [name for name in table.columns if name != self.target]
+        features = self.features if self.features is not None else [n for n in table.columns if n != self.target]
         if not features or self.target in features:
             raise ConfigRefused(f"data_loader.args.features: {features} must name one column or more, and not the "
                                 f"target {self.target!r}")  # fmt: skip
@@ -275,4 +275,5 @@ class CsvTableDataLoader(BaseDataLoader):
         training, _ = self._split(len(values))
         std, mean = torch.std_mean(values[training], dim=0, correction=0)
         classes = sorted({name for name in names if name}) if self.task == "classification" else None
-        return _TrainFacts(table, features, classes, mean, std.masked_fill(std == 0, 1))  # a constant column: 0s
+        # A constant column is divided by 1, not 0: it becomes 0s rather than NaNs.
+        return _TrainFacts(table, features, classes, mean, std.masked_fill(std == 0, 1))

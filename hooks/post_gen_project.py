@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Datasets read from files by torchvision benefit from worker processes; the shipped sample is a
-# tensor in memory, where workers only add start-up time and copies.
-IN_MEMORY_DATASETS = frozenset({"mnist_sample"})
+# Datasets read from files by torchvision benefit from worker processes; the shipped sample and a table
+# are tensors in memory, where workers only add start-up time and copies.
+IN_MEMORY_DATASETS = frozenset({"mnist_sample", "csv_table"})
+# Answers whose inputs are not images: config.json has no image-only keys (channels_last) for them.
+NOT_IMAGES = frozenset({"csv_table"})
 
 # A yes/no answer -> the files and folders of the part it adds, removed when the answer is no. The
 # template holds every part; `cruft update --variables-to-update '{"sweeps": true}'` brings one in later.
@@ -44,11 +46,11 @@ def accelerator_defaults(accelerator: str, dataset: str) -> dict[str, Any]:
             "data_loader.args.num_workers": 0 if in_memory else 2,
         }
     if accelerator == "cuda":
-        return {
+        images = {} if dataset in NOT_IMAGES else {"trainer.channels_last": True}
+        return images | {
             "device": "cuda",
             "trainer.amp": "auto",  # bf16 where the GPU supports it, else fp16 with a GradScaler
             "trainer.compile": "default",
-            "trainer.channels_last": True,
             "optimizer.args.fused": True,  # one kernel for the whole update instead of one per tensor
             "data_loader.args.pin_memory": True,
             "data_loader.args.num_workers": 0 if in_memory else 4,

@@ -21,6 +21,7 @@ DATASET_LOADERS = {
     "fashion_mnist": "FashionMnistDataLoader",
     "cifar10": "Cifar10DataLoader",
     "image_folder": "ImageFolderDataLoader",
+    "csv_table": "CsvTableDataLoader",
 }
 ACCELERATORS = ["auto", "cpu", "cuda"]
 SUPPORTED = [
@@ -55,10 +56,16 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert config["trainer"]["compile"] == ("default" if on_gpu else "off"), "compile stays off on CPU"
     assert config["optimizer"]["args"]["fused"] is (True if on_gpu else None), "None: Adam's own default"
     assert config["data_loader"]["args"]["prefetch_factor"] == (4 if on_gpu else 2)
-    in_memory = answers["dataset"] == "mnist_sample"
+    in_memory = answers["dataset"] in {"mnist_sample", "csv_table"}
     assert (config["data_loader"]["args"]["num_workers"] == 0) is in_memory
     assert config["data_loader"]["type"] == DATASET_LOADERS[answers["dataset"]]
-    assert config["arch"]["args"]["in_channels"] == (3 if answers["dataset"] in {"cifar10", "image_folder"} else 1)
+    if answers["dataset"] == "csv_table":  # no images: no image-only keys
+        assert config["arch"] == {"type": "MLP", "args": {"in_features": 4, "out_features": 3, "hidden": 32,
+                                                          "layers": 2, "dropout": 0}}  # fmt: skip
+        assert "channels_last" not in config["trainer"] and config["metrics"] == ["accuracy"]
+    else:
+        assert config["arch"]["args"]["in_channels"] == (3 if answers["dataset"] in {"cifar10", "image_folder"} else 1)
+        assert config["trainer"]["channels_last"] is on_gpu
     assert ("tensorboard" in config["trainer"]["loggers"]) is answers["tensorboard"]
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
     assert (locked_range("tensorboard") in dependencies) is answers["tensorboard"]
@@ -251,6 +258,7 @@ def test_cuda_project_trains_on_gpu_with_amp(cuda_project: Path, tmp_path: Path)
         ("mnist_sample", "mnist_classifier", "Classify handwritten digits with PyTorch."),
         ("cifar10", "cifar_10_classifier", "Classify small colour photos with PyTorch."),
         ("image_folder", "image_classifier", "Classify your own images with PyTorch."),
+        ("csv_table", "table_model", "Learn from a table of numbers with PyTorch."),
     ],
 )
 def test_default_name_and_description_follow_the_dataset(cookies, dataset: str, folder: str, description: str) -> None:

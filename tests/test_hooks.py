@@ -122,21 +122,22 @@ def test_extension_names_the_template_folder_through_the_check(slug: str, folder
     assert env.from_string("{{ cookiecutter.description | toml_string }}").render(**context) == '"x 😀"'
 
 
-@pytest.mark.parametrize("dataset", ["mnist_sample", "cifar10"])
+@pytest.mark.parametrize("dataset", ["mnist_sample", "cifar10", "csv_table"])
 @pytest.mark.parametrize("accelerator", ["auto", "cpu", "cuda"])
 def test_accelerator_defaults_are_consistent(accelerator: str, dataset: str) -> None:
     defaults = post_gen.accelerator_defaults(accelerator, dataset)
     assert defaults["device"] == accelerator
     assert (defaults["trainer.amp"] == "off") == (accelerator == "cpu")
     assert defaults["data_loader.args.pin_memory"] == (accelerator != "cpu")
-    assert (defaults["data_loader.args.num_workers"] == 0) == (dataset == "mnist_sample")
+    assert (defaults["data_loader.args.num_workers"] == 0) == (dataset in {"mnist_sample", "csv_table"})
     gpu_only = {
         "trainer.compile": "default",
-        "trainer.channels_last": True,
         "optimizer.args.fused": True,
         "data_loader.args.prefetch_factor": 4,
     }
     assert all(defaults.get(key) == value for key, value in gpu_only.items()) == (accelerator == "cuda")
+    images_on_gpu = accelerator == "cuda" and dataset != "csv_table"  # a table has no image memory layout
+    assert ("trainer.channels_last" in defaults) == images_on_gpu
 
 
 def test_unknown_accelerator_is_refused() -> None:

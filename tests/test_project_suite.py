@@ -10,7 +10,7 @@ import tomllib
 from helpers import OPTIONAL_PARTS, describe, run_own_suite, run_project
 from test_user_project import USER_LOADER, USER_MODEL
 
-DATASETS = ["mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder"]
+DATASETS = ["mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder", "csv_table"]
 
 # What a dataset answer changes in a project, besides data/: the files below, and pyproject.toml's name and
 # description. The suite runs with these files removed, which shows that it reads none of them; every other file

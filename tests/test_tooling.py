@@ -242,7 +242,7 @@ def test_make_dry_runs_every_target(repo_project: Path) -> None:
     for target in ("train", "resume", "evaluate", "plot", "summary", "predict", "export"):  # each command's flags
         assert run(make, "-n", target, "ARGS=--debug", cwd=repo_project).stdout.rstrip().endswith("--debug"), target
     predict = run(make, "-n", "predict", cwd=repo_project).stdout.split()
-    assert predict[-1] == "saved/mnist_classifier", "no default IMAGES without data/images (image_folder only)"
+    assert predict[-1] == "saved/mnist_classifier", "no default INPUTS without data/images (image_folder only)"
     clean = run(make, "-n", "clean", cwd=repo_project).stdout
     assert "saved" not in clean and "data" not in clean, "plain clean never deletes runs or data"
     assert "rm -rf saved" in run(make, "-n", "clean-runs", cwd=repo_project).stdout
@@ -348,7 +348,8 @@ LOCAL_RUN_FILES = [
     "mlflow.db", "mlruns/1/0a1b/artifacts/best.pth", "sweep.db", "sweep.db-journal", "wandb/run-1/files/x",
     "saved/mnist_classifier/run/last.pth", "predictions.csv", "data/downloaded.bin",
 ]  # fmt: skip
-KEPT_FILES = ["train.py", "config.json", "data/mnist_sample.npz", "logger/wandb_tracker.py", "sweeps/study.py"]
+KEPT_FILES = ["train.py", "config.json", "data/mnist_sample.npz", "data/iris_train.csv", "logger/wandb_tracker.py",
+              "sweeps/study.py"]  # fmt: skip
 
 
 def project_with_local_run_files(cookies_session, tmp_path: Path) -> Path:

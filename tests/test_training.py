@@ -95,7 +95,7 @@ def test_predict_agrees_with_test_py_and_every_export_round_trips(default_projec
         exported = run_project(default_project, "export.py", "-r", checkpoint, "--format", name,
                                "-o", str(tmp_path / f"model{suffix}"))  # fmt: skip
         assert exported.returncode == 0, describe(exported)
-        assert "largest absolute difference from the model on test images" in exported.stdout
+        assert "largest absolute difference from the model on the test batch" in exported.stdout
         assert (tmp_path / f"model{suffix}").is_file() and (tmp_path / f"model{suffix}.json").is_file()
 
 

@@ -48,7 +48,7 @@ def export(args: argparse.Namespace, modules: Registry) -> None:
         refuse_overwriting(written, [trained.checkpoint_path], "the checkpoint it exports")
     difference, allowed = export_checked(trained, args.format, spec, output, modules)
     print(f"Wrote {output} and {description_path(output).name} ({args.format}, {trained.trained_for})")
-    print(f"largest absolute difference from the model on test images: {difference:.3g} "
+    print(f"largest absolute difference from the model on the test batch: {difference:.3g} "
           f"(tolerance {allowed:.3g})")  # fmt: skip
 
 

@@ -4,8 +4,9 @@ can then sit on the training device, the fast path), or a map-style ``Dataset`` 
 ``(inputs, target)``, read item by item by a DataLoader (files, for example). Inputs are a tensor, a tuple or a
 dict of tensors; a target is what the loss takes. ``collate_fn`` batches items of different sizes (padding);
 ``batch_prep`` turns a batch's inputs on the device into the model's (ImageDataLoader: scaling, augmentation,
-normalisation). ``BaseDataLoader`` holds out the validation part and builds the loaders. More in README.md's
-'Add a dataset'.
+normalisation). A loader may define ``read_inputs(path)``: a file's samples, as its splits hold inputs, for
+predict.py to run the model on. ``BaseDataLoader`` holds out the validation part and builds the loaders. More
+in README.md's 'Add a dataset'.
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -138,10 +140,32 @@ class BaseDataLoader:
         return train, valid
 
     def test_loader(self, device: torch.device) -> Loader:
-        data = self.load_split("test")
+        return self.prediction_loader("test", device)
+
+    def prediction_loader(self, source: str | Path, device: torch.device) -> Loader:
+        """Every sample of the split ``source`` ("train" or "test"), or of the inputs ``read_inputs`` reads from
+        the file ``source``, in order and not augmented, prepared as test.py prepares the test split."""
+        if isinstance(source, Path):
+            inputs = self.read_inputs(source)
+            data: Split = TensorSplit(inputs, torch.zeros(sample_count(inputs)))  # no targets: nothing to compare
+        else:
+            data = self.load_split(source)
         if len(data) == 0:  # a loader of yours with no test samples: nothing to evaluate or export on
-            raise UsageError(f"data_loader: {type(self).__name__}'s test split has no samples; give it some")
+            what = f"input file {str(source)!r}" if isinstance(source, Path) else f"{source} split"
+            raise UsageError(f"data_loader: {type(self).__name__}'s {what} has no samples; give it some")
         return self._loader(data, device)
+
+    def read_inputs(self, path: Path) -> Any:
+        """The samples of the file ``path`` as this loader's splits hold inputs (predict.py's input files)."""
+        raise UsageError(
+            f"predict.py: {type(self).__name__} defines no read_inputs(path) to read input files with; predict on "
+            "a split of its data with --split test (or train), or define read_inputs in the loader"
+        )
+
+    def input_preprocessing(self) -> dict[str, Any]:
+        """How raw samples become the model's inputs, for a serving process to do the same (export.py writes it
+        into each export's description); plain data: nothing to say."""
+        return {}
 
     def batch_prep(self, device: torch.device, augment: bool = False) -> BatchTransform:
         """What turns a batch's inputs, on ``device``, into the model's (``augment``: a training batch). Here they

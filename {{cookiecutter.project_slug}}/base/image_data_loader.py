@@ -3,7 +3,7 @@ splits hold uint8 images N x C x H x W (0-255); ``ImageDataLoader.batch_prep`` s
 device, augments training batches and normalises them with the loader's ``mean`` and ``std``."""
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -31,6 +31,10 @@ class ImageDataLoader(BaseDataLoader):
     def image_reader(self) -> ImageReader:
         """Reads an image file as this loader's splits hold their images (uint8, its channels and size)."""
         return ImageReader(len(self.mean), self.image_size)
+
+    def input_preprocessing(self) -> dict[str, Any]:
+        return {"preprocessing": "uint8 pixels / 255, then (x - mean) / std per channel", "mean": list(self.mean),
+                "std": list(self.std), "image_size": self.image_size}  # fmt: skip
 
     def batch_prep(self, device: torch.device, augment: bool = False) -> "BatchPrep":
         """uint8 batches on ``device`` -> the model's input: scaled, augmented (``augment``), normalised."""

@@ -1,11 +1,13 @@
 """Data loaders, named by config.json's ``data_loader.type``. Yours to change and add to: what one returns is
-described in base/base_data_loader.py (any data: subclass ``BaseDataLoader``) and base/image_data_loader.py
-(images: subclass ``ImageDataLoader``, as these do); both take their own arguments (``batch_size``,
-``validation_split``...) from ``data_loader.args`` too.
+described in base/base_data_loader.py (any data: subclass ``BaseDataLoader``, as CsvTableDataLoader does) and
+base/image_data_loader.py (images: subclass ``ImageDataLoader``, as the others do); both take their own
+arguments (``batch_size``, ``validation_split``...) from ``data_loader.args`` too.
 """
 
+import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from base.augment import RandomAffine, RandomCropFlip
-from base.base_data_loader import TensorSplit
+from base.base_data_loader import BaseDataLoader, TensorSplit
 from base.image_data_loader import ImageDataLoader
-from utils.errors import UsageError, first_sentence
+from base.tables import Table, read_csv
+from utils.errors import ConfigRefused, UsageError, first_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -190,3 +193,87 @@ class _ClassFolders(Dataset):
                 f"image file {path!r} cannot be read ({first_sentence(err)}); remove or replace it "
                 "and run again (a stopped training run continues with train.py -r)"
             ) from None
+
+
+@dataclass(frozen=True)
+class _TrainFacts:
+    """What the train file fixes for every split: the feature columns, the class names (classification) and
+    the features' mean and standard deviation over the training part."""
+
+    table: Table
+    features: list[str]
+    classes: list[str] | None
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+class CsvTableDataLoader(BaseDataLoader):
+    """A table in two CSV files, ``train_csv`` and ``test_csv``, each a header row and one row per sample.
+
+    The inputs are the ``features`` columns (default: every column but ``target``) as float32 N x F,
+    standardised with the mean and standard deviation of the training part: the train file less its validation
+    rows, drawn from ``seed`` as every run of the config draws them, so test.py and predict.py standardise as
+    training did. ``task`` "classification": the ``target`` column holds class names (the train file's, sorted),
+    the targets are their int64 labels; "regression": it holds numbers, the targets are float32 N x 1.
+    The default is the Iris table shipped in data/ (the species from four measurements, in cm).
+    """
+
+    def __init__(self, train_csv: str = "data/iris_train.csv", test_csv: str = "data/iris_test.csv",
+                 target: str = "species", features: list[str] | None = None, task: str = "classification",
+                 **loader_args: Any) -> None:  # fmt: skip
+        super().__init__(**loader_args)
+        if task not in ("classification", "regression"):
+            raise ConfigRefused(f'data_loader.args.task: {task!r} is neither "classification" nor "regression"')
+        if not isinstance(features, list | None):
+            raise ConfigRefused(f"data_loader.args.features: {features!r} is not a list of column names, or null")
+        self.paths = {"train": Path(train_csv), "test": Path(test_csv)}
+        self.target, self.features, self.task = target, features, task
+
+    def class_names(self) -> list[str] | None:
+        return self._train_facts.classes
+
+    def load_split(self, split: str) -> TensorSplit:
+        table = self._train_facts.table if split == "train" else self._read(split)
+        return TensorSplit(self.prepared_features(table), self._targets(table))
+
+    def read_inputs(self, path: Path) -> torch.Tensor:
+        """The feature columns of the CSV file ``path`` (predict.py's input), prepared as the splits' are."""
+        return self.prepared_features(read_csv(path, "predict.py's input"))
+
+    def input_preprocessing(self) -> dict[str, Any]:
+        facts = self._train_facts
+        return {"preprocessing": "the features' columns, in this order, then (x - mean) / std per column",
+                "features": facts.features, "mean": facts.mean.tolist(), "std": facts.std.tolist()}  # fmt: skip
+
+    def prepared_features(self, table: Table) -> torch.Tensor:
+        facts = self._train_facts
+        return (table.numbers(facts.features, "data_loader.args.features") - facts.mean) / facts.std
+
+    def _targets(self, table: Table) -> torch.Tensor:
+        if self.task == "regression":
+            return table.numbers([self.target], "data_loader.args.target")
+        classes = self._train_facts.classes or []
+        names = table.column(self.target, "data_loader.args.target")
+        for line, name in zip(table.lines, names, strict=True):
+            if name not in classes:  # an empty cell too
+                raise UsageError(f"{str(table.path)!r} line {line}: {self.target} {name!r} is not one of the train "
+                                 f"file's classes ({', '.join(classes)}); fix the cell, or drop the row")  # fmt: skip
+        return torch.tensor([classes.index(name) for name in names], dtype=torch.long)
+
+    def _read(self, split: str) -> Table:
+        return read_csv(self.paths[split], f"data_loader.args.{split}_csv")
+
+    @functools.cached_property
+    def _train_facts(self) -> _TrainFacts:
+        table = self._read("train")
+        names = table.column(self.target, "data_loader.args.target")
+        features = self.features if self.features is not None else [n for n in table.columns if n != self.target]
+        if not features or self.target in features:
+            raise ConfigRefused(f"data_loader.args.features: {features} must name one column or more, and not the "
+                                f"target {self.target!r}")  # fmt: skip
+        values = table.numbers(features, "data_loader.args.features")
+        training, _ = self._split(len(values))
+        std, mean = torch.std_mean(values[training], dim=0, correction=0)
+        classes = sorted({name for name in names if name}) if self.task == "classification" else None
+        # A constant column is divided by 1, not 0: it becomes 0s rather than NaNs.
+        return _TrainFacts(table, features, classes, mean, std.masked_fill(std == 0, 1))

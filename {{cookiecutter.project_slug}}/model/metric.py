@@ -15,3 +15,8 @@ def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def top_3_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     top = output.topk(min(3, output.size(1)), dim=1).indices
     return (top == target.unsqueeze(1)).any(dim=1).mean(dtype=torch.float32)
+
+
+def mae(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error, for regression (its root mean squared error is the square root of an mse loss)."""
+    return (output.float() - target).abs().mean()

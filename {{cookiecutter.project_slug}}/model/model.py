@@ -1,5 +1,7 @@
 """Models. Add yours here as a ``BaseModel`` subclass and name it in config.json's ``arch.type``."""
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -38,3 +40,19 @@ class ConvNet(BaseModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class MLP(BaseModel):
+    """A multilayer perceptron for feature vectors (N x in_features): ``layers`` hidden layers of ``hidden``
+    units with ReLU, then a linear layer of ``out_features`` (class scores, or the values to regress)."""
+
+    def __init__(
+        self, in_features: int, out_features: int, hidden: int = 64, layers: int = 2, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        widths = [in_features] + [hidden] * layers
+        blocks = [nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)) for a, b in itertools.pairwise(widths)]
+        self.net = nn.Sequential(*blocks, nn.Linear(widths[-1], out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

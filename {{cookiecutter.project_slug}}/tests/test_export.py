@@ -25,7 +25,7 @@ from tests.tiny.models import TinyConvNet
 from trainer.build import build_model
 from utils.checkpoint import load_checkpoint
 
-DIFFERENCE = re.compile(r"largest absolute difference from the model on test images: (\S+) \(tolerance (\S+)\)")
+DIFFERENCE = re.compile(r"largest absolute difference from the model on the test batch: (\S+) \(tolerance (\S+)\)")
 
 
 def skip_without_packages(name: str) -> None:

@@ -1,5 +1,5 @@
-"""predict.py on a tiny trained run: it prepares files exactly as the test split, agrees with test.py,
-sets unreadable files aside, and refuses bad input with one line."""
+"""predict.py on a tiny trained run: it prepares files exactly as the test split, agrees with test.py (on files
+and with --split), sets unreadable files aside, and refuses bad input with one line."""
 
 import csv
 import json
@@ -92,6 +92,26 @@ def test_predict_agrees_with_test_py(tiny_run: Path, test_split_pngs: Path, tmp_
     assert correct / len(rows) > 0.5  # chance is a third: the comparison means something
 
 
+def test_predict_on_a_split_agrees_with_test_py(tiny_run: Path, tmp_path: Path) -> None:
+    """--split runs the model over a split of the run's data, for any loader: a class per row where the
+    checkpoint names classes, and the model's outputs, as a table (.csv) or a tensor (.pt)."""
+    table, tensor_file = tmp_path / "test.csv", tmp_path / "test.pt"
+    for out in (table, tensor_file):
+        assert predict.main(["-r", str(tiny_run), "--split", "test", "-o", str(out)], modules=TINY) == 0
+    rows = read_rows(table)
+    assert list(rows[0]) == ["input", "sample", "index", "class", "output_0", "output_1", "output_2"]
+    assert [(row["input"], row["sample"]) for row in rows] == [("test", str(index)) for index in range(60)]
+    assert all(row["class"] == CLASSES[int(row["index"])] for row in rows)
+    outputs = torch.load(tensor_file, weights_only=True)
+    assert torch.equal(torch.tensor([[float(row[f"output_{k}"]) for k in range(3)] for row in rows]), outputs)
+    assert [int(row["index"]) for row in rows] == outputs.argmax(dim=1).tolist()
+    targets = TinyTensorLoader().load_split("test").targets.tolist()
+    correct = sum(int(row["index"]) == target for row, target in zip(rows, targets, strict=True))
+    assert test_script.main(["-r", str(tiny_run)], modules=TINY) == 0
+    report = json.loads((tiny_run / "best.test.json").read_text(encoding="utf-8"))
+    assert correct / len(rows) == pytest.approx(report["test_accuracy"], abs=1e-6)
+
+
 def test_files_globs_and_top_k(tiny_run: Path, test_split_pngs: Path, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "p.csv"
@@ -136,6 +156,7 @@ BAD_INPUT = {
     "output-is-a-folder": (["{pngs}", "-o", "{tmp}/empty"], "is a folder"),
     "output-is-an-input": (["{tmp}/broken.png", "-o", "{tmp}/broken.png"], "is one of the input images, which"),
     "top-k-zero": (["{pngs}", "--top-k", "0"], "--top-k: expected an integer >= 1"),
+    "outputs-to-neither-csv-nor-pt": (["--split", "test", "-o", "{tmp}/p.txt"], "write the outputs to a .csv or a .pt"),
 }
 
 

@@ -1,7 +1,9 @@
 """Tasks other than image classification, each brought as a user brings one: a BaseDataLoader, a model, a loss
 and a metric, named in a config. Each trains, stops on SIGTERM part way through an epoch, resumes to the same
-weights as a run that was never stopped, and is evaluated by test.py."""
+weights as a run that was never stopped, and is evaluated by test.py; predict.py writes its outputs on a split
+or on files, and export.py exports it, whatever its inputs."""
 
+import csv
 import dataclasses
 import json
 import os
@@ -15,11 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+import export
+import predict
+import train
 from base.base_data_loader import BaseDataLoader, TensorSplit
 from base.base_model import BaseModel
 from base.base_trainer import BaseTrainer, BatchLoss
 from base.image_data_loader import ImageDataLoader
-from tests.hostile import _namespace, only_run, run_test, run_train, write_config
+from inference.exporters import FORMATS
+from tests.hostile import _namespace, only_run, run_main, run_test, run_train, write_config
+from tests.test_export import skip_without_packages
 from tests.tiny import TINY, tiny_config
 from trainer.trainer import Trainer
 
@@ -44,10 +51,13 @@ def features_and_targets(split: str, n: int = 160) -> tuple[torch.Tensor, torch.
 
 
 class RegressionLoader(BaseDataLoader):
-    """Float features and float targets, held in memory."""
+    """Float features and float targets, held in memory; predict.py's input files are tensors of features."""
 
     def load_split(self, split: str) -> TensorSplit:
         return TensorSplit(*features_and_targets(split))
+
+    def read_inputs(self, path: Path) -> torch.Tensor:
+        return torch.load(path, weights_only=True)
 
 
 class RegressionDataset(Dataset):
@@ -352,3 +362,83 @@ def test_a_step_that_does_not_fit_is_one_line_before_any_run_folder(
     assert result.code == 2
     assert message in result.error_line()
     assert not (tmp_path / "saved").exists()
+
+
+# The tasks whose inputs are a tensor of features, a dict of tensors and a tuple of padded tokens and lengths,
+# with the names their ONNX exports give the inputs.
+INPUT_NAMES = {"regression": ["inputs"], "dict-inputs": ["left", "right"], "padded-sequences": ["input_0", "input_1"]}
+
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory: pytest.TempPathFactory, logging_restored_after_module: None) -> dict[str, Path]:
+    """A run of each task of INPUT_NAMES, trained once per module."""
+    runs = {}
+    for task in INPUT_NAMES:
+        folder = tmp_path_factory.mktemp(task)
+        assert train.main(["-c", str(task_config(folder, task))], modules=REGISTRY) == 0
+        runs[task] = only_run(folder / "saved")
+    return runs
+
+
+def output_columns(rows: list[dict[str, str]]) -> torch.Tensor:
+    return torch.tensor([[float(value) for key, value in row.items() if key.startswith("output_")] for row in rows])
+
+
+@pytest.mark.parametrize("task", list(INPUT_NAMES))
+def test_predict_writes_a_split_s_outputs_as_a_tensor_and_as_a_table(
+    task: str, task_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("test.pt", "test.csv"):
+        written = run_main(capsys, predict.main, "-r", task_runs[task], "--split", "test", "-o", tmp_path / name,
+                           modules=REGISTRY)  # fmt: skip
+        assert written.code == 0, written.err
+    outputs = torch.load(tmp_path / "test.pt", weights_only=True)
+    with (tmp_path / "test.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert outputs.dtype == torch.float32 and outputs.shape == (160, 2 if task != "regression" else 1)
+    assert list(rows[0]) == ["input", "sample", *(f"output_{k}" for k in range(outputs.size(1)))], "no class names"
+    assert [(row["input"], int(row["sample"])) for row in rows] == [("test", index) for index in range(160)]
+    assert torch.equal(output_columns(rows), outputs), "written exactly"
+
+
+def test_predict_reads_input_files_with_the_loader_s_read_inputs(
+    task_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    features, _ = features_and_targets("test")
+    torch.save(features[:10], tmp_path / "a.pt")
+    torch.save(features[10:13], tmp_path / "b.pt")
+    run = task_runs["regression"]
+    on_the_split = ["-r", run, "--split", "test", "-o", tmp_path / "split.pt"]
+    on_files = ["-r", run, tmp_path / "a.pt", tmp_path / "b.pt", "-o", tmp_path / "p.csv"]
+    for arguments in (on_the_split, on_files):
+        assert run_main(capsys, predict.main, *arguments, modules=REGISTRY).code == 0
+    with (tmp_path / "p.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["input"] for row in rows] == [str(tmp_path / "a.pt")] * 10 + [str(tmp_path / "b.pt")] * 3
+    split = torch.load(tmp_path / "split.pt", weights_only=True)
+    assert torch.allclose(output_columns(rows), split[:13])
+
+
+def test_input_files_for_a_loader_without_read_inputs_are_one_line(
+    task_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "rows.csv").write_text("left,right\n")
+    refused = run_main(capsys, predict.main, "-r", task_runs["dict-inputs"], tmp_path / "rows.csv",
+                       "-o", tmp_path / "p.csv", modules=REGISTRY)  # fmt: skip
+    assert refused.code == 2
+    assert "TwoInputsLoader defines no read_inputs(path)" in refused.error_line() and "--split test" in refused.err
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.parametrize("task", list(INPUT_NAMES))
+def test_any_inputs_export_and_pass_the_check(
+    task: str, name: str, task_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip_without_packages(name)
+    path = tmp_path / f"model{FORMATS[name].suffix}"
+    exported = run_main(capsys, export.main, "-r", task_runs[task], "--format", name, "-o", path, modules=REGISTRY)
+    assert exported.code == 0, exported.err
+    assert "warning" not in exported.err.lower(), exported.err
+    description = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
+    assert description["input"]["names"] == INPUT_NAMES[task]

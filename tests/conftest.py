@@ -11,7 +11,7 @@ from helpers import baked
 # take the next file when they finish one (--dist loadfile), end together: the long ones are not left for last.
 LONGEST_FIRST = [
     "test_project_suite.py", "test_distributed.py", "test_training.py", "test_faults.py", "test_cruft.py",
-    "test_storage.py", "test_tooling.py", "test_answers.py", "test_user_project.py",
+    "test_user_tasks.py", "test_storage.py", "test_tooling.py", "test_answers.py", "test_user_project.py",
 ]  # fmt: skip
 
 

@@ -80,9 +80,12 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
-def run_project(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python <args>`` inside a baked project with this interpreter, one thread, no network needed."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def run_project(
+    project: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python <args>`` inside a baked project with this interpreter, one thread, no network needed;
+    ``env`` adds to the environment."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, *args],
         cwd=project,

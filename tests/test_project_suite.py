@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tomllib
 from helpers import OPTIONAL_PARTS, describe, run_own_suite, run_project
-from test_user_project import USER_LOADER, USER_MODEL
+from test_user_project import USER_LOADER, USER_MODEL, USER_TRAINER
 
 DATASETS = ["mnist_sample", "mnist", "fashion_mnist", "cifar10", "image_folder", "csv_table"]
 
@@ -61,7 +61,9 @@ def test_own_suite_passes_for_every_answer_without_data(cookies) -> None:
     parts_tests = tuple(f"tests/{part.test_file}::" for part in OPTIONAL_PARTS.values())
     expected = [test for test in collected_tests(with_parts) if not test.startswith(parts_tests)]
     assert collected_tests(plain["mnist_sample"]) == expected, "without the parts, the rest of the suite is there"
-    # The suite tests the template's code with its own tiny model and data: it passes with the user's in place.
+    # The suite tests the template's code with its own tiny model, data and trainer: it passes with the user's in
+    # place (and without config.json, so with whatever config the user writes).
     (with_parts / "model" / "model.py").write_text(textwrap.dedent(USER_MODEL).lstrip())
     (with_parts / "data_loader" / "data_loaders.py").write_text(textwrap.dedent(USER_LOADER).lstrip())
+    (with_parts / "trainer" / "trainer.py").write_text(textwrap.dedent(USER_TRAINER).lstrip())
     run_own_suite(with_parts)

@@ -110,7 +110,8 @@ def test_template_ci_runs_the_readme_test_command_in_a_fresh_environment_with_cp
     assert cache["with"]["path"] == "~/.cache/uv" and "requirements-dev.txt" in cache["with"]["key"]
     script = (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     steps = ["rm -rf .venv-ci", "python3 -m venv .venv-ci", "source .venv-ci/bin/activate",
-             "uv pip install --no-deps -r requirements-dev.txt", ".ci/install-tools", 'python -m pytest "$@"']  # fmt: skip
+             "uv pip install --no-deps -r requirements-dev.txt", ".ci/install-tools",
+             'python -m pytest "$@"']  # fmt: skip
     positions = [script.find(f"\n{command}") for command in steps]
     assert -1 not in positions and positions == sorted(positions), "a fresh venv, the lock, then the suite"
 

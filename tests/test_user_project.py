@@ -55,6 +55,19 @@ class StripesDataLoader(ImageDataLoader):
         return ImageTensors(images.to(torch.uint8), targets)
 '''
 
+USER_TRAINER = '''
+"""Our training step: the loss plus a small penalty on the outputs."""
+
+from base.base_trainer import BaseTrainer, BatchLoss
+
+
+class Trainer(BaseTrainer):
+    def batch_loss(self, model, batch):
+        images, labels = batch
+        logits = model(images)
+        return BatchLoss(self.criterion(logits, labels) + 1e-4 * logits.pow(2).mean(), logits, labels)
+'''
+
 
 def test_the_users_model_loader_and_config_train_and_evaluate(default_project: Path, tmp_path: Path) -> None:
     """(The project's own suite runs with the user's model and loader in tests/test_project_suite.py.)"""
@@ -62,6 +75,7 @@ def test_the_users_model_loader_and_config_train_and_evaluate(default_project: P
     shutil.copytree(default_project, project, ignore=shutil.ignore_patterns("saved", "__pycache__"))
     (project / "model" / "model.py").write_text(textwrap.dedent(USER_MODEL).lstrip())
     (project / "data_loader" / "data_loaders.py").write_text(textwrap.dedent(USER_LOADER).lstrip())
+    (project / "trainer" / "trainer.py").write_text(textwrap.dedent(USER_TRAINER).lstrip())
     config = json.loads((project / "config.json").read_text())
     config["arch"] = {"type": "MLP", "args": {"num_classes": 3}}
     config["data_loader"] = {"type": "StripesDataLoader", "args": {"batch_size": 32, "validation_split": 0.2}}

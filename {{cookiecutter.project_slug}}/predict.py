@@ -54,7 +54,7 @@ def predict(args: argparse.Namespace, modules: Registry) -> None:
     trained = load_trained_model(args.resume, overrides_from_flags(args), modules)
     if args.split is not None or not isinstance(trained.data, ImageDataLoader):
         sources = [args.split] if args.split is not None else [Path(text) for text in args.inputs]
-        count = predict_outputs(trained, sources, args.output)
+        count = predict_outputs(trained, sources, args.output, modules)
         logger.info("Wrote the outputs on %d sample(s) of %s (%s) to %s", count, trained.checkpoint_path,
                     trained.trained_for, args.output)  # fmt: skip
         return

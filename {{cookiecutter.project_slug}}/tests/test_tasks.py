@@ -28,7 +28,7 @@ from inference.exporters import FORMATS
 from tests.hostile import _namespace, only_run, run_main, run_test, run_train, write_config
 from tests.test_export import skip_without_packages
 from tests.tiny import TINY, tiny_config
-from trainer.trainer import Trainer
+from tests.tiny.trainers import Trainer
 
 
 class StopsOnForward(BaseModel):

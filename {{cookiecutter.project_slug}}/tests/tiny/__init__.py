@@ -1,17 +1,16 @@
 """A tiny model, tiny synthetic data, a loss and a metric: what the tests train instead of yours.
 
 ``TINY`` is the registry the tests hand to ``build_trainer``, ``train.main`` and ``test.main`` in
-place of the project's model/ and data_loader/ modules; ``tiny_config`` is a complete config for it.
+place of the project's model/, data_loader/ and trainer/trainer.py modules; ``tiny_config`` is a complete config for it.
 """
 
 from pathlib import Path
 from typing import Any
 
-import trainer.trainer
-from tests.tiny import data_loaders, losses, metrics, models
+from tests.tiny import data_loaders, losses, metrics, models, trainers
 from utils.registry import Registry
 
-TINY = Registry(models=models, data_loaders=data_loaders, losses=losses, metrics=metrics, trainers=trainer.trainer)
+TINY = Registry(models=models, data_loaders=data_loaders, losses=losses, metrics=metrics, trainers=trainers)
 
 
 def tiny_config(save_dir: Path, **trainer_settings: Any) -> dict[str, Any]:

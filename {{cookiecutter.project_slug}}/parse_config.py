@@ -14,7 +14,7 @@ from trainer.settings import TrainerSettings, upgrade_retired_keys
 from utils import victoresque
 from utils.bounds import check_numbers
 from utils.errors import ConfigRefused, UsageError
-from utils.registry import Registry, registry_names
+from utils.registry import ObjectSpec, Registry, registry_names
 from utils.settings import REQUIRED, from_dict, setting, unknown_key
 
 logger = logging.getLogger(__name__)
@@ -33,14 +33,6 @@ def _is_folder_name(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return name not in ("", ".", "..") and not any(char in name for char in "/\\\0") and size <= 255
-
-
-@dataclass(frozen=True)
-class ObjectSpec:
-    """A class to build by name and its keyword arguments: ``{"type": "Adam", "args": {"lr": 0.003}}``."""
-
-    type: str = setting(REQUIRED, "the name of a class")
-    args: dict = setting({}, "an object of keyword arguments")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from logger.trackers import run_artifacts
+from logger.runs import run_artifacts
 from logger.visualization import flat_settings
 
 logger = logging.getLogger(__name__)

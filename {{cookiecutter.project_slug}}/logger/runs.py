@@ -118,3 +118,10 @@ def peek_checkpoint(path: Path) -> dict[str, Any] | None:
     except Exception:  # a half-written or foreign file: the status falls back to the log
         return None
     return state if isinstance(state, dict) else None
+
+
+def run_artifacts(run_dir: Path) -> list[Path]:
+    """What a tracker keeps a copy of when the run ends: best.pth, config.json, and the config-resume-N.json
+    record of each resume that changed settings."""
+    kept = (run_dir / "best.pth", run_dir / "config.json", *resume_records(run_dir))
+    return [path for path in kept if path.is_file()]

@@ -9,7 +9,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from logger.runs import resume_records
 from utils.errors import UsageError
 
 
@@ -42,13 +41,6 @@ class Tracker(Protocol):
     def add_epoch(self, epoch: int, epoch_metrics: dict[str, float], seconds: float) -> None: ...
 
     def close(self, finished: bool) -> None: ...
-
-
-def run_artifacts(run_dir: Path) -> list[Path]:
-    """What a tracker keeps a copy of when the run ends: best.pth, config.json, and the config-resume-N.json
-    record of each resume that changed settings."""
-    kept = (run_dir / "best.pth", run_dir / "config.json", *resume_records(run_dir))
-    return [path for path in kept if path.is_file()]
 
 
 def check_installed(names: list[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import wandb
 
-from logger.trackers import run_artifacts
+from logger.runs import run_artifacts
 from logger.visualization import flat_settings
 
 logger = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import logger.runs
 import logger.trackers
 import trainer.settings
 from logger.metrics_csv import MetricsCsv
@@ -108,7 +109,7 @@ def test_a_tracker_keeps_the_run_files_and_every_resume_record_in_order_but_no_c
     second = new_resume_record(tmp_path, 3)  # a second resume at epoch 3 never overwrites the first's record
     assert second.name == "config-resume-3-2.json" and not second.exists()
     second.write_text("{}", encoding="utf-8")
-    kept = [path.name for path in logger.trackers.run_artifacts(tmp_path)]
+    kept = [path.name for path in logger.runs.run_artifacts(tmp_path)]
     records = ["config-resume-3.json", "config-resume-3-2.json", "config-resume-10.json"]
     assert kept == ["best.pth", "config.json", *records]
 

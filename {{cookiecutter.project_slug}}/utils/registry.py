@@ -8,7 +8,7 @@ import inspect
 import json
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -16,10 +16,15 @@ from base.base_data_loader import BaseDataLoader
 from base.base_trainer import BaseTrainer
 from utils.bounds import check_arguments
 from utils.errors import ConfigRefused, UsageError, first_sentence
-from utils.settings import is_number, unknown_key
+from utils.settings import REQUIRED, is_number, setting, unknown_key
 
-if TYPE_CHECKING:  # parse_config imports this module
-    from parse_config import ObjectSpec
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """A class to build by name and its keyword arguments: ``{"type": "Adam", "args": {"lr": 0.003}}``."""
+
+    type: str = setting(REQUIRED, "the name of a class")
+    args: dict = setting({}, "an object of keyword arguments")
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ def registry_names(registry: Registry) -> dict[str, list[str]]:
     }
 
 
-def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: Any, **kwargs: Any) -> Any:
+def build(spec: ObjectSpec, key: str, module: ModuleType, base: type, *args: Any, **kwargs: Any) -> Any:
     """``module.<spec.type>(*args, **spec.args, **kwargs)``: only subclasses of ``base`` can be named,
     and keyword arguments given here win over the config's, since the caller needs them to hold."""
     factory, signature = _factory(spec, key, module, base)
@@ -83,7 +88,7 @@ def build(spec: "ObjectSpec", key: str, module: ModuleType, base: type, *args: A
         raise (UsageError if about_the_machine else ConfigRefused)(refusal) from None
 
 
-def check_argument_names(spec: "ObjectSpec", key: str, module: ModuleType, base: type, n_given: int = 0) -> None:
+def check_argument_names(spec: ObjectSpec, key: str, module: ModuleType, base: type, n_given: int = 0) -> None:
     """Without building anything: the class ``spec`` names exists and takes each argument it gives (after
     ``n_given`` positional ones from the code); a sweep checks the values it will try with this."""
     factory, signature = _factory(spec, key, module, base)
@@ -91,7 +96,7 @@ def check_argument_names(spec: "ObjectSpec", key: str, module: ModuleType, base:
         _refuse_unknown_arguments(key, factory, signature, n_given, spec.args)
 
 
-def _factory(spec: "ObjectSpec", key: str, module: ModuleType, base: type) -> tuple[Any, inspect.Signature | None]:
+def _factory(spec: ObjectSpec, key: str, module: ModuleType, base: type) -> tuple[Any, inspect.Signature | None]:
     """The class ``spec`` names and its signature (None for the builtins that have none to check against)."""
     factory = _lookup(module, spec.type, f"{key}.type", base)
     try:

@@ -70,6 +70,7 @@ PROJECT_FILES = {
     "trainer/loss_watch.py",
     "trainer/monitor.py",
     "trainer/resume.py",
+    "trainer/run_start.py",
     "trainer/schedule.py",
     "trainer/settings.py",
     "trainer/trainer.py",

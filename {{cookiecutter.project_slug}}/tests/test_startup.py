@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import train
+import trainer.run_start
 from base.base_trainer import BaseTrainer
 from tests.hostile import EXTRA, only_run, run_train, tracked_config
 from tests.tiny import TINY, tiny_config
@@ -28,7 +29,8 @@ def signalled(signal_number: int) -> object:
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize(
     ("target", "name"),
-    [(BaseTrainer, "check_one_batch"), (train, "log_setup")],  # before the run folder exists, and just after
+    # before the run folder exists, and just after
+    [(BaseTrainer, "check_one_batch"), (trainer.run_start, "log_setup")],
     ids=["before-the-run-folder", "after-the-run-folder"],
 )
 def test_a_stop_signal_during_start_up_is_one_line_and_leaves_nothing(

@@ -68,8 +68,11 @@ def test(args: argparse.Namespace, modules: Registry) -> None:
 
 
 def confusion_for(output: torch.Tensor, targets: Any, trained: TrainedModel) -> ConfusionMatrix | None:
-    """A confusion matrix as wide as the model's ``output`` on a batch, or None when the output is not a
-    score per class. The report names its rows by the checkpoint's class names only when there is one per output."""
+    """A confusion matrix as wide as the model's ``output`` on a batch, or None unless the run is a classification:
+    its loader declares class names, and the output is a score per class. The report names its rows by the
+    checkpoint's class names only when there is one per output."""
+    if not trained.classes:  # regression, segmentation, any task whose loader names no classes
+        return None
     if not scores_each_class(output, targets):
         logger.info("No per-class report: the model's output is not one score per class")
         return None

@@ -313,6 +313,9 @@ def test_a_task_trains_resumes_exactly_after_sigterm_and_evaluates(
     _, _, _, _, metrics = TASKS[task]
     assert {"test_loss", *(f"test_{name}" for name in metrics)} <= report.keys()
     assert report["samples"] == 160
+    # Integer labels and a score per class (dict-inputs, padded-sequences) are not a classification until the
+    # loader names its classes: no class names, no per-class report.
+    assert "classes" not in report and "class_report" not in report
 
 
 def test_the_tasks_learn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,10 +23,12 @@ NOT_IMAGES = frozenset({"csv_table"})
 # A yes/no answer -> the files and folders of the part it adds, removed when the answer is no. The
 # template holds every part; `cruft update --variables-to-update '{"sweeps": true}'` brings one in later.
 OPTIONAL_PARTS = {
-    "sweeps": ("sweep.py", "sweep.json", "sweeps", "tests/test_sweep.py"),
+    "sweeps": ("sweep.py", "sweep.json", "sweeps", "tests/test_sweep.py", "docs/sweeps.md"),
     "mlflow": ("logger/mlflow_tracker.py", "tests/test_mlflow.py"),
     "wandb": ("logger/wandb_tracker.py", "tests/test_wandb.py"),
 }
+# A dataset answer -> the docs pages only it needs, removed for every other dataset.
+DATASET_PAGES = {"csv_table": ("docs/csv-table.md",)}
 # The answers that add an experiment tracker, by its name in trainer.loggers: a yes turns it on.
 TRACKER_ANSWERS = ("tensorboard", "mlflow", "wandb")
 # Config keys only an optional part reads: left out of config.json without it (the code keeps their defaults).
@@ -142,6 +144,17 @@ def remove_parts_not_asked_for(project: Path, answers: dict[str, Any]) -> list[s
     return removed
 
 
+def remove_pages_of_other_datasets(project: Path, dataset: str) -> list[str]:
+    """Delete the docs pages of each dataset answer but ``dataset``; the paths removed, for tests."""
+    removed = []
+    for answer, pages in DATASET_PAGES.items():
+        for relative in pages:
+            if answer != dataset and (project / relative).exists():
+                (project / relative).unlink()
+                removed.append(relative)
+    return removed
+
+
 def write_config(path: Path, config: dict[str, Any]) -> None:
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -153,6 +166,7 @@ def generate(project: Path, context: dict[str, Any]) -> None:
     defaults = accelerator_defaults(context["accelerator"], context["dataset"]) | tracker_defaults(context)
     write_config(config_path, remove_settings_not_asked_for(apply_defaults(config, defaults), context))
     remove_parts_not_asked_for(project, context)
+    remove_pages_of_other_datasets(project, context["dataset"])
     # For projects made with plain cookiecutter: what to answer again, and what to link cruft to.
     write_config(project / ".cookiecutter.json", recorded_answers(context))
 

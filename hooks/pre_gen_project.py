@@ -18,7 +18,7 @@ PROJECT_IMPORTS = frozenset(
         "onnx", "onnxruntime", "onnxscript", "matplotlib", "optuna", "mlflow", "wandb", "sqlalchemy",
         "base", "data_loader", "model", "trainer", "logger", "utils", "parse_config", "inference", "sweeps",
         "benchmarks", "scripts", "train", "test", "predict", "export", "plot", "sweep", "tests", "config", "data",
-        "saved",
+        "saved", "docs",
     }
 )  # fmt: skip
 SLUG_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")

@@ -15,6 +15,7 @@ TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SLUG = "mnist_classifier"
 # What the sweeps answer adds to a project, besides its tests (tests/test_sweep.py).
 SWEEP_FILES = {
+    "docs/sweeps.md",
     "sweep.py",
     "sweep.json",
     "sweeps/__init__.py",

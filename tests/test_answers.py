@@ -42,7 +42,8 @@ def test_supported_answers_bake_a_consistent_project(cookies, answers: dict) -> 
     assert result.exit_code == 0, result.exception
     project = Path(result.project_path)
 
-    assert project_files(project) == PROJECT_FILES
+    table_page = {"docs/csv-table.md"} if answers["dataset"] == "csv_table" else set()
+    assert project_files(project) == PROJECT_FILES | table_page
     assert not unrendered_lines(project)
     lint = ruff_check(project)
     assert lint.returncode == 0, lint.stdout

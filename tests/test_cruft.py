@@ -129,8 +129,8 @@ def test_a_plain_cookiecutter_project_links_to_its_commit_as_the_readme_says(
     )
     run("git", "commit", "-qam", "template v2", cwd=template_repo)
 
-    # The README's command, pointed at the local copy of the template instead of GitHub.
-    readme = (project / "README.md").read_text()
+    # The command of docs/updating.md, pointed at the local copy of the template instead of GitHub.
+    readme = (project / "docs" / "updating.md").read_text()
     [link] = [line for line in readme.splitlines() if line.startswith("cruft link ")]
     run("bash", "-c", link.replace(recorded["_template"], str(template_repo), 1), cwd=project)
     assert json.loads((project / ".cruft.json").read_text())["commit"] == generated_from
@@ -305,5 +305,5 @@ def test_an_edit_of_the_same_lines_as_the_template_is_a_conflict_to_resolve_as_t
     subprocess.run(["cruft", "update", "-y"], cwd=project, capture_output=True, check=False)
     merged = (project / loaders).read_text()
     assert has_conflict_markers(merged) and '"""Our data loaders,' in merged and '"""The data loaders,' in merged
-    readme = (project / "README.md").read_text()
+    readme = (project / "docs" / "updating.md").read_text()
     assert "conflict markers (`<<<<<<<`)" in readme and "delete the markers and commit" in readme

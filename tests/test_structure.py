@@ -74,7 +74,7 @@ def test_every_readme_address_of_the_template_is_its_template_url() -> None:
     addresses = set(re.findall(r"\b(?:gh|gl|bb):[\w.-]+/[\w.-]+", readme))
     assert addresses == {url}, addresses
     assert len(re.findall(r"(?:cookiecutter|cruft create|cruft link -y) " + re.escape(url), readme)) == 3
-    generated = (TEMPLATE_PROJECT / "README.md").read_text(encoding="utf-8")
+    generated = (TEMPLATE_PROJECT / "docs" / "updating.md").read_text(encoding="utf-8")
     assert "cruft link -y {{ cookiecutter._template_url }} --checkout" in generated
     assert "<owner>" not in readme + generated and "<this-repo>" not in readme + generated
 

@@ -205,9 +205,9 @@ def test_make_help_lists_every_target_and_is_the_default(repo_project: Path) -> 
     shown = set(re.findall(r"^  make (\S+)", listed.stdout, re.MULTILINE))
     assert shown == targets, f"targets without a ## help line: {targets - shown}"
     assert run(make, cwd=repo_project).stdout == listed.stdout, "make alone prints the help"
-    readme = (repo_project / "README.md").read_text(encoding="utf-8")
+    readme = (repo_project / "docs" / "tooling.md").read_text(encoding="utf-8")
     [tooling_row] = [line for line in readme.splitlines() if line.startswith("| `Makefile` |")]
-    assert not [t for t in targets - {"help"} if f"`{t}`" not in tooling_row], "the README's Tooling table lists them"
+    assert not [t for t in targets - {"help"} if f"`{t}`" not in tooling_row], "docs/tooling.md's table lists them"
 
 
 # A yes/no answer -> the Makefile target that comes with it, and that target's dry run with the defaults.
@@ -231,7 +231,8 @@ def test_make_targets_come_with_their_answers(cookies_session, answer: str) -> N
 
 
 def makefile_readme_row(project: Path) -> str:
-    [row] = [line for line in (project / "README.md").read_text().splitlines() if line.startswith("| `Makefile` |")]
+    tooling = (project / "docs" / "tooling.md").read_text()
+    [row] = [line for line in tooling.splitlines() if line.startswith("| `Makefile` |")]
     return row
 
 
@@ -284,7 +285,7 @@ def test_dockerfile_passes_hadolint_with_the_right_wheels(cookies_session, accel
     [user] = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert user not in {"0", "root"}
     assert 'VOLUME ["/app/saved", "/app/data"]' in dockerfile
-    readme = (project / "README.md").read_text(encoding="utf-8")
+    readme = (project / "docs" / "tooling.md").read_text(encoding="utf-8")
     assert "docker build -t" in readme
     assert ("docker run --rm --gpus all" in readme) is (accelerator != "cpu")
     ignored = (project / ".dockerignore").read_text(encoding="utf-8").split()
@@ -316,7 +317,7 @@ def test_docker_user_owns_the_working_directory_and_the_readme_makes_the_mounted
     assert [args for op, args in steps if op == "USER"] == ["${USER_ID}"]
     copies = [args for op, args in steps[workdir:] if op == "COPY" and args.endswith(" . .")]
     assert copies == [f"--chown={name}:{name} . ."]
-    readme = (project / "README.md").read_text(encoding="utf-8")
+    readme = (project / "docs" / "tooling.md").read_text(encoding="utf-8")
     commands = readme.split("```bash\ndocker build", 1)[1].split("```", 1)[0].splitlines()
     assert commands[1] == "mkdir -p saved data" and commands[2].startswith("docker run --rm"), commands
     assert '--build-arg USER_ID="$(id -u)"' in readme

@@ -1,6 +1,6 @@
 """Search config.json's settings with Optuna: python sweep.py -c config.json --trials N [--jobs J] [--storage URL].
 
-What is searched is in sweep.json (see README.md, Sweeps). Each trial is an ordinary run in saved/<name>/;
+What is searched is in sweep.json (see docs/sweeps.md). Each trial is an ordinary run in saved/<name>/;
 the same command again continues the study; --summary prints its trials and writes best-config.json.
 """
 

@@ -6,7 +6,7 @@ dict of tensors; a target is what the loss takes. ``collate_fn`` batches items o
 ``batch_prep`` turns a batch's inputs on the device into the model's (ImageDataLoader: scaling, augmentation,
 normalisation). A loader may define ``read_inputs(path)``: a file's samples, as its splits hold inputs, for
 predict.py to run the model on. ``BaseDataLoader`` holds out the validation part and builds the loaders. More
-in README.md's 'Add a dataset'.
+in docs/models-and-data.md, 'Add a dataset'.
 """
 
 import dataclasses

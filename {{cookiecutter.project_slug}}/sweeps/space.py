@@ -64,7 +64,7 @@ class SweepSpec:
 def read_spec(path: Path) -> SweepSpec:
     label = str(path)
     if not path.exists():
-        raise UsageError(f"sweep file {label!r} does not exist; write one (see README, Sweeps) or pass --space FILE")
+        raise UsageError(f"sweep file {label!r} does not exist; write one (see docs/sweeps.md) or pass --space FILE")
     data = read_config_file(path, "sweep file", "sweep.json")  # one-line errors for bad JSON, as for config.json
     if not isinstance(data, dict) or not isinstance(data.get("space"), dict) or not data["space"]:
         raise UsageError(label + ': expected an object with a non-empty "space" object of KEY.PATH: {"type": ...}')

@@ -476,7 +476,7 @@ def test_train_tells_a_config_it_refuses_from_an_environment_that_fails_it(tmp_p
     [
         ("folder", "sweep file '{tmp}/folder' is a folder; pass '{tmp}/folder/sweep.json' or another file"),
         ("notes.txt", "sweep file '{tmp}/notes.txt' is not valid JSON"),
-        ("missing.json", "sweep file '{tmp}/missing.json' does not exist; write one (see README, Sweeps)"),
+        ("missing.json", "sweep file '{tmp}/missing.json' does not exist; write one (see docs/sweeps.md)"),
         ("twice.json", "sweep file '{tmp}/twice.json': key 'space' appears twice (again on line 3); keep one of them"),
     ],
 )

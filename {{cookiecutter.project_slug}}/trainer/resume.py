@@ -1,4 +1,4 @@
-"""What a resumed run may change, and how a change takes effect (README.md's Resume table): every
+"""What a resumed run may change, and how a change takes effect (docs/resume.md's table): every
 difference from the config a checkpoint recorded is either applied or refused with one line."""
 
 import dataclasses

@@ -1,5 +1,5 @@
 """The ``trainer`` section of config.json as typed settings. Every key has a default, so a config
-written for an older or newer version of this template still loads (see README.md)."""
+written for an older or newer version of this template still loads (see docs/resume.md)."""
 
 import json
 import logging

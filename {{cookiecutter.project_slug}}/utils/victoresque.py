@@ -1,6 +1,6 @@
 """Coming from victoresque/pytorch-template: its config.json, recognised by keys only it used (``n_gpu``,
 ``trainer.save_freq``...), is refused with one line listing every edit it needs, instead of one unknown key
-per run; its ``-d 2,3`` gets advice too. README.md, "Coming from pytorch-template", has the whole table."""
+per run; its ``-d 2,3`` gets advice too. docs/from-pytorch-template.md has the whole table."""
 
 import json
 import re
@@ -145,7 +145,7 @@ def check_config(data: Any, label: str, available: Mapping[str, Sequence[str]] |
     listed = "; ".join(f"({number}) {edit}" for number, edit in enumerate(edits, 1))
     raise UsageError(
         f"{label} is written for victoresque/pytorch-template; {count} to make "
-        f"(README.md, 'Coming from pytorch-template'): {listed}"
+        f"(docs/from-pytorch-template.md): {listed}"
     )
 
 

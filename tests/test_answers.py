@@ -186,7 +186,7 @@ def test_free_text_is_treated_as_data(cookies, tmp_path: Path) -> None:
 
 
 def test_answers_are_rendered_as_jinja(cookies) -> None:
-    """cookiecutter renders answers as Jinja before the hooks see them, as the top-level README warns."""
+    """cookiecutter renders answers as Jinja before the hooks see them, as docs/template.md warns."""
     answers = {"project_name": "{{ 7*7 }} digits", "description": "{{ 7*7 }}", "project_slug": "jinja_answers"}
     result = cookies.bake(extra_context=answers)
     assert result.exit_code == 0, result.exception

@@ -4,9 +4,10 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import baked
+from helpers import TEMPLATE_ROOT, baked
 
 GENERATED_README_WORDS = 2000
+TEMPLATE_README_WORDS = 1500
 ALL_PARTS = {"sweeps": True, "mlflow": True, "wandb": True}
 # A docs page that belongs to an answer -> (the answer, the value that brings it).
 ANSWER_PAGES = {"docs/sweeps.md": ("sweeps", True), "docs/csv-table.md": ("dataset", "csv_table")}
@@ -72,6 +73,10 @@ def test_the_generated_readme_is_read_in_ten_minutes(default_bake: Path, all_par
         assert words(project / "README.md") <= GENERATED_README_WORDS, project
 
 
+def test_the_template_readme_is_short() -> None:
+    assert words(TEMPLATE_ROOT / "README.md") <= TEMPLATE_README_WORDS
+
+
 def test_every_docs_page_opens_with_what_it_is_for(all_parts_bake: Path, table_bake: Path) -> None:
     for page in [*markdown_files(all_parts_bake)[1:], table_bake / "docs" / "csv-table.md"]:
         title, blank, purpose, *_ = page.read_text(encoding="utf-8").splitlines()
@@ -91,6 +96,12 @@ def test_every_readme_topic_is_linked(all_parts_bake: Path) -> None:
     readme = (all_parts_bake / "README.md").read_text(encoding="utf-8")
     unlinked = [page.name for page in markdown_files(all_parts_bake)[1:] if f"](docs/{page.name})" not in readme]
     assert not unlinked, f"pages the README does not link to: {unlinked}"
+
+
+def test_every_relative_link_of_the_template_readme_resolves() -> None:
+    pages = [TEMPLATE_ROOT / "README.md", *sorted((TEMPLATE_ROOT / "docs").glob("*.md"))]
+    broken = [f"{page.name}: {link}" for page in pages for link in broken_links(page, TEMPLATE_ROOT)]
+    assert not broken, broken
 
 
 @pytest.mark.parametrize("page", sorted(ANSWER_PAGES))

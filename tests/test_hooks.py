@@ -184,6 +184,17 @@ def test_an_optional_part_is_kept_only_when_asked_for(tmp_path: Path, answer: st
     assert (tmp_path / "train.py").is_file()
 
 
+@pytest.mark.parametrize("dataset", ["csv_table", "mnist_sample"])
+def test_a_dataset_page_is_kept_only_for_its_dataset(tmp_path: Path, dataset: str) -> None:
+    (tmp_path / "docs").mkdir()
+    for page in ("docs/csv-table.md", "docs/resume.md"):
+        (tmp_path / page).write_text("")
+    removed = post_gen.remove_pages_of_other_datasets(tmp_path, dataset)
+    assert removed == ([] if dataset == "csv_table" else ["docs/csv-table.md"])
+    assert (tmp_path / "docs" / "csv-table.md").exists() is (dataset == "csv_table")
+    assert (tmp_path / "docs" / "resume.md").is_file()
+
+
 @pytest.mark.parametrize(
     ("tensorboard", "mlflow", "wandb", "loggers"),
     [

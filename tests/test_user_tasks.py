@@ -39,10 +39,7 @@ FEATURES = """
 
 """
 
-# id: {file: code appended to it} and the config's arch, data_loader type, loss, metrics and trainer.type
-CASES = {
-    "regression": {
-        "model/model.py": """
+LINEAR = """
             class Linear(Stoppable):
                 def __init__(self, outputs: int = 1) -> None:
                     super().__init__()
@@ -51,7 +48,12 @@ CASES = {
                 def forward(self, x: torch.Tensor) -> torch.Tensor:
                     self.count_forward()
                     return self.layer(x)
-            """,
+"""
+
+# id: {file: code appended to it} and the config's arch, data_loader type, loss, metrics and trainer.type
+CASES = {
+    "regression": {
+        "model/model.py": LINEAR,
         "data_loader/data_loaders.py": FEATURES
         + """
             class TableLoader(BaseDataLoader):
@@ -112,16 +114,7 @@ CASES = {
         "config": ("PixelClassifier", {}, "MaskLoader", "cross_entropy", ["accuracy"], "Trainer"),
     },
     "multi-label": {
-        "model/model.py": """
-            class Linear(Stoppable):
-                def __init__(self, outputs: int = 1) -> None:
-                    super().__init__()
-                    self.layer = nn.Linear(6, outputs)
-
-                def forward(self, x: torch.Tensor) -> torch.Tensor:
-                    self.count_forward()
-                    return self.layer(x)
-            """,
+        "model/model.py": LINEAR,
         "data_loader/data_loaders.py": FEATURES
         + """
             class LabelsLoader(BaseDataLoader):
